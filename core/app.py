@@ -1,0 +1,123 @@
+"""The HTTP server: /graphql (one composed schema per plugin set, chosen by the caller's shop) and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from core import auth, jobs
+from core.runtime import Runtime
+from schema.builder import build_schema
+from schema.context import RequestContext
+
+log = logging.getLogger("memberkit.app")
+
+
+def development_mode() -> bool:
+    return os.environ.get("MEMBERKIT_ENV", "production").lower() in ("development", "dev")
+
+
+class ShopGraphQL(GraphQL):
+    """strawberry's ASGI app for one plugin set; the dispatcher has already authenticated the caller."""
+
+    def __init__(self, runtime: Runtime, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.runtime = runtime
+
+    async def get_context(self, request, response) -> RequestContext:
+        principal, shop = request.scope["memberkit"]
+        return RequestContext(self.runtime, principal, shop, request)
+
+
+def _unauthenticated() -> JSONResponse:
+    body = {"data": None, "errors": [{"message": "authentication required",
+                                      "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return JSONResponse(body, status_code=401)
+
+
+class GraphQLDispatcher:
+    """Authenticate, then hand the request to the schema of the caller's shop's plugin set."""
+
+    def __init__(self, runtime: Runtime, development: bool):
+        self.runtime = runtime
+        self.development = development
+        self.apps: dict[tuple[str, ...], ShopGraphQL] = {}
+        for shop in runtime.settings.shops.values():
+            if shop.plugins not in self.apps:
+                self.apps[shop.plugins] = ShopGraphQL(
+                    runtime, build_schema(shop.plugins, development),
+                    graphql_ide="graphiql" if development else None, allow_queries_via_get=False)
+        self.ide_app = next(iter(self.apps.values()))
+
+    async def __call__(self, scope, receive, send):
+        request = Request(scope, receive)
+        header = request.headers.get("authorization")
+        if self.development and request.method == "GET" and not header:
+            return await self.ide_app(scope, receive, send)  # GraphiQL; its requests carry the key
+        try:
+            principal = await run_in_threadpool(auth.authenticate, header, self.runtime.db.read)
+            shop = self.runtime.settings.shops[principal.shop]
+        except (auth.AuthError, KeyError):
+            return await _unauthenticated()(scope, receive, send)
+        scope["memberkit"] = (principal, shop)
+        await self.apps[shop.plugins](scope, receive, send)
+
+
+def create_app(runtime: Runtime | None = None, development: bool | None = None,
+               jobs_interval: float | None = None) -> Starlette:
+    runtime = runtime or Runtime.from_env()
+    development = development_mode() if development is None else development
+    if jobs_interval is None:
+        jobs_interval = float(os.environ.get("MEMBERKIT_JOBS_INTERVAL", "60"))
+
+    async def healthz(request: Request) -> JSONResponse:
+        def ping() -> None:
+            with runtime.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        try:
+            await run_in_threadpool(ping)
+        except Exception:
+            log.exception("health check failed")
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "shops": len(runtime.settings.shops)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(_run_jobs_forever(runtime, jobs_interval)) if jobs_interval > 0 else None
+        yield
+        if task:
+            task.cancel()
+        runtime.db.dispose()
+
+    return Starlette(
+        routes=[Route("/graphql", GraphQLDispatcher(runtime, development), methods=["GET", "POST"]),
+                Route("/healthz", healthz)],
+        lifespan=lifespan,
+    )
+
+
+async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:
+    """The timer inside `memberkit serve`; leases keep several server processes from running a job twice."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for run in await run_in_threadpool(jobs.run_due, runtime):
+                if run.status in ("done", "failed"):
+                    log.info("job %s for shop %s: %s", run.job, run.shop, run.status)
+        except Exception:
+            log.exception("running jobs failed")
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory for `memberkit serve` (each worker process builds its own)."""
+    return create_app()

@@ -1,0 +1,207 @@
+"""Who is calling: shop keys (stored as hashes), signed member tokens, keyed hashes of personal data."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import Connection, insert, select, update
+
+from core import clock
+from core.models import ApiKey
+
+log = logging.getLogger("memberkit.auth")
+
+SECRET_PREFIX, PUBLISHABLE_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkt_"
+KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key lookup; bounds how late a revocation bites
+MAX_TOKEN_TTL = 30 * 24 * 3600
+
+Role = Literal["secret", "publishable", "member"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a shop key (integrator or storefront) or a member token."""
+
+    shop: str
+    role: Role
+    key_id: str | None = None
+    member_id: str | None = None
+
+
+class AuthError(Exception):
+    """Raised for missing or bad credentials; the message reveals nothing about why."""
+
+
+# ---------------------------------------------------------------- server secrets
+
+
+@dataclass(frozen=True)
+class ServerSecrets:
+    token_keys: tuple[bytes, ...]  # the first signs member tokens; all of them verify (rotation)
+    pii_key: bytes  # keys the hashes of personal data; changing it breaks every comparison
+
+    def token_key_id(self, key: bytes) -> str:
+        return hashlib.sha256(b"kid" + key).hexdigest()[:8]
+
+
+def _dev_secrets_file() -> Path:
+    return Path(os.environ.get("MEMBERKIT_SECRETS_FILE", "memberkit-secret.key"))
+
+
+@cache
+def server_secrets() -> ServerSecrets:
+    """From MEMBERKIT_TOKEN_SECRETS (comma-separated, newest first) and MEMBERKIT_PII_KEY.
+
+    Without them (a developer's machine) random ones are generated once into a 0600 file, so several
+    server processes and the CLI agree.
+    """
+    tokens = [s.strip() for s in os.environ.get("MEMBERKIT_TOKEN_SECRETS", "").split(",") if s.strip()]
+    pii = os.environ.get("MEMBERKIT_PII_KEY", "").strip()
+    if not (tokens and pii):
+        path = _dev_secrets_file()
+        if not path.exists():
+            log.warning("no MEMBERKIT_TOKEN_SECRETS/MEMBERKIT_PII_KEY set: generating %s for development", path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"token": secrets.token_urlsafe(32), "pii": secrets.token_urlsafe(32)}, handle)
+        stored = json.loads(path.read_text())
+        tokens = tokens or [stored["token"]]
+        pii = pii or stored["pii"]
+    return ServerSecrets(tuple(t.encode() for t in tokens), pii.encode())
+
+
+def keyed_hash(value: str, kind: str) -> str:
+    """HMAC of a normalised personal value, so equal phones or emails compare equal without storing them."""
+    normal = value.strip().lower()
+    if kind == "phone":
+        normal = "".join(c for c in normal if c.isdigit() or c == "+")
+    return hmac.new(server_secrets().pii_key, f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()
+
+
+def payload_hash(payload: dict) -> str:
+    """A keyed hash of an event's payload: tells repeats from conflicts without keeping the payload."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(server_secrets().pii_key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------- shop keys
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()  # keys are 256-bit random: a plain hash is enough
+
+
+def create_key(conn: Connection, shop: str, kind: Literal["secret", "publishable"], label: str = "") -> tuple[str, str]:
+    """Make a key for `shop`; returns (key id, the key). The key itself is shown once and never stored."""
+    key = (SECRET_PREFIX if kind == "secret" else PUBLISHABLE_PREFIX) + secrets.token_urlsafe(32)
+    key_id = "key_" + secrets.token_hex(6)
+    conn.execute(insert(ApiKey).values(
+        id=key_id, shop=shop, kind=kind, key_hash=_hash_key(key), prefix=key[:10], label=label,
+        created_at=clock.now(),
+    ))
+    return key_id, key
+
+
+def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
+    """Revoke by key id or by the key itself; returns the key's row, or None if there is no such key."""
+    column = ApiKey.key_hash if key_or_id.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)) else ApiKey.id
+    value = _hash_key(key_or_id) if column is ApiKey.key_hash else key_or_id
+    row = conn.execute(select(ApiKey).where(column == value)).first()
+    if row is None:
+        return None
+    conn.execute(update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
+                 .values(revoked_at=clock.now()))
+    _key_cache.clear()
+    return ApiKey.model_validate(row._mapping)
+
+
+def list_keys(conn: Connection, shop: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if shop:
+        query = query.where(ApiKey.shop == shop)
+    return [ApiKey.model_validate(r._mapping) for r in conn.execute(query)]
+
+
+_key_cache: dict[str, tuple[float, Principal | None]] = {}
+
+
+def _principal_for_key(conn_factory, key: str) -> Principal | None:
+    digest = _hash_key(key)
+    hit = _key_cache.get(digest)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
+    with conn_factory() as conn:
+        row = conn.execute(
+            select(ApiKey.id, ApiKey.shop, ApiKey.kind).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        ).first()
+    principal = Principal(shop=row.shop, role=row.kind, key_id=row.id) if row else None
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
+    return principal
+
+
+# ---------------------------------------------------------------- member tokens
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint_member_token(shop: str, member_id: str, ttl_seconds: int) -> tuple[str, datetime]:
+    """A signed, expiring token that lets a storefront act for one member of one shop."""
+    keys = server_secrets()
+    expires = clock.now().replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+    body = _b64(json.dumps({"s": shop, "m": member_id, "e": int(expires.timestamp()),
+                            "k": keys.token_key_id(keys.token_keys[0])}, separators=(",", ":")).encode())
+    signature = _b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())
+    return f"{TOKEN_PREFIX}{body}.{signature}", expires
+
+
+def _principal_for_token(token: str) -> Principal | None:
+    try:
+        body, signature = token.removeprefix(TOKEN_PREFIX).split(".")
+        claims = json.loads(_unb64(body))
+        keys = server_secrets()
+        key = next((k for k in keys.token_keys if keys.token_key_id(k) == claims["k"]), None)
+        if key is None:
+            return None
+        expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, signature):
+            return None
+        if datetime.fromtimestamp(claims["e"], UTC) <= clock.now():
+            return None
+        return Principal(shop=claims["s"], role="member", member_id=claims["m"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def authenticate(authorization: str | None, conn_factory) -> Principal:
+    """Resolve an Authorization header to a principal, or raise AuthError (never saying why)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise AuthError("authentication required")
+    credential = authorization[7:].strip()
+    principal = None
+    if credential.startswith(TOKEN_PREFIX):
+        principal = _principal_for_token(credential)
+    elif credential.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)):
+        principal = _principal_for_key(conn_factory, credential)
+    if principal is None:
+        raise AuthError("authentication required")
+    return principal

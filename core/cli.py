@@ -1,0 +1,194 @@
+"""The `memberkit` command: check settings, migrate, serve, print the schema, manage keys, run jobs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core import settings as settings_module
+
+app = typer.Typer(help="memberkit: a headless, plugin-based membership programme.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="Create, list and revoke shop keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Run plugins' time-driven jobs.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+
+err = Console(stderr=True)
+ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", envvar="MEMBERKIT_CONFIG",
+                                                      help="Settings file (default: plugins.toml).")]
+
+
+def _runtime(config: str | None):
+    from core.db import Database
+    from core.runtime import Runtime
+
+    try:
+        settings = settings_module.load(config)
+    except settings_module.SettingsError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    return Runtime(settings, Database())
+
+
+def _ensure_migrated(runtime) -> None:
+    from core import migrate
+
+    if runtime.db.is_sqlite:
+        migrate.upgrade(runtime)  # a new or older SQLite file is brought up to date by itself
+    elif not migrate.is_current(runtime):
+        err.print("[red]error[/red] the database is not up to date: run `memberkit migrate` first")
+        raise typer.Exit(1)
+
+
+def _shop(runtime, slug: str):
+    if slug not in runtime.settings.shops:
+        err.print(f"[red]error[/red] no shop {slug!r}; shops: {', '.join(runtime.settings.shops)}")
+        raise typer.Exit(1)
+    return runtime.settings.shops[slug]
+
+
+@app.command()
+def check(file: Annotated[Optional[str], typer.Argument(help="Settings file (default: plugins.toml).")] = None):
+    """Validate a settings file; print every problem with file, shop, plugin, key and what was expected."""
+    try:
+        loaded = settings_module.load(file)
+    except settings_module.SettingsError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s)")
+        raise typer.Exit(1) from None
+    for shop in loaded.shops.values():
+        typer.echo(f"{loaded.path}: shop {shop.slug!r} ok ({', '.join(shop.plugins) or 'no plugins'})")
+
+
+@app.command()
+def migrate(config: ConfigOption = None):
+    """Upgrade the database to every head: core's branch and each enabled plugin's."""
+    from core import migrate as migrations
+
+    runtime = _runtime(config)
+    migrations.upgrade(runtime)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    dev: Annotated[bool, typer.Option("--dev", help="Development: GraphiQL and unmasked errors.")] = False,
+    jobs_interval: Annotated[float, typer.Option(help="Seconds between job runs; 0 turns the timer off.")] = 60,
+):
+    """Serve /graphql and /healthz with uvicorn; a new SQLite database is migrated first."""
+    import uvicorn
+
+    runtime = _runtime(config)
+    _ensure_migrated(runtime)
+    runtime.db.dispose()
+    if config:
+        os.environ["MEMBERKIT_CONFIG"] = config
+    if dev:
+        os.environ["MEMBERKIT_ENV"] = "development"
+    os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
+    from core.auth import server_secrets
+
+    server_secrets()  # create the development secrets file once, before workers race to
+    uvicorn.run("core.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
+
+
+@app.command()
+def schema(shop: Annotated[str, typer.Option("--shop", help="Shop slug.")], config: ConfigOption = None):
+    """Print the GraphQL SDL the shop's storefronts and integrators see."""
+    from schema.builder import build_schema
+
+    runtime = _runtime(config)
+    typer.echo(build_schema(_shop(runtime, shop).plugins).as_str())
+
+
+@keys_app.command("create")
+def keys_create(
+    shop: Annotated[str, typer.Option("--shop", help="Shop slug.")],
+    publishable: Annotated[bool, typer.Option("--publishable", help="A storefront key: storefront reads only.")] = False,
+    label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    config: ConfigOption = None,
+):
+    """Make a key; it is printed once, alone on the last line, and only its hash is stored."""
+    from core import auth
+
+    runtime = _runtime(config)
+    _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    with runtime.db.write() as conn:
+        key_id, key = auth.create_key(conn, shop, "publishable" if publishable else "secret", label)
+    typer.echo(f"created {'publishable' if publishable else 'secret'} key {key_id} for shop {shop}; "
+               "store it now, it cannot be shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key id (key_...) or the key itself.")],
+                config: ConfigOption = None):
+    """End a key: calls with it fail from now on."""
+    from core import auth
+
+    runtime = _runtime(config)
+    _ensure_migrated(runtime)
+    with runtime.db.write() as conn:
+        row = auth.revoke_key(conn, key)
+    if row is None:
+        err.print("[red]error[/red] no such key")
+        raise typer.Exit(1)
+    typer.echo(f"revoked key {row.id} of shop {row.shop}")
+
+
+@keys_app.command("list")
+def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, config: ConfigOption = None):
+    """List keys (id, shop, kind, prefix, created, revoked); never the keys themselves."""
+    from core import auth
+
+    runtime = _runtime(config)
+    _ensure_migrated(runtime)
+    with runtime.db.read() as conn:
+        rows = auth.list_keys(conn, shop)
+    table = Table("id", "shop", "kind", "prefix", "label", "created", "revoked")
+    for row in rows:
+        table.add_row(row.id, row.shop, row.kind, row.prefix + "…", row.label, f"{row.created_at:%Y-%m-%d %H:%M}",
+                      f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+    Console().print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only this shop.")] = None,
+             force: Annotated[bool, typer.Option(help="Run jobs that are not due yet.")] = False,
+             config: ConfigOption = None):
+    """Run every due job of every enabled plugin (safe to repeat, and beside running servers)."""
+    from core import jobs
+
+    runtime = _runtime(config)
+    _ensure_migrated(runtime)
+    runs = jobs.run_due(runtime, shop, force)
+    for run in runs:
+        typer.echo(f"{run.shop} {run.job}: {run.status}" + (f" ({run.result})" if run.result else ""))
+    if not runs:
+        typer.echo("no jobs: no enabled plugin has any")
+    if any(run.status == "failed" for run in runs):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

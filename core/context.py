@@ -1,0 +1,47 @@
+"""What a hook receives: the shop, the open transaction, the time, and core's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    from core.settings import Shop
+    from core.wallet import Wallet
+
+
+@dataclass
+class Context:
+    """Passed to every hook of one event, job run or read; all writes go through `conn`.
+
+    `conn` is the one transaction of the event: what a plugin writes commits or rolls back with core's
+    rows. `hook` calls other hooks of the same shop (e.g. ``ctx.hook.member_tier(ctx=ctx, member_id=...)``)
+    so that plugins share through core, never by importing each other.
+    """
+
+    shop: Shop
+    conn: Connection
+    now: datetime
+    hook: Any
+    event_id: int | None = None
+    api_key_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settings_for(self, plugin: str) -> BaseModel | None:
+        """A plugin's validated settings for this shop (its `settings_model`), or None."""
+        return self.shop.settings_for(plugin)
+
+    @cached_property
+    def wallet(self) -> Wallet:
+        from core.wallet import Wallet
+
+        return Wallet(self)
+
+    def member_tier(self, member_id: str):
+        """The member's tier through the tiering plugin's hook; None where the shop has no tiering."""
+        return self.hook.member_tier(ctx=self, member_id=member_id)

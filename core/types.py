@@ -1,0 +1,196 @@
+"""Plain data that core hands to plugins and plugins hand back: no ORM objects cross the hook boundary."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.context import Context
+
+
+class EffectKind(str, enum.Enum):
+    """Common effect kinds; plugins may use any other SCREAMING_SNAKE_CASE string."""
+
+    CONFLICT = "CONFLICT"  # a benefit that could not be honoured; `code` says which
+    COUPON_ISSUED = "COUPON_ISSUED"
+    COUPON_USED = "COUPON_USED"
+    NO_REWARD = "NO_REWARD"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one plugin did during an event, shown to integrators and members."""
+
+    plugin: str
+    kind: str
+    description: str
+    code: str | None = None
+    rule: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class Refused(Exception):
+    """A business refusal: the event is rolled back and the payload carries a UserError with `code`."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+class RedemptionRefused(Refused):
+    """Raised by the plugin that owns a currency when a redemption cannot be performed."""
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    id: str
+    shop: str
+    external_id: str
+    joined_at: datetime
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SignUp:
+    """A sign-up as plugins see it: personal data only as keyed hashes (HMAC), never in plain text."""
+
+    referral_code: str | None
+    phone_hash: str | None
+    email_hash: str | None
+    birthday: date | None
+
+
+@dataclass(frozen=True)
+class MemberChanges:
+    """What `updateMember` changes; a field left as None is unchanged."""
+
+    phone_hash: str | None = None
+    email_hash: str | None = None
+    birthday: date | None = None
+    previous_birthday: date | None = None
+    tags: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price: int  # list price in minor units, before discounts
+    category: str | None = None
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_price
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    """A paid order: `total` is the cash actually charged, after every discount, coupon and point."""
+
+    order_id: str
+    member_id: str
+    total: int
+    currency: str
+    paid_at: datetime
+    lines: tuple[OrderLine, ...] = ()
+    coupon_codes: tuple[str, ...] = ()
+    points_redeemed: int = 0
+    reservation_ids: tuple[str, ...] = ()
+    checkout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund of part or all of a paid order; `refunded_total` includes this refund."""
+
+    refund_id: str
+    order: PaidOrder
+    amount: int
+    refunded_total: int
+    refunded_at: datetime
+
+    @property
+    def is_full(self) -> bool:
+        return self.refunded_total >= self.order.total
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A member exchanging what they hold for value, e.g. currency="points", amount=500."""
+
+    currency: str
+    amount: int
+    reason: str  # "order", "reward", "tier_upgrade", ...
+    reference: str  # the order id, reward id or event key this redemption belongs to
+
+
+@dataclass(frozen=True)
+class RedemptionResult:
+    spent: int
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class TierInfo:
+    """A tier as other plugins see it. Multiplier in per-mille (1000 = 1x), discount in percent."""
+
+    code: str
+    name: str
+    rank: int
+    points_multiplier_permille: int = 1000
+    discount_percent: int = 0
+    benefits: tuple[str, ...] = ()
+
+
+class PriceStage(str, enum.Enum):
+    """The order in which a cart's price is built (RULES.md section 6)."""
+
+    UNIT_PRICE = "UNIT_PRICE"  # member price, flash-sale price
+    COUPON = "COUPON"  # fixed and threshold coupons
+    PERCENT = "PERCENT"  # tier, first order, birthday, member day
+    POINTS = "POINTS"  # points as cash
+
+
+@dataclass(frozen=True)
+class Cart:
+    lines: tuple[OrderLine, ...]
+    member_id: str | None = None
+    coupon_codes: tuple[str, ...] = ()
+    points_to_redeem: int = 0
+    reservation_ids: tuple[str, ...] = ()
+    checkout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A price change proposed by a plugin: `amount` is negative for a discount, in minor units."""
+
+    plugin: str
+    code: str
+    label: str
+    amount: int
+    sku: str | None = None
+    exclusive_group: str | None = None  # within a stage, only the largest of a group applies
+
+
+@dataclass(frozen=True)
+class PurchaseDenial:
+    sku: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """A time-driven task a plugin owns; `run` must be safe to repeat and to run late."""
+
+    name: str
+    every: timedelta
+    run: Callable[[Context], str | None]
+    plugin: str = field(default="")

@@ -1,0 +1,104 @@
+"""The coupon wallet: any plugin issues into it through one service; an order uses a coupon exactly once."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, insert, or_, select, update
+
+from core.models import Coupon
+from core.types import Effect, EffectKind
+
+if TYPE_CHECKING:
+    from core.context import Context
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
+
+
+def normalise_code(code: str) -> str:
+    return code.strip().upper()
+
+
+def new_code(length: int = 10) -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class IssuedCoupon:
+    id: str
+    code: str
+    template: str
+    title: str
+    valid_until: datetime | None
+
+
+def available_clause(now: datetime):
+    return and_(Coupon.status == "AVAILABLE", or_(Coupon.valid_until.is_(None), Coupon.valid_until > now))
+
+
+class Wallet:
+    """Coupons of one shop, inside the caller's transaction."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def issue(self, member_id: str, template: str, *, source: str) -> IssuedCoupon:
+        """Put a coupon of the shop's `template` into the member's wallet; `source` is "plugin:rule"."""
+        shop, now = self.ctx.shop, self.ctx.now
+        spec = shop.coupons.get(template)
+        if spec is None:
+            raise KeyError(f"shop {shop.slug!r} has no coupon template {template!r} in plugins.toml")
+        valid_until = spec.valid_until or (now + timedelta(days=spec.valid_days) if spec.valid_days else None)
+        coupon = IssuedCoupon("cpn_" + secrets.token_hex(10), new_code(), template, spec.title, valid_until)
+        self.ctx.conn.execute(insert(Coupon).values(
+            id=coupon.id, shop=shop.slug, member_id=member_id, code=coupon.code, template=template,
+            title=spec.title, kind=spec.kind, value=spec.value, min_spend=spec.min_spend, source=source,
+            status="AVAILABLE", issued_at=now, valid_until=valid_until,
+        ))
+        return coupon
+
+    def issued_effect(self, plugin: str, coupon: IssuedCoupon, rule: str | None = None) -> Effect:
+        return Effect(plugin, EffectKind.COUPON_ISSUED, f"coupon {coupon.title} ({coupon.code}) issued",
+                      rule=rule or coupon.template)
+
+    def use(self, member_id: str, codes: tuple[str, ...], order_id: str, checkout_id: str | None = None) -> list[Effect]:
+        """Mark each coupon used by `order_id`: one conditional UPDATE each, so a coupon is used once.
+
+        A coupon that cannot be used does not stop the order: it comes back as a CONFLICT effect.
+        """
+        effects = []
+        shop, now, conn = self.ctx.shop.slug, self.ctx.now, self.ctx.conn
+        for code in codes:
+            used = conn.execute(
+                update(Coupon)
+                .where(Coupon.shop == shop, Coupon.code == code, Coupon.member_id == member_id,
+                       available_clause(now),
+                       or_(Coupon.held_by.is_(None), Coupon.held_until <= now,
+                           Coupon.held_by == checkout_id if checkout_id else False))
+                .values(status="USED", used_at=now, used_order_id=order_id, held_by=None, held_until=None)
+            ).rowcount
+            if used:
+                effects.append(Effect("core", EffectKind.COUPON_USED, f"coupon {code} used", rule="wallet"))
+            else:
+                reason, text = self._why_unusable(member_id, code)
+                effects.append(Effect("core", EffectKind.CONFLICT, f"coupon {code} not applied: {text}",
+                                      code=reason, rule="wallet"))
+        return effects
+
+    def _why_unusable(self, member_id: str, code: str) -> tuple[str, str]:
+        row = self.ctx.conn.execute(
+            select(Coupon.member_id, Coupon.status, Coupon.valid_until)
+            .where(Coupon.shop == self.ctx.shop.slug, Coupon.code == code)
+        ).first()
+        if row is None:
+            return "COUPON_UNKNOWN", "no such coupon"
+        if row.member_id != member_id:
+            return "COUPON_NOT_OWNED", "it belongs to another member"
+        if row.status == "USED":
+            return "COUPON_ALREADY_USED", "already used"
+        if row.valid_until is not None and row.valid_until <= self.ctx.now:
+            return "COUPON_EXPIRED", "expired"
+        return "COUPON_HELD", "held by another checkout"

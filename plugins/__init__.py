@@ -1,0 +1,1 @@
+"""Built-in plugins, one package each; core/plugins.py lists them by name."""

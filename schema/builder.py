@@ -1,0 +1,103 @@
+"""Compose one strawberry schema per distinct set of enabled plugins, once, at start-up.
+
+A plugin's payloads refer to the composed ``Member`` (the one with the fields of exactly that plugin set),
+so operations are given as factories: ``factory(Member)`` returns the resolver. A core payload typed with
+a fixed ``Member`` next to a composed one would fail with DuplicatedTypeName.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+
+from core import plugins as plugin_registry
+from schema.context import VisibleError
+
+MAX_DEPTH, MAX_TOKENS, MAX_ALIASES = 10, 2000, 30
+
+Factory = Callable[[type], Callable[..., Any]]
+
+
+class SchemaBuilder:
+    """What a plugin's `graphql_schema` hook adds fields through."""
+
+    def __init__(self, plugin_names: tuple[str, ...]):
+        self.plugins = plugin_names
+        self.member_fields: dict[str, Any] = {}
+        self.query_fields: dict[str, Factory] = {}
+        self.mutation_fields: dict[str, Factory] = {}
+        self.types: list[type] = []
+
+    def _add(self, table: dict[str, Any], kind: str, name: str, value: Any) -> None:
+        if name in table:
+            raise ValueError(f"two plugins add {kind} field {name!r}")
+        table[name] = value
+
+    def member_field(self, name: str, resolver: Callable[..., Any], **options: Any) -> None:
+        """Add a field to Member; `resolver(root, info, ...)` gets the Member as `root`."""
+        self._add(self.member_fields, "Member", name, strawberry.field(resolver=resolver, **options))
+
+    def query_field(self, name: str, factory: Factory) -> None:
+        """Add a query; `factory(Member)` returns its resolver."""
+        self._add(self.query_fields, "Query", name, factory)
+
+    def mutation_field(self, name: str, factory: Factory) -> None:
+        """Add a mutation; `factory(Member)` returns its resolver."""
+        self._add(self.mutation_fields, "Mutation", name, factory)
+
+    def extra_type(self, cls: type) -> None:
+        """Add a type that no field reaches (e.g. an interface's implementation)."""
+        self.types.append(cls)
+
+    def build(self, development: bool = False) -> strawberry.Schema:
+        from schema import core as core_schema
+
+        core_schema.contribute(self)
+        pm = plugin_registry.manager(self.plugins)
+        pm.hook.graphql_schema(builder=self)
+        member_type = strawberry.type(type("Member", (core_schema.MemberBase,), dict(self.member_fields)),
+                                      description="A member of the shop's programme.")
+
+        def operations(name: str, factories: dict[str, Factory], field: Callable[..., Any]) -> type:
+            namespace = {key: field(resolver=factory(member_type)) for key, factory in factories.items()}
+            return strawberry.type(type(name, (), namespace))
+
+        return strawberry.Schema(
+            query=operations("Query", self.query_fields, strawberry.field),
+            mutation=operations("Mutation", self.mutation_fields, strawberry.mutation),
+            types=self.types,
+            extensions=extensions(development),
+        )
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, VisibleError)
+
+
+def extensions(development: bool) -> list[Any]:
+    limits = [
+        ParserCache(maxsize=1024),
+        ValidationCache(maxsize=1024),
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+    ]
+    if not development:
+        limits.append(MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"))
+    return limits
+
+
+def build_schema(plugin_names: tuple[str, ...], development: bool = False) -> strawberry.Schema:
+    return SchemaBuilder(plugin_names).build(development)

@@ -1,0 +1,73 @@
+"""Per-request GraphQL context: who calls, for which shop, and how resolvers reach the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from core.auth import Principal
+from core.context import Context
+from core.runtime import Runtime
+from core.settings import Shop
+
+T = TypeVar("T")
+
+
+class VisibleError(Exception):
+    """An error meant for the caller, shown even where other errors are masked."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.extensions = {"code": self.code}
+
+
+class AccessError(VisibleError):
+    """A caller reaching for an operation its credential does not allow."""
+
+    code = "FORBIDDEN"
+
+
+@dataclass
+class RequestContext:
+    runtime: Runtime
+    principal: Principal
+    shop: Shop
+    request: Any = None
+    cache: dict[str, Any] = field(default_factory=dict)  # per-request loaders and memoised reads
+
+    # -- who may call what
+
+    def require_integrator(self) -> Principal:
+        """Integrator operations need the shop's secret key."""
+        if self.principal.role != "secret":
+            raise AccessError("this operation needs the shop's secret key")
+        return self.principal
+
+    def require_member(self) -> str:
+        """Storefront writes act for the member of the token, never for a member named in input."""
+        if self.principal.role != "member" or not self.principal.member_id:
+            raise AccessError("this operation needs a member token")
+        return self.principal.member_id
+
+    @property
+    def member_id(self) -> str | None:
+        """The signed-in member (a member token), or None for a key."""
+        return self.principal.member_id if self.principal.role == "member" else None
+
+    # -- database access off the event loop
+
+    async def read(self, fn: Callable[[Context], T]) -> T:
+        def run() -> T:
+            with self.runtime.reading(self.shop) as ctx:
+                return fn(ctx)
+
+        return await run_in_threadpool(run)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work (an event, a write) in the thread pool."""
+        return await run_in_threadpool(fn, *args, **kwargs)

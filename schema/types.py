@@ -1,0 +1,133 @@
+"""Core's GraphQL types that do not refer to Member, shared by every composed schema."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Optional
+
+import strawberry
+
+from core.events import UserErrorData
+from core.types import Effect as EffectData
+
+
+@strawberry.type
+class Money:
+    amount: int
+    currency: str
+
+
+@strawberry.type
+class UserError:
+    code: str
+    field: Optional[str]
+    message: str
+
+    @classmethod
+    def of(cls, error: UserErrorData) -> UserError:
+        return cls(code=error.code, field=error.field, message=error.message)
+
+
+@strawberry.type(description="What one plugin did during a write, and by which rule.")
+class Effect:
+    plugin: str
+    kind: str
+    description: str
+    code: Optional[str] = None
+    rule: Optional[str] = None
+
+    @classmethod
+    def of(cls, effect: EffectData) -> Effect:
+        return cls(plugin=effect.plugin, kind=str(getattr(effect.kind, "value", effect.kind)),
+                   description=effect.description, code=effect.code, rule=effect.rule)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: Optional[str]
+
+
+@strawberry.type
+class Shop:
+    slug: str
+    name: str
+    currency: str
+    timezone: str
+    plugins: list[str]
+
+
+@strawberry.enum
+class CouponStatus(enum.Enum):
+    AVAILABLE = "AVAILABLE"
+    USED = "USED"
+    EXPIRED = "EXPIRED"
+
+
+@strawberry.enum
+class CouponKind(enum.Enum):
+    FIXED = "FIXED"
+    PERCENT = "PERCENT"
+
+
+@strawberry.type(description="code is unique per issued coupon; title names its template; source the plugin and rule.")
+class Coupon:
+    id: strawberry.ID
+    code: str
+    title: str
+    kind: CouponKind
+    value: int
+    min_spend: Optional[Money]
+    valid_until: Optional[datetime]
+    status: CouponStatus
+    source: str
+
+
+@strawberry.input
+class OrderLineInput:
+    sku: str
+    quantity: int
+    unit_price: int
+    category: Optional[str] = None
+
+
+@strawberry.input
+class SignUpMemberInput:
+    external_id: str
+    phone: Optional[str] = None
+    email: Optional[str] = None
+    birthday: Optional[date] = None
+    referral_code: Optional[str] = None
+    tags: Optional[list[str]] = None
+    joined_at: Optional[datetime] = None
+
+
+@strawberry.input
+class UpdateMemberInput:
+    member_id: strawberry.ID
+    phone: Optional[str] = None
+    email: Optional[str] = None
+    birthday: Optional[date] = None
+    tags: Optional[list[str]] = None
+
+
+@strawberry.input
+class OrderPaidInput:
+    order_id: str
+    member_id: strawberry.ID
+    total: int
+    lines: Optional[list[OrderLineInput]] = None
+    coupon_codes: Optional[list[str]] = None
+    points_redeemed: Optional[int] = None
+    reservation_ids: Optional[list[strawberry.ID]] = None
+    checkout_id: Optional[strawberry.ID] = None
+    paid_at: Optional[datetime] = None
+
+
+@strawberry.input
+class OrderRefundedInput:
+    order_id: str
+    refund_id: str
+    amount: int
+    refunded_at: Optional[datetime] = None
