@@ -87,15 +87,16 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def extensions(development: bool) -> list[Any]:
+    """Factories: strawberry builds each extension per request (the parse and validation caches are shared)."""
     limits = [
-        ParserCache(maxsize=1024),
-        ValidationCache(maxsize=1024),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
     ]
     if not development:
-        limits.append(MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"))
+        limits.append(lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"))
     return limits
 
 
