@@ -14,7 +14,7 @@ from core import hookspecs
 PROJECT = "memberkit"
 ENTRY_POINT_GROUP = "memberkit"
 
-# Built-in plugins, by the name a shop enables them with. Each is a package under plugins/.
+# Built-in plugins, by the name a shop enables them with: "package" or "module:attribute".
 BUILTIN_PLUGINS: dict[str, str] = {}
 
 
@@ -38,7 +38,9 @@ def installed() -> list[str]:
 def load(name: str) -> ModuleType | object:
     """Import a plugin by name; the object returned holds its hook implementations."""
     if name in BUILTIN_PLUGINS:
-        return importlib.import_module(BUILTIN_PLUGINS[name])
+        module, _, attribute = BUILTIN_PLUGINS[name].partition(":")
+        loaded = importlib.import_module(module)
+        return getattr(loaded, attribute) if attribute else loaded
     ep = _entry_points().get(name)
     if ep is None:
         raise UnknownPlugin(name)

@@ -1,0 +1,72 @@
+"""Plugins that record what they receive, for tests of how core calls hooks."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from core import hookimpl
+from core.types import Effect, RedemptionRefused, RedemptionResult, Refused, TierInfo
+
+
+class RecorderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fail_on_order: str | None = None  # an order id whose order_paid raises, to test roll-back
+    veto_tag: str | None = None  # a tag updateMember may not set
+
+
+class Recorder:
+    """Records each event hook call in `calls` and answers with one effect naming itself."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.calls: list[tuple[str, str, object]] = []
+
+    def _record(self, ctx, hook: str, subject: object) -> list[Effect]:
+        self.calls.append((ctx.shop.slug, hook, subject))
+        return [Effect(self.name, hook.upper(), f"{self.name} saw {hook}", rule="record")]
+
+    @hookimpl
+    def settings_model(self):
+        return RecorderSettings
+
+    @hookimpl
+    def member_signup(self, ctx, member, signup):
+        return self._record(ctx, "member_signup", signup)
+
+    @hookimpl
+    def member_updated(self, ctx, member, changes):
+        settings = ctx.settings_for(self.name)
+        if settings.veto_tag and changes.tags and settings.veto_tag in changes.tags:
+            raise Refused("TAG_NOT_ALLOWED", f"tag {settings.veto_tag!r} is not allowed", "tags")
+        return self._record(ctx, "member_updated", changes)
+
+    @hookimpl
+    def order_paid(self, ctx, order):
+        if ctx.settings_for(self.name).fail_on_order == order.order_id:
+            raise RuntimeError("plugin bug")
+        return self._record(ctx, "order_paid", order)
+
+    @hookimpl
+    def order_refunded(self, ctx, refund):
+        return self._record(ctx, "order_refunded", refund)
+
+
+class Wallet:
+    """Owns a currency called "points" with a fixed balance of 100, and answers the tier hooks."""
+
+    @hookimpl
+    def redemption(self, ctx, member_id, redemption):
+        if redemption.currency != "points":
+            return None
+        if redemption.amount > 100:
+            raise RedemptionRefused("INSUFFICIENT_POINTS", f"only 100 points, {redemption.amount} asked")
+        return RedemptionResult(redemption.amount, (Effect("wallet", "POINTS_SPENT", f"-{redemption.amount}"),))
+
+    @hookimpl
+    def member_tier(self, ctx, member_id):
+        return TierInfo("GOLD", "Gold", 3, points_multiplier_permille=1200)
+
+
+first = Recorder("first")
+second = Recorder("second")
+wallet = Wallet()
