@@ -187,6 +187,7 @@ def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only th
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations print their own one-line outcome
     app()
 
 
