@@ -192,16 +192,35 @@ def _principal_for_token(token: str) -> Principal | None:
         return None
 
 
-def authenticate(authorization: str | None, conn_factory) -> Principal:
-    """Resolve an Authorization header to a principal, or raise AuthError (never saying why)."""
+def _credential(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise AuthError("authentication required")
-    credential = authorization[7:].strip()
-    principal = None
+    return authorization[7:].strip()
+
+
+def authenticate_without_io(authorization: str | None) -> Principal | None:
+    """Tokens and recently seen keys, checked without touching the database; None means "ask the database".
+
+    Raises AuthError for credentials that are bad whatever the database says.
+    """
+    credential = _credential(authorization)
     if credential.startswith(TOKEN_PREFIX):
         principal = _principal_for_token(credential)
     elif credential.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)):
-        principal = _principal_for_key(conn_factory, credential)
+        hit = _key_cache.get(_hash_key(credential))
+        if not hit or hit[0] <= time.monotonic():
+            return None
+        principal = hit[1]
+    else:
+        principal = None
+    if principal is None:
+        raise AuthError("authentication required")
+    return principal
+
+
+def authenticate(authorization: str | None, conn_factory) -> Principal:
+    """Resolve an Authorization header to a principal, or raise AuthError (never saying why)."""
+    principal = authenticate_without_io(authorization) or _principal_for_key(conn_factory, _credential(authorization))
     if principal is None:
         raise AuthError("authentication required")
     return principal
