@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import traceback
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def _finish(runtime: Runtime, shop: str, job: str, owner: str, ran_at: datetime 
 
 def run_due(runtime: Runtime, shop_slug: str | None = None, force: bool = False) -> list[JobRun]:
     """Run each job whose interval has passed since its last run (all of them with `force`)."""
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # unique per call, threads too
     runs = []
     for shop in runtime.settings.shops.values():
         if shop_slug and shop.slug != shop_slug:

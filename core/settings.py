@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from core import plugins as plugin_registry
 
@@ -34,22 +43,37 @@ class CouponTemplate(StrictModel):
     valid_days: int | None = Field(default=None, gt=0)
     valid_until: AwareDatetime | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> CouponTemplate:
-        if self.kind == "PERCENT" and self.value > 100:
+    # Field validators, not a model validator: they run (and are reported, on their own key) even when
+    # another field of the coupon is wrong too. Each sees the fields declared before it in `info.data`.
+    @field_validator("value")
+    @classmethod
+    def _percent(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("kind") == "PERCENT" and value > 100:
             raise ValueError("a PERCENT coupon's value is a percentage from 1 to 100")
-        if self.valid_days is not None and self.valid_until is not None:
+        return value
+
+    @field_validator("valid_until")
+    @classmethod
+    def _one_validity(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and info.data.get("valid_days") is not None:
             raise ValueError("give valid_days or valid_until, not both")
-        return self
+        return value
 
 
 class ShopFile(StrictModel):
     name: str = Field(min_length=1)
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code such as CNY")
+    currency: str
     timezone: str
     plugins: list[str] = Field(default_factory=list)
     coupons: dict[str, CouponTemplate] = Field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError("an upper-case ISO 4217 code such as CNY")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -57,7 +81,7 @@ class ShopFile(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"an IANA time zone such as Asia/Shanghai, not {value!r}") from None
+            raise ValueError("an IANA time zone such as Asia/Shanghai") from None
         return value
 
     @field_validator("plugins")
@@ -75,8 +99,6 @@ class SettingsFile(StrictModel):
     @field_validator("shops")
     @classmethod
     def _slugs(cls, value: dict[str, ShopFile]) -> dict[str, ShopFile]:
-        import re
-
         for slug in value:
             if not re.match(SLUG_PATTERN, slug):
                 raise ValueError(f"shop slug {slug!r} must be lower-case letters, digits, '-' or '_'")
@@ -160,6 +182,35 @@ def config_path(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("MEMBERKIT_CONFIG") or DEFAULT_CONFIG)
 
 
+def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[str, Any], installed: list[str],
+                     problems: list[Problem]) -> dict[str, BaseModel]:
+    """Each enabled plugin's settings, validated by its own model; what is wrong goes to `problems`."""
+    validated: dict[str, BaseModel] = {}
+    for plugin in enabled:
+        if plugin not in installed:
+            problems.append(Problem(file, slug, plugin, "plugins",
+                                    f"an installed plugin; installed: {', '.join(installed) or 'none'}"))
+            continue
+        model = plugin_registry.call_one(plugin_registry.manager((plugin,)), "settings_model", plugin)
+        values = settings.get(plugin, {})
+        if model is None:
+            if values:
+                problems.append(Problem(file, slug, plugin, None, "no settings: this plugin takes none"))
+            continue
+        if not isinstance(values, dict):
+            continue  # reported with the file's shape
+        try:
+            validated[plugin] = model.model_validate(values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                problems.append(Problem(file, slug, plugin, _key(error["loc"]), _expected(error)))
+    for plugin in settings:
+        if plugin not in enabled:
+            problems.append(Problem(file, slug, plugin, f"settings.{plugin}",
+                                    f"settings only for enabled plugins ({', '.join(enabled) or 'none'})"))
+    return validated
+
+
 def load(path: str | os.PathLike | None = None) -> Settings:
     """Read and validate a settings file; raise SettingsError listing every problem found."""
     path = config_path(path)
@@ -172,6 +223,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
         raise SettingsError([Problem(name, None, None, None, f"valid TOML ({exc})")]) from None
 
     problems: list[Problem] = []
+    parsed: SettingsFile | None = None
     try:
         parsed = SettingsFile.model_validate(raw)
     except ValidationError as exc:
@@ -181,37 +233,29 @@ def load(path: str | os.PathLike | None = None) -> Settings:
             plugin = str(loc[3]) if len(loc) > 3 and loc[2] == "settings" else None
             key = _key(loc[4:] if plugin else loc[2:] if shop else loc)
             problems.append(Problem(name, shop, plugin, key, _expected(error)))
-        raise SettingsError(problems) from None
+
+    # Plugins are checked for every shop, even when the file's shape is wrong elsewhere, so that one run
+    # of `memberkit check` tells every problem; a shop's raw table is read as far as it makes sense.
+    installed = plugin_registry.installed()
+    raw_shops = raw.get("shops")
+    plugin_settings: dict[str, dict[str, BaseModel]] = {}
+    for slug, shop in (raw_shops.items() if isinstance(raw_shops, dict) else ()):
+        if not isinstance(shop, dict):
+            continue
+        listed = shop.get("plugins", [])
+        listed = listed if isinstance(listed, list) else []
+        enabled = list(dict.fromkeys(p for p in listed if isinstance(p, str)))
+        settings = shop.get("settings", {})
+        settings = settings if isinstance(settings, dict) else {}
+        plugin_settings[str(slug)] = _plugin_settings(name, str(slug), enabled, settings, installed, problems)
+    if problems or parsed is None:
+        raise SettingsError(problems)
 
     shops: dict[str, Shop] = {}
-    installed = plugin_registry.installed()
     for slug, shop in parsed.shops.items():
-        plugin_settings: dict[str, BaseModel] = {}
-        for plugin in shop.plugins:
-            if plugin not in installed:
-                problems.append(Problem(name, slug, plugin, "plugins",
-                                        f"an installed plugin; installed: {', '.join(installed) or 'none'}"))
-                continue
-            model = plugin_registry.call_one(plugin_registry.manager((plugin,)), "settings_model", plugin)
-            values = shop.settings.get(plugin, {})
-            if model is None:
-                if values:
-                    problems.append(Problem(name, slug, plugin, None, "no settings: this plugin takes none"))
-                continue
-            try:
-                plugin_settings[plugin] = model.model_validate(values)
-            except ValidationError as exc:
-                for error in exc.errors():
-                    problems.append(Problem(name, slug, plugin, _key(error["loc"]), _expected(error)))
-        for plugin in shop.settings:
-            if plugin not in shop.plugins:
-                problems.append(Problem(name, slug, plugin, f"settings.{plugin}",
-                                        f"settings only for enabled plugins ({', '.join(shop.plugins) or 'none'})"))
         version = hashlib.sha256(
             json.dumps(shop.model_dump(mode="json"), sort_keys=True).encode()
         ).hexdigest()[:16]
         shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone), tuple(shop.plugins),
-                           dict(shop.coupons), plugin_settings, version)
-    if problems:
-        raise SettingsError(problems)
+                           dict(shop.coupons), plugin_settings[slug], version)
     return Settings(name, shops)

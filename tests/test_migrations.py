@@ -1,0 +1,205 @@
+"""Migrations give exactly the models' schema; `memberkit migrate` and a server start migrate a database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
+
+import core.models  # noqa: F401  (core's tables in SQLModel.metadata)
+from core import cli, migrate
+from core import plugins as plugin_registry
+from core import settings as settings_module
+from core.db import Database, database_url
+from core.runtime import Runtime
+from tests.conftest import ROOT, TEST_DATABASE_URL, TWO_SHOPS, postgres_only
+
+
+@pytest.fixture
+def fresh_database(tmp_path):
+    """`new()` gives the URL of a new, empty database on the backend under test; all are dropped after."""
+    created: list[str] = []
+    server = database_url(TEST_DATABASE_URL) if TEST_DATABASE_URL else None
+    admin = create_engine(server, isolation_level="AUTOCOMMIT") if server else None
+
+    def new() -> str:
+        if admin is None:
+            return f"sqlite:///{tmp_path / f'fresh-{len(created)}.db'}"
+        name = f"{make_url(admin.url).database}_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+    yield new
+    if admin is not None:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh_runtime(fresh_database):
+    """A Runtime for the repository's plugins.toml (which enables the built-in plugins) on a new database."""
+    runtimes: list[Runtime] = []
+
+    def make(config=ROOT / "plugins.toml") -> Runtime:
+        runtime = Runtime(settings_module.load(config), Database(fresh_database()))
+        runtimes.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in runtimes:
+        runtime.db.dispose()
+    plugin_registry.refresh()
+
+
+def owned_tables(runtime: Runtime, metadata: sa.MetaData = SQLModel.metadata) -> set[str]:
+    """The model tables the migrations must create: core's and those of the plugins some shop enables."""
+    modules = [plugin_registry.load(name) for name in migrate.plugin_names(runtime)]
+    prefixes = tuple(f"{getattr(m, '__name__', type(m).__module__)}." for m in modules)
+    tables = {t for t in metadata.tables if t.startswith("core_")}
+    for mapper in SQLModel._sa_registry.mappers:
+        if mapper.class_.__module__.startswith(prefixes) and mapper.local_table is not None:
+            tables.add(mapper.local_table.name)
+    return tables
+
+
+def schema_diff(runtime: Runtime, metadata: sa.MetaData | None = None) -> list:
+    """Alembic's autogenerate comparison of the database with the models, types included.
+
+    Every table in the database is compared (a fresh database holds only what the migrations made);
+    a model table counts only if it is core's or an enabled plugin's. Types are compared as Alembic's
+    dialect does: a TypeDecorator (UTCDateTime, sqlmodel's AutoString) by the type its impl compiles to.
+    """
+    metadata = SQLModel.metadata if metadata is None else metadata
+    wanted = owned_tables(runtime, metadata)
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return type_ != "table" or reflected or name in wanted
+
+    with runtime.db.engine.connect() as conn:
+        opts = {"compare_type": True, "include_object": include_object}
+        return compare_metadata(MigrationContext.configure(conn, opts=opts), metadata)
+
+
+def tables(runtime: Runtime) -> set[str]:
+    with runtime.db.engine.connect() as conn:
+        return set(inspect(conn).get_table_names())
+
+
+def heads(runtime: Runtime) -> set[str]:
+    with runtime.db.engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def test_migrations_give_exactly_the_models_schema(fresh_runtime):
+    runtime = fresh_runtime()
+    migrate.upgrade(runtime)
+    assert owned_tables(runtime) <= tables(runtime)
+    assert schema_diff(runtime) == []
+    assert migrate.is_current(runtime)
+
+
+def test_schema_comparison_catches_drift(fresh_runtime):
+    """The comparison above can fail: a changed type, length, nullability, index or table is reported."""
+    runtime = fresh_runtime()
+    migrate.upgrade(runtime)
+    drifted = sa.MetaData()
+    for table in SQLModel.metadata.tables.values():
+        table.to_metadata(drifted)
+    lease = drifted.tables["core_job_lease"]
+    lease.c.last_run_at.type = sa.Integer()  # was UTCDateTime
+    lease.c.last_result.type = sa.String(400)  # was 500
+    lease.c.owner.nullable = False
+    sa.Index("ix_core_job_lease_owner", lease.c.owner)
+    sa.Table("core_extra", drifted, sa.Column("id", sa.Integer, primary_key=True))
+
+    found = {(d[0], d[2], d[3]) if d[0].startswith("modify") else (d[0], getattr(d[1], "name", None))
+             for d in (x[0] if isinstance(x, list) else x for x in schema_diff(runtime, drifted))}
+    assert found == {
+        ("modify_type", "core_job_lease", "last_run_at"),
+        ("modify_type", "core_job_lease", "last_result"),
+        ("modify_nullable", "core_job_lease", "owner"),
+        ("add_index", "ix_core_job_lease_owner"),
+        ("add_table", "core_extra"),
+    }
+
+
+@postgres_only()
+def test_schema_comparison_tells_timestamp_with_and_without_time_zone(fresh_runtime):
+    runtime = fresh_runtime()
+    migrate.upgrade(runtime)
+    drifted = sa.MetaData()
+    for table in SQLModel.metadata.tables.values():
+        table.to_metadata(drifted)
+    drifted.tables["core_event"].c.created_at.type = sa.DateTime(timezone=False)
+    assert [(d[0][0], d[0][3]) for d in schema_diff(runtime, drifted)] == [("modify_type", "created_at")]
+
+
+def test_core_branch_downgrades_to_base_and_back(fresh_runtime):
+    runtime = fresh_runtime()
+    migrate.upgrade(runtime)
+    config = migrate.alembic_config(runtime)
+    command.downgrade(config, "core@base")
+    assert not {t for t in tables(runtime) if t.startswith("core_")}
+    assert "core_0001" not in heads(runtime)
+    assert not migrate.is_current(runtime)
+    migrate.upgrade(runtime)
+    assert "core_0001" in heads(runtime)
+    assert schema_diff(runtime) == []
+
+
+def test_migrate_command_is_idempotent(fresh_database, settings_file, monkeypatch):
+    url = fresh_database()
+    config = settings_file(TWO_SHOPS)
+    env = {"MEMBERKIT_CONFIG": str(config), "MEMBERKIT_DATABASE_URL": url}
+    for _ in range(2):
+        result = CliRunner().invoke(cli.app, ["migrate"], env=env)
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "database is up to date" in result.stdout
+    runtime = Runtime(settings_module.load(config), Database(url))
+    try:
+        assert migrate.is_current(runtime) and heads(runtime) == {"core_0001"}
+        assert schema_diff(runtime) == []
+    finally:
+        runtime.db.dispose()
+
+
+def test_server_start_migrates_a_new_sqlite_file_in_wal_mode(tmp_path, settings_file):
+    path = tmp_path / "new.db"
+    runtime = Runtime(settings_module.load(settings_file(TWO_SHOPS)), Database(f"sqlite:///{path}"))
+    try:
+        assert not path.exists() or tables(runtime) == set()
+        cli._ensure_migrated(runtime)
+        assert path.exists()
+        assert {"core_member", "core_coupon", "core_job_lease", "alembic_version"} <= tables(runtime)
+        assert migrate.is_current(runtime) and schema_diff(runtime) == []
+        cli._ensure_migrated(runtime)  # an up-to-date file is left as it is
+        with runtime.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        runtime.db.dispose()
+
+
+@postgres_only()
+def test_server_refuses_an_unmigrated_postgres_database(fresh_runtime, capsys):
+    runtime = fresh_runtime()
+    with pytest.raises(cli.typer.Exit) as stopped:
+        cli._ensure_migrated(runtime)
+    assert stopped.value.exit_code == 1
+    assert "memberkit migrate" in capsys.readouterr().err
+    assert tables(runtime) == set()
+    migrate.upgrade(runtime)
+    cli._ensure_migrated(runtime)  # now it starts

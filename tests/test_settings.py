@@ -1,0 +1,206 @@
+"""`memberkit check`: every problem of a settings file, told with where it is and what was expected."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from core import plugins as plugin_registry
+from core import settings as settings_module
+from core.cli import app
+from tests import sample_plugin
+from tests.conftest import ROOT, TWO_SHOPS
+
+SHOP = """
+[shops.alpha]
+name = "Alpha"
+currency = "CNY"
+timezone = "Asia/Shanghai"
+"""
+
+
+def check(path) -> tuple[int, list[str], str]:
+    """Run `memberkit check PATH`; return the exit code, the problem lines (stderr) and stdout."""
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    problems = [line for line in result.stderr.splitlines() if line.startswith("error ")]
+    return result.exit_code, problems, result.stdout
+
+
+def problems_of(path) -> list[settings_module.Problem]:
+    with pytest.raises(settings_module.SettingsError) as caught:
+        settings_module.load(path)
+    return caught.value.problems
+
+
+@pytest.fixture
+def dummy_plugin(monkeypatch):
+    """The plugin 'dummy' (tests/sample_plugin.py): settings `batch_size`, a positive integer, default 10."""
+    sample_plugin.install(monkeypatch, "dummy")
+    yield "dummy"
+    plugin_registry.refresh()
+
+
+def test_good_file_exits_0_with_an_ok_line_per_shop(settings_file):
+    path = settings_file(TWO_SHOPS)
+    code, problems, out = check(path)
+    assert code == 0 and problems == []
+    assert out.splitlines() == [f"{path}: shop 'alpha' ok (no plugins)",
+                                f"{path}: shop 'beta' ok (no plugins)"]
+
+
+def test_repository_plugins_toml_passes():
+    code, problems, out = check(ROOT / "plugins.toml")
+    assert code == 0, problems
+    assert "shop 'demo' ok" in out
+
+
+def test_lowercase_currency_names_shop_key_and_expectation(settings_file):
+    path = settings_file(SHOP.replace('"CNY"', '"cny"'))
+    code, problems, _ = check(path)
+    assert code == 1
+    assert problems == [f"error {path}, shop 'alpha', key 'currency': "
+                        "an upper-case ISO 4217 code such as CNY (got 'cny')"]
+
+
+def test_unknown_timezone_is_refused(settings_file):
+    path = settings_file(SHOP.replace("Asia/Shanghai", "Asia/Peking-ish"))
+    code, problems, _ = check(path)
+    assert code == 1
+    assert problems == [f"error {path}, shop 'alpha', key 'timezone': "
+                        "an IANA time zone such as Asia/Shanghai (got 'Asia/Peking-ish')"]
+
+
+def test_misspelt_shop_key_is_named(settings_file):
+    path = settings_file(SHOP + 'plugns = ["points"]\n')
+    code, problems, _ = check(path)
+    assert code == 1
+    assert problems == [f"error {path}, shop 'alpha', key 'plugns': no such setting (check its spelling)"]
+
+
+def test_percent_coupon_over_100_is_refused_on_its_value(settings_file):
+    path = settings_file(SHOP + """
+[shops.alpha.coupons.HALF]
+title = "150% off"
+kind = "PERCENT"
+value = 150
+""")
+    [problem] = problems_of(path)
+    assert (problem.shop, problem.plugin, problem.key) == ("alpha", None, "coupons.HALF.value")
+    assert "percentage from 1 to 100" in problem.expected and "150" in problem.expected
+    code, lines, _ = check(path)
+    assert code == 1 and lines == [f"error {problem}"]
+
+
+def test_coupon_with_valid_days_and_valid_until_is_refused(settings_file):
+    path = settings_file(SHOP + """
+[shops.alpha.coupons.BOTH]
+title = "both"
+kind = "FIXED"
+value = 1000
+valid_days = 30
+valid_until = 2026-12-31T23:59:59+08:00
+""")
+    [problem] = problems_of(path)
+    assert (problem.shop, problem.key) == ("alpha", "coupons.BOTH.valid_until")
+    assert problem.expected.startswith("give valid_days or valid_until, not both")
+    assert check(path)[0] == 1
+
+
+def test_negative_min_spend_is_refused(settings_file):
+    path = settings_file(SHOP + """
+[shops.alpha.coupons.NEG]
+title = "neg"
+kind = "FIXED"
+value = 1000
+min_spend = -1
+""")
+    code, problems, _ = check(path)
+    assert code == 1
+    assert problems == [f"error {path}, shop 'alpha', key 'coupons.NEG.min_spend': "
+                        "Input should be greater than or equal to 0 (got -1)"]
+
+
+def test_settings_for_a_plugin_the_shop_does_not_enable_are_refused(settings_file, dummy_plugin):
+    path = settings_file(SHOP + "[shops.alpha.settings.dummy]\nbatch_size = 5\n")
+    code, problems, _ = check(path)
+    assert code == 1
+    assert problems == [f"error {path}, shop 'alpha', plugin 'dummy', key 'settings.dummy': "
+                        "settings only for enabled plugins (none)"]
+
+
+def test_unknown_plugin_names_shop_plugin_and_installed_plugins(settings_file, dummy_plugin):
+    path = settings_file(SHOP + 'plugins = ["dummy", "pionts"]\n')
+    [problem] = problems_of(path)
+    assert (problem.shop, problem.plugin, problem.key) == ("alpha", "pionts", "plugins")
+    assert problem.expected == f"an installed plugin; installed: {', '.join(plugin_registry.installed())}"
+    assert "dummy" in problem.expected
+    code, lines, _ = check(path)
+    assert code == 1 and lines == [f"error {problem}"]
+
+
+def test_toml_syntax_error_is_one_problem(settings_file):
+    path = settings_file(SHOP + "[shops.alpha.coupons\n")
+    code, problems, _ = check(path)
+    assert code == 1 and len(problems) == 1
+    assert problems[0].startswith(f"error {path}: valid TOML (") and "line" in problems[0]
+
+
+def test_missing_file_is_one_problem(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    code, problems, _ = check(path)
+    assert code == 1 and problems == [f"error {path}: the file exists"]
+
+
+def test_several_problems_are_all_printed(settings_file):
+    path = settings_file("""
+[shops.alpha]
+name = "Alpha"
+currency = "cny"
+timezone = "Nowhere/Land"
+tmezone = "Asia/Shanghai"
+
+[shops.alpha.coupons.HALF]
+title = "150% off"
+kind = "PERCENT"
+value = 150
+min_spend = -5
+
+[shops.beta]
+name = "Beta"
+currency = "EUR"
+timezone = "Europe/Berlin"
+plugins = ["nope"]
+""")
+    code, problems, out = check(path)
+    assert code == 1 and out == ""
+    where = [line.split(": ", 1)[0].removeprefix(f"error {path}, ") for line in problems]
+    assert sorted(where) == sorted([
+        "shop 'alpha', key 'currency'",
+        "shop 'alpha', key 'timezone'",
+        "shop 'alpha', key 'tmezone'",
+        "shop 'alpha', key 'coupons.HALF.value'",
+        "shop 'alpha', key 'coupons.HALF.min_spend'",
+        "shop 'beta', plugin 'nope', key 'plugins'",  # found although the file's shape is wrong elsewhere
+    ]), problems
+
+
+def test_plugin_settings_are_validated_by_the_plugin_model(settings_file, dummy_plugin):
+    enabled = SHOP + 'plugins = ["dummy"]\n'
+    good = settings_file(enabled + "[shops.alpha.settings.dummy]\nbatch_size = 25\n", "good.toml")
+    loaded = settings_module.load(good)
+    assert loaded.shop("alpha").settings_for("dummy") == sample_plugin.DummySettings(batch_size=25)
+    default = settings_module.load(settings_file(enabled, "default.toml"))
+    assert default.shop("alpha").settings_for("dummy").batch_size == 10
+
+    bad = settings_file(enabled + "[shops.alpha.settings.dummy]\nbatch_size = 0\nbatchsize = 3\n")
+    problems = problems_of(bad)
+    assert [(p.shop, p.plugin, p.key) for p in problems] == [
+        ("alpha", "dummy", "batch_size"), ("alpha", "dummy", "batchsize")]
+    assert problems[0].expected == "Input should be greater than 0 (got 0)"
+    assert problems[1].expected == "no such setting (check its spelling)"
+    code, lines, _ = check(bad)
+    assert code == 1
+    where = f"error {bad}, shop 'alpha', plugin 'dummy'"
+    assert lines == [f"{where}, key 'batch_size': Input should be greater than 0 (got 0)",
+                     f"{where}, key 'batchsize': no such setting (check its spelling)"]
