@@ -118,7 +118,7 @@ def schema(shop: Annotated[str, typer.Option("--shop", help="Shop slug.")], conf
 @keys_app.command("create")
 def keys_create(
     shop: Annotated[str, typer.Option("--shop", help="Shop slug.")],
-    publishable: Annotated[bool, typer.Option("--publishable", help="A storefront key: storefront reads only.")] = False,
+    publishable: Annotated[bool, typer.Option("--publishable", help="A storefront key: reads only.")] = False,
     label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
     config: ConfigOption = None,
 ):

@@ -64,7 +64,8 @@ class Wallet:
         return Effect(plugin, EffectKind.COUPON_ISSUED, f"coupon {coupon.title} ({coupon.code}) issued",
                       rule=rule or coupon.template)
 
-    def use(self, member_id: str, codes: tuple[str, ...], order_id: str, checkout_id: str | None = None) -> list[Effect]:
+    def use(self, member_id: str, codes: tuple[str, ...], order_id: str,
+            checkout_id: str | None = None) -> list[Effect]:
         """Mark each coupon used by `order_id`: one conditional UPDATE each, so a coupon is used once.
 
         A coupon that cannot be used does not stop the order: it comes back as a CONFLICT effect.

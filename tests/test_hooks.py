@@ -88,7 +88,8 @@ def test_order_and_refund_reach_plugins_with_what_was_stored(shops, recorders):
     order: PaidOrder = hooks["order_paid"]
     assert (order.total, order.lines[0].amount, order.lines[0].category) == (5000, 6000, "shoes")
     refund: Refund = hooks["order_refunded"]
-    assert (refund.amount, refund.refunded_total, refund.order.lines, refund.is_full) == (2000, 2000, order.lines, False)
+    assert (refund.amount, refund.refunded_total, refund.is_full) == (2000, 2000, False)
+    assert refund.order.lines == order.lines
 
 
 def test_a_failing_plugin_rolls_the_whole_event_back(shops, recorders):

@@ -50,8 +50,8 @@ def test_coupon_is_used_exactly_once(api, runtime):
     with runtime.db.read() as conn:
         assert conn.execute(select(Coupon.status, Coupon.used_order_id)).one() == ("USED", "o-1")
         assert conn.execute(select(Order.order_id).order_by(Order.order_id)).scalars().all() == ["o-1", "o-2"]
-    statuses = api("""query($id: ID) { member(id: $id) { available: coupons { code } used: coupons(status: USED) { code } } }""",
-                   {"id": member_id}, key)["member"]
+    query = "query($id: ID) { member(id: $id) { available: coupons { code } used: coupons(status: USED) { code } } }"
+    statuses = api(query, {"id": member_id}, key)["member"]
     assert statuses == {"available": [], "used": [{"code": code}]}
 
 
