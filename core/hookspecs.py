@@ -54,8 +54,8 @@ hookspec = pluggy.HookspecMarker("memberkit")
 def settings_model() -> type[BaseModel] | None:
     """Return the pydantic model that validates this plugin's table in ``plugins.toml``.
 
-    Called once per plugin when the settings file is loaded (``memberkit check``, start-up). The validated
-    instance reaches the plugin as ``ctx.settings``. Defaults in the model are the plugin's defaults.
+    Called once per plugin when the settings file is loaded (``memberkit check``, start-up). The plugin
+    reads the validated instance with ``ctx.settings_for(name)``. The model's defaults are the plugin's.
     """
 
 

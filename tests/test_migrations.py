@@ -203,3 +203,9 @@ def test_server_refuses_an_unmigrated_postgres_database(fresh_runtime, capsys):
     assert tables(runtime) == set()
     migrate.upgrade(runtime)
     cli._ensure_migrated(runtime)  # now it starts
+
+
+def test_database_url_is_taken_as_written():
+    assert database_url("postgresql://user@host/db") == "postgresql+psycopg://user@host/db"
+    assert database_url("postgres://user:pw@host:5433/db") == "postgresql+psycopg://user:pw@host:5433/db"
+    assert database_url("sqlite:///memberkit.db") == "sqlite:///memberkit.db"
