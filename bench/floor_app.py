@@ -44,7 +44,8 @@ def prepare(path: str, members: list[str]) -> None:
     """Create the three tables and a zero balance per member."""
     conn = connect(path)
     conn.executescript(SCHEMA)
-    conn.executemany("INSERT OR IGNORE INTO floor_balance (member, points) VALUES (?, 0)", [(m,) for m in members])
+    conn.executemany("INSERT OR IGNORE INTO floor_balance (member, points) VALUES (?, 0)",
+                     [(m,) for m in members])
     conn.close()
 
 
@@ -73,7 +74,8 @@ def create_app(path: str) -> Starlette:
                     (order_id, member_id, time.time())).lastrowid
                 conn.execute("INSERT INTO floor_ledger (member, delta, event_id) VALUES (?, ?, ?)",
                              (member_id, total, event_id))
-                conn.execute("UPDATE floor_balance SET points = points + ? WHERE member = ?", (total, member_id))
+                conn.execute("UPDATE floor_balance SET points = points + ? WHERE member = ?",
+                             (total, member_id))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -110,7 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     prepare(args.db, [m for m in args.members.split(",") if m])
     # As `memberkit serve`: uvicorn's defaults (uvloop, httptools when installed), one worker, no access log.
-    uvicorn.run(create_app(args.db), host=args.host, port=args.port, workers=1, log_level="info", access_log=False)
+    uvicorn.run(create_app(args.db), host=args.host, port=args.port, workers=1,
+                log_level="info", access_log=False)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,22 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions import max_aliases, query_depth_limiter
 
 from core import plugins as plugin_registry
 from schema.context import VisibleError
 
 MAX_DEPTH, MAX_TOKENS, MAX_ALIASES = 10, 2000, 30
+# Built once: the validation cache is keyed by the rule classes, and a limiter made per request makes new
+# classes, so no request would ever hit the cache.
+LIMIT_RULES = [query_depth_limiter.create_validator(MAX_DEPTH, None, None),
+               max_aliases.create_validator(MAX_ALIASES)]
 
 Factory = Callable[[type], Callable[..., Any]]
 
@@ -87,13 +91,12 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def extensions(development: bool) -> list[Any]:
-    """Factories: strawberry builds each extension per request (the parse and validation caches are shared)."""
+    """Factories: strawberry builds each extension per request; the parse and validation caches are shared."""
     limits = [
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
     ]
     if not development:
         limits.append(lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"))
