@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core import auth
@@ -66,12 +66,23 @@ class EventResult:
         return cls(stored["member_id"], [Effect(**e) for e in stored["effects"]], [], True, stored.get("data", {}))
 
 
+# Hot-path statements on the tables themselves (SQLAlchemy Core, not the ORM), built once and compiled once.
+EVENTS, MEMBERS, ORDERS = Event.__table__, Member.__table__, Order.__table__
+_INSERT_EVENT = {
+    name: dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["shop", "kind", "key"]).returning(EVENTS.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_STORED_EVENT = select(EVENTS.c.payload_hash, EVENTS.c.result).where(
+    EVENTS.c.shop == bindparam("p_shop"), EVENTS.c.kind == bindparam("p_kind"), EVENTS.c.key == bindparam("p_key"))
+_FINISH_EVENT = EVENTS.update().where(EVENTS.c.id == bindparam("p_id")).values(
+    result=bindparam("p_result"), member_id=bindparam("p_member_id"))
+_MEMBER = select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags).where(
+    MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop"))
+
+
 def _insert_ignoring_conflict(conn: Connection, values: dict[str, Any]) -> int | None:
     """INSERT the event row unless its key exists; the unique constraint decides, not a prior read."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (dialect.insert(Event).values(**values)
-                 .on_conflict_do_nothing(index_elements=["shop", "kind", "key"]).returning(Event.id))
-    return conn.execute(statement).scalar()
+    return conn.execute(_INSERT_EVENT[conn.dialect.name], values).scalar()
 
 
 def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload: dict[str, Any],
@@ -95,16 +106,15 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
                 "created_at": ctx.now,
             })
             if event_id is None:
-                stored = conn.execute(select(Event.payload_hash, Event.result).where(
-                    Event.shop == shop.slug, Event.kind == kind, Event.key == key)).one()
+                stored = conn.execute(_STORED_EVENT, {"p_shop": shop.slug, "p_kind": kind, "p_key": key}).one()
                 if stored.payload_hash != digest:
                     raise Refused("IDEMPOTENCY_CONFLICT",
                                   f"{kind} {key!r} was already received with a different payload", "key")
                 return EventResult.from_stored(stored.result)
             ctx.event_id = event_id
             result = handler(ctx)
-            conn.execute(update(Event).where(Event.id == event_id)
-                         .values(result=result.stored(), member_id=result.member_id))
+            conn.execute(_FINISH_EVENT, {"p_id": event_id, "p_result": result.stored(),
+                                         "p_member_id": result.member_id})
             return result
     except Refused as refusal:
         return EventResult.refused(refusal)
@@ -159,8 +169,7 @@ def check_birthday(birthday: date | None, today: date) -> None:
 
 
 def load_member(conn: Connection, shop: str, member_id: str) -> MemberInfo:
-    row = conn.execute(select(Member.id, Member.external_id, Member.joined_at, Member.tags)
-                       .where(Member.id == member_id, Member.shop == shop)).first()
+    row = conn.execute(_MEMBER, {"p_id": member_id, "p_shop": shop}).first()
     if row is None:
         raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
     return MemberInfo(row.id, shop, row.external_id, row.joined_at, tuple(row.tags))
@@ -281,7 +290,7 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
 
     def handle(ctx: Context) -> EventResult:
         order: PaidOrder = checked["order"]
-        ctx.conn.execute(insert(Order).values(
+        ctx.conn.execute(ORDERS.insert(), dict(
             shop=shop.slug, order_id=order.order_id, member_id=order.member_id, currency=order.currency,
             total=order.total, refunded=0, paid_at=order.paid_at,
             detail={"lines": [line.__dict__ for line in order.lines], "coupon_codes": list(order.coupon_codes),

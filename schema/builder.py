@@ -7,6 +7,7 @@ a fixed ``Member`` next to a composed one would fail with DuplicatedTypeName.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +19,14 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
-from strawberry.extensions import max_aliases, query_depth_limiter
 
 from core import plugins as plugin_registry
 from schema.context import VisibleError
+
+log = logging.getLogger("memberkit.graphql")
 
 MAX_DEPTH, MAX_TOKENS, MAX_ALIASES = 10, 2000, 30
 # Built once: the validation cache is keyed by the rule classes, and a limiter made per request makes new
@@ -31,6 +35,17 @@ LIMIT_RULES = [query_depth_limiter.create_validator(MAX_DEPTH, None, None),
                max_aliases.create_validator(MAX_ALIASES)]
 
 Factory = Callable[[type], Callable[..., Any]]
+
+
+class MemberkitSchema(strawberry.Schema):
+    """Logs only our own failures: a caller's malformed input is answered, not logged, since its message
+    quotes the values sent (a phone number sent as a number, say)."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, VisibleError | GraphQLError):
+                log.error("unexpected error at %s", error.path, exc_info=original)
 
 
 class SchemaBuilder:
@@ -77,7 +92,7 @@ class SchemaBuilder:
             namespace = {key: field(resolver=factory(member_type)) for key, factory in factories.items()}
             return strawberry.type(type(name, (), namespace))
 
-        return strawberry.Schema(
+        return MemberkitSchema(
             query=operations("Query", self.query_fields, strawberry.field),
             mutation=operations("Mutation", self.mutation_fields, strawberry.mutation),
             types=self.types,
@@ -87,7 +102,7 @@ class SchemaBuilder:
 
 def _should_mask(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, VisibleError)
+    return original is not None and not isinstance(original, VisibleError | GraphQLError)
 
 
 def extensions(development: bool) -> list[Any]:
