@@ -15,7 +15,9 @@ PROJECT = "memberkit"
 ENTRY_POINT_GROUP = "memberkit"
 
 # Built-in plugins, by the name a shop enables them with: "package" or "module:attribute".
-BUILTIN_PLUGINS: dict[str, str] = {}
+BUILTIN_PLUGINS: dict[str, str] = {
+    "points": "plugins.points",
+}
 
 
 class UnknownPlugin(LookupError):

@@ -70,3 +70,14 @@ class Wallet:
 first = Recorder("first")
 second = Recorder("second")
 wallet = Wallet()
+
+
+class GoldTier:
+    """Says every member is gold, earning 1.5x: a stand-in for the tiering plugin's `member_tier`."""
+
+    @hookimpl
+    def member_tier(self, ctx, member_id):
+        return TierInfo("GOLD", "Gold", 3, points_multiplier_permille=1500)
+
+
+gold_tier = GoldTier()

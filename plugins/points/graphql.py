@@ -1,0 +1,259 @@
+"""Points in the schema: Member.points, the rewards catalogue, redeeming, check-in, actions, adjustments."""
+
+import base64
+from datetime import datetime
+from typing import Optional
+
+import strawberry
+from sqlalchemy import select
+
+from core import clock
+from core.events import EventResult, load_member, run_event
+from core.models import Coupon as CouponRow
+from core.types import Effect, Refused
+from plugins.points import ledger
+from schema.context import RequestContext, VisibleError
+from schema.core import coupon_view, event_payload, payload_of
+from schema.core import load_member as load_member_view
+from schema.types import Coupon, PageInfo, UserError
+
+MAX_PAGE = 100
+
+
+@strawberry.type
+class PointsExpiry:
+    points: int
+    expires_at: datetime
+
+
+@strawberry.type
+class PointsEntry:
+    id: strawberry.ID
+    delta: int
+    reason: str
+    rule: str
+    order_id: Optional[str]
+    note: Optional[str]
+    created_at: datetime
+
+
+@strawberry.type
+class PointsEntryEdge:
+    node: PointsEntry
+    cursor: str
+
+
+@strawberry.type
+class PointsEntryConnection:
+    edges: list[PointsEntryEdge]
+    page_info: PageInfo
+
+
+def _cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"entry:{entry_id}".encode()).decode()
+
+
+def _after(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "entry":
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise VisibleError("history: `after` is not a cursor this connection gave")
+
+
+@strawberry.type(description="A member's points: spendable balance, pending, what expires next, and every entry.")
+class PointsAccount:
+    member_id: strawberry.Private[str]
+    balance: int
+    pending: int
+    lifetime_earned: int
+
+    @strawberry.field(description="The next dates on which points expire, with how many.")
+    async def expiring(self, info: strawberry.Info) -> list[PointsExpiry]:
+        rows = await info.context.read(lambda ctx: ledger.expiring(ctx, self.member_id))
+        return [PointsExpiry(points=points, expires_at=moment) for points, moment in rows]
+
+    @strawberry.field(description="Ledger entries, newest first.")
+    async def history(self, info: strawberry.Info, first: Optional[int] = 20,
+                      after: Optional[str] = None) -> PointsEntryConnection:
+        size = 20 if first is None else first
+        if not 0 <= size <= MAX_PAGE:
+            raise VisibleError(f"history: first must be from 0 to {MAX_PAGE}")
+        before_id = _after(after)
+        rows = await info.context.read(lambda ctx: ledger.history(ctx, self.member_id, size, before_id))
+        edges = [PointsEntryEdge(cursor=_cursor(row.id), node=PointsEntry(
+            id=strawberry.ID(str(row.id)), delta=row.delta, reason=row.reason, rule=row.rule,
+            order_id=row.order_id, note=row.note, created_at=row.created_at)) for row in rows[:size]]
+        return PointsEntryConnection(edges=edges, page_info=PageInfo(
+            has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None))
+
+
+async def points(root, info: strawberry.Info) -> Optional[PointsAccount]:
+    view = await info.context.read(lambda ctx: ledger.account_view(ctx, root.id))
+    return PointsAccount(member_id=root.id, balance=view.balance, pending=view.pending,
+                         lifetime_earned=view.lifetime_earned)
+
+
+@strawberry.type
+class Reward:
+    id: strawberry.ID
+    title: str
+    cost_points: int
+
+
+@strawberry.input
+class RedeemRewardInput:
+    reward_id: strawberry.ID
+    idempotency_key: str
+
+
+@strawberry.input
+class MemberActionInput:
+    member_id: strawberry.ID
+    action: str
+    idempotency_key: str
+
+
+@strawberry.input
+class AdjustPointsInput:
+    member_id: strawberry.ID
+    delta: int
+    reason: str
+    idempotency_key: str
+
+
+def _rewards(Member):
+    def resolve(info: strawberry.Info) -> list[Reward]:
+        """The shop's rewards catalogue: what points buy."""
+        settings = ledger.settings_of_shop(info.context.shop)
+        return [Reward(id=strawberry.ID(r.id), title=r.title, cost_points=r.cost_points) for r in settings.rewards]
+    return resolve
+
+
+def _redeem_reward(Member):
+    @strawberry.type
+    class RedeemRewardPayload:
+        coupon: Optional[Coupon]
+        points_spent: int
+        member: Optional[Member]
+        duplicate: bool
+        errors: list[UserError]
+
+    async def resolve(info: strawberry.Info, input: RedeemRewardInput) -> RedeemRewardPayload:
+        """Exchange points for a reward's coupon, for the signed-in member (a member token)."""
+        context: RequestContext = info.context
+        member_id = context.require_member()
+
+        def handle(ctx) -> EventResult:
+            load_member(ctx.conn, ctx.shop.slug, member_id)
+            reward = ledger.settings_of(ctx).reward(input.reward_id)
+            if reward is None:
+                raise Refused("REWARD_NOT_FOUND", f"no reward {input.reward_id!r} in this shop", "rewardId")
+            if reward.coupon_template not in ctx.shop.coupons:
+                raise Refused("REWARD_UNAVAILABLE", f"reward {reward.id!r} cannot be issued now", "rewardId")
+            ledger.spend(ctx, member_id, reward.cost_points, "SPEND", f"reward:{reward.id}",
+                         note=f"key {input.idempotency_key}")
+            coupon = ctx.wallet.issue(member_id, reward.coupon_template, source=f"points:reward:{reward.id}")
+            effects = [Effect(ledger.PLUGIN, "POINTS_SPENT", f"points -{reward.cost_points} ({reward.title})",
+                              rule=f"reward:{reward.id}"), ctx.wallet.issued_effect(ledger.PLUGIN, coupon)]
+            return EventResult(member_id, effects, data={"coupon_id": coupon.id, "points_spent": reward.cost_points})
+
+        result = await context.call(run_event, context.runtime, context.shop, "points.redeem_reward",
+                                    f"{member_id}:{input.idempotency_key}", {"reward_id": input.reward_id}, handle)
+        coupon = None
+        if result.data.get("coupon_id"):
+            coupon = await context.read(lambda ctx: coupon_view(ctx.conn.execute(
+                select(CouponRow).where(CouponRow.id == result.data["coupon_id"])).one(), ctx))
+        member = await _member(info, Member, result.member_id)
+        return RedeemRewardPayload(coupon=coupon, points_spent=result.data.get("points_spent", 0), member=member,
+                                   duplicate=result.duplicate, errors=[UserError.of(e) for e in result.errors])
+    return resolve
+
+
+async def _member(info, Member, member_id):
+    return await load_member_view(info, Member, member_id) if member_id else None
+
+
+def _check_in(Member):
+    Payload = event_payload("CheckInPayload", Member)
+
+    async def resolve(info: strawberry.Info) -> Payload:
+        """Daily check-in for the signed-in member: points once per day in the shop's timezone."""
+        context: RequestContext = info.context
+        member_id = context.require_member()
+
+        def handle(ctx) -> EventResult:
+            load_member(ctx.conn, ctx.shop.slug, member_id)
+            return EventResult(member_id, ledger.reward_action(ctx, member_id, "check_in"))
+
+        day = context.shop.local(clock.now()).date().isoformat()
+        result = await context.call(run_event, context.runtime, context.shop, "points.check_in",
+                                    f"{member_id}:{day}", {}, handle)
+        return payload_of(Payload, result)
+    return resolve
+
+
+def _record_member_action(Member):
+    Payload = event_payload("MemberActionPayload", Member)
+
+    async def resolve(info: strawberry.Info, input: MemberActionInput) -> Payload:
+        """An action that earns points (a review, a share), reported by the integrator; capped per day."""
+        context: RequestContext = info.context
+        key = context.require_integrator().key_id
+
+        def handle(ctx) -> EventResult:
+            load_member(ctx.conn, ctx.shop.slug, input.member_id)
+            return EventResult(input.member_id, ledger.reward_action(ctx, input.member_id, input.action))
+
+        result = await context.call(run_event, context.runtime, context.shop, "points.action",
+                                    input.idempotency_key, {"member_id": input.member_id, "action": input.action},
+                                    handle, key)
+        return payload_of(Payload, result)
+    return resolve
+
+
+def _adjust_points(Member):
+    Payload = event_payload("AdjustPointsPayload", Member)
+
+    async def resolve(info: strawberry.Info, input: AdjustPointsInput) -> Payload:
+        """Change a balance by hand with a reason; the entry records which key did it."""
+        context: RequestContext = info.context
+        key = context.require_integrator().key_id
+
+        def handle(ctx) -> EventResult:
+            load_member(ctx.conn, ctx.shop.slug, input.member_id)
+            reason = input.reason.strip()
+            if not reason or len(reason) > 200:
+                raise Refused("INVALID_REASON", "reason must be 1 to 200 characters", "reason")
+            if input.delta == 0:
+                raise Refused("INVALID_AMOUNT", "delta must not be zero", "delta")
+            if input.delta > 0:
+                locked = ledger.lock(ctx, input.member_id)
+                ledger.earn(ctx, input.member_id, input.delta, "ADJUST", "manual", locked, actor=key, note=reason)
+                return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
+                                                            f"points +{input.delta} ({reason})", rule="manual")])
+            if ledger.settings_of(ctx).allow_negative_balance:
+                ledger.take_back(ctx, input.member_id, -input.delta, "ADJUST", "manual", None, key, reason)
+            else:
+                ledger.spend(ctx, input.member_id, -input.delta, "ADJUST", "manual", actor=key, note=reason)
+            return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
+                                                        f"points {input.delta} ({reason})", rule="manual")])
+
+        result = await context.call(run_event, context.runtime, context.shop, "points.adjust", input.idempotency_key,
+                                    {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
+                                    handle, key)
+        return payload_of(Payload, result)
+    return resolve
+
+
+def contribute(builder) -> None:
+    builder.member_field("points", points, description="The member's points; null where the shop has none.")
+    builder.query_field("rewards", _rewards)
+    builder.mutation_field("redeem_reward", _redeem_reward)
+    builder.mutation_field("check_in", _check_in)
+    builder.mutation_field("record_member_action", _record_member_action)
+    builder.mutation_field("adjust_points", _adjust_points)

@@ -1,0 +1,99 @@
+"""The points ledger: immutable entries, lots that expire, and one account row per member.
+
+balance = sum(remaining of open lots) - debt, always; debt is non-zero only where the shop allows a
+negative balance. Every change locks the account row first, so lots are consumed in one order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime
+
+
+def _member_fk() -> Column:
+    return Column(String(32), ForeignKey("core_member.id"), nullable=False)
+
+
+class PointsAccount(SQLModel, table=True):
+    __tablename__ = "points_account"
+
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    shop: str = Field(max_length=64)
+    balance: int = 0  # spendable now
+    pending: int = 0  # earned, not yet spendable
+    debt: int = 0  # taken back beyond the balance, where the shop allows a negative balance
+    shortfall: int = 0  # taken back beyond the balance and not recovered, where it does not
+    lifetime_earned: int = 0
+    lifetime_spend: int = 0  # money paid, net of refunds: what milestones count
+
+
+class PointsEntry(SQLModel, table=True):
+    """One immutable change: who, how much, why, by which rule, from which event."""
+
+    __tablename__ = "points_entry"
+    __table_args__ = (
+        Index("ix_points_entry_member_id", "member_id", "id"),
+        Index("ix_points_entry_order", "shop", "order_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=_member_fk())
+    delta: int
+    reason: str = Field(max_length=24)  # EARN | SPEND | REFUND | EXPIRE | ADJUST
+    rule: str = Field(max_length=80)  # base, category:shoes, threshold:100000, reward:coupon_10, ...
+    order_id: str | None = Field(default=None, max_length=200)
+    event_id: int | None = None
+    actor: str | None = Field(default=None, max_length=32)  # the key that adjusted by hand
+    note: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PointsLot(SQLModel, table=True):
+    """What one earn left to spend; spending takes the soonest-expiring open lots first."""
+
+    __tablename__ = "points_lot"
+    __table_args__ = (
+        Index("ix_points_lot_member_state_expiry", "member_id", "state", "expires_at"),
+        Index("ix_points_lot_state_expiry", "shop", "state", "expires_at"),
+        Index("ix_points_lot_state_available", "shop", "state", "available_at"),
+        Index("ix_points_lot_order", "shop", "order_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=_member_fk())
+    entry_id: int
+    order_id: str | None = Field(default=None, max_length=200)
+    amount: int
+    remaining: int
+    state: str = Field(max_length=8)  # pending | open | closed (spent out or expired)
+    available_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)  # NEVER for points that do not expire
+
+
+class PointsMilestone(SQLModel, table=True):
+    """A lifetime-spend milestone a member has been paid for: once each."""
+
+    __tablename__ = "points_milestone"
+
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    lifetime_spend: int = Field(primary_key=True)
+    shop: str = Field(max_length=64)
+    order_id: str = Field(max_length=200)
+
+
+class PointsActionDay(SQLModel, table=True):
+    """How often a member did an action on a local day: the daily cap is a conditional UPDATE on it."""
+
+    __tablename__ = "points_action_day"
+
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    action: str = Field(primary_key=True, max_length=40)
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD in the shop's timezone
+    shop: str = Field(max_length=64)
+    count: int = 0
