@@ -309,7 +309,8 @@ def redeem_for_order(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Points as cash: the plugin that owns points spends them; what it cannot spend is a CONFLICT."""
     redemption = Redemption("points", order.points_redeemed, "order", order.order_id)
     try:
-        result = ctx.hook.redemption(ctx=ctx, member_id=order.member_id, redemption=redemption)
+        with ctx.conn.begin_nested():  # a refusal undoes what the plugin wrote, and only that
+            result = ctx.hook.redemption(ctx=ctx, member_id=order.member_id, redemption=redemption)
     except RedemptionRefused as refusal:
         return [Effect("core", EffectKind.CONFLICT, f"{order.points_redeemed} points not taken: {refusal.message}",
                        code=refusal.code, rule="points_as_cash")]

@@ -81,3 +81,15 @@ class GoldTier:
 
 
 gold_tier = GoldTier()
+
+
+class HalfHearted:
+    """Owns "points", writes a coupon, then refuses: the refusal must undo the coupon."""
+
+    @hookimpl
+    def redemption(self, ctx, member_id, redemption):
+        ctx.wallet.issue(member_id, "TEN_OFF", source="halfhearted:partial")
+        raise RedemptionRefused("INSUFFICIENT_POINTS", "changed my mind")
+
+
+halfhearted = HalfHearted()

@@ -13,7 +13,7 @@ from core import plugins as plugin_registry
 from core.models import Event, Member, Order
 from core.types import PaidOrder, Refund, SignUp
 from tests import recording_plugins
-from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, sign_up
+from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, TWO_SHOPS, sign_up
 
 SHOPS = """
 [shops.alpha]
@@ -141,3 +141,19 @@ def test_plugins_share_the_tier_through_core(shops, recorders):
         assert ctx.member_tier(member_id).points_multiplier_permille == 1200
     with runtime.reading(runtime.shop("beta")) as ctx:
         assert ctx.member_tier(member_id) is None  # beta has no tiering: neutral
+
+
+def test_a_refused_redemption_leaves_nothing_of_the_plugins_writes(recorders, make_runtime, make_api, monkeypatch):
+    monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, "halfhearted", "tests.recording_plugins:halfhearted")
+    plugin_registry.refresh()
+    runtime = make_runtime(TWO_SHOPS.replace('[shops.alpha.coupons.TEN_OFF]',
+                                             'plugins = ["halfhearted"]\n\n[shops.alpha.coupons.TEN_OFF]', 1))
+    api = make_api(runtime)
+    key = api.key("alpha")
+    member_id = sign_up(api, key, "u-1")
+    payload = api(ORDER_PAID, {"input": {"orderId": "o-1", "memberId": member_id, "total": 100,
+                                         "pointsRedeemed": 10}}, key)["recordOrderPaid"]
+    assert [(e["kind"], e["code"]) for e in payload["effects"]] == [("CONFLICT", "INSUFFICIENT_POINTS")]
+    assert api(MEMBER, {"id": member_id}, key)["member"]["coupons"] == []
+    with runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(Order)).scalar() == 1
