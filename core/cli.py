@@ -41,11 +41,15 @@ def _runtime(config: str | None):
 def _ensure_migrated(runtime) -> None:
     from core import migrate
 
-    if runtime.db.is_sqlite:
-        migrate.upgrade(runtime)  # a new or older SQLite file is brought up to date by itself
-    elif not migrate.is_current(runtime):
-        err.print("[red]error[/red] the database is not up to date: run `memberkit migrate` first")
-        raise typer.Exit(1)
+    try:
+        if runtime.db.is_sqlite:
+            migrate.upgrade(runtime)  # a new or older SQLite file is brought up to date by itself
+        elif not migrate.is_current(runtime):
+            err.print("[red]error[/red] the database is not up to date: run `memberkit migrate` first")
+            raise typer.Exit(1)
+    except migrate.MigrationError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _shop(runtime, slug: str):
@@ -75,7 +79,11 @@ def migrate(config: ConfigOption = None):
     from core import migrate as migrations
 
     runtime = _runtime(config)
-    migrations.upgrade(runtime)
+    try:
+        migrations.upgrade(runtime)
+    except migrations.MigrationError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     typer.echo("database is up to date")
 
 
