@@ -296,7 +296,8 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
             detail={"lines": [line.__dict__ for line in order.lines], "coupon_codes": list(order.coupon_codes),
                     "points_redeemed": order.points_redeemed, "reservation_ids": list(order.reservation_ids),
                     "checkout_id": order.checkout_id}))
-        effects = ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, order.checkout_id)
+        spend = sum(line.amount for line in order.lines) if order.lines else order.total
+        effects = ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, spend, order.checkout_id)
         if order.points_redeemed:
             effects += redeem_for_order(ctx, order)
         effects += _collect(ctx.hook.order_paid(ctx=ctx, order=order))

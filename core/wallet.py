@@ -64,11 +64,12 @@ class Wallet:
         return Effect(plugin, EffectKind.COUPON_ISSUED, f"coupon {coupon.title} ({coupon.code}) issued",
                       rule=rule or coupon.template)
 
-    def use(self, member_id: str, codes: tuple[str, ...], order_id: str,
+    def use(self, member_id: str, codes: tuple[str, ...], order_id: str, spend: int,
             checkout_id: str | None = None) -> list[Effect]:
         """Mark each coupon used by `order_id`: one conditional UPDATE each, so a coupon is used once.
 
-        A coupon that cannot be used does not stop the order: it comes back as a CONFLICT effect.
+        `spend` is what a minimum spend is checked against (the order's lines at list price). A coupon that
+        cannot be used does not stop the order: it comes back as a CONFLICT effect and stays unused.
         """
         effects = []
         shop, now, conn = self.ctx.shop.slug, self.ctx.now, self.ctx.conn
@@ -76,7 +77,7 @@ class Wallet:
             used = conn.execute(
                 update(Coupon)
                 .where(Coupon.shop == shop, Coupon.code == code, Coupon.member_id == member_id,
-                       available_clause(now),
+                       available_clause(now), Coupon.min_spend <= spend,
                        or_(Coupon.held_by.is_(None), Coupon.held_until <= now,
                            Coupon.held_by == checkout_id if checkout_id else False))
                 .values(status="USED", used_at=now, used_order_id=order_id, held_by=None, held_until=None)
@@ -84,14 +85,14 @@ class Wallet:
             if used:
                 effects.append(Effect("core", EffectKind.COUPON_USED, f"coupon {code} used", rule="wallet"))
             else:
-                reason, text = self._why_unusable(member_id, code)
+                reason, text = self._why_unusable(member_id, code, spend)
                 effects.append(Effect("core", EffectKind.CONFLICT, f"coupon {code} not applied: {text}",
                                       code=reason, rule="wallet"))
         return effects
 
-    def _why_unusable(self, member_id: str, code: str) -> tuple[str, str]:
+    def _why_unusable(self, member_id: str, code: str, spend: int) -> tuple[str, str]:
         row = self.ctx.conn.execute(
-            select(Coupon.member_id, Coupon.status, Coupon.valid_until)
+            select(Coupon.member_id, Coupon.status, Coupon.valid_until, Coupon.min_spend)
             .where(Coupon.shop == self.ctx.shop.slug, Coupon.code == code)
         ).first()
         if row is None:
@@ -102,4 +103,6 @@ class Wallet:
             return "COUPON_ALREADY_USED", "already used"
         if row.valid_until is not None and row.valid_until <= self.ctx.now:
             return "COUPON_EXPIRED", "expired"
+        if row.min_spend > spend:
+            return "COUPON_MIN_SPEND_NOT_MET", f"needs a spend of {row.min_spend}, the order has {spend}"
         return "COUPON_HELD", "held by another checkout"

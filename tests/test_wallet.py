@@ -120,3 +120,19 @@ def test_concurrent_retries_of_one_order_record_it_once(runtime, api):
     assert sorted(r.duplicate for r in results) == [False] + [True] * 23
     with runtime.db.read() as conn:
         assert len(conn.execute(select(Order.id)).all()) == 1
+
+
+def test_a_coupon_below_its_minimum_spend_is_a_conflict(api, runtime):
+    key = api.key("alpha")
+    member_id = sign_up(api, key, "u-1")
+    code = issue(runtime, member_id, "FIVE_PERCENT")  # needs 100.00
+    line = {"sku": "A", "quantity": 1, "unitPrice": 9999}
+    payload = api(ORDER_PAID, {"input": {"orderId": "o-1", "memberId": member_id, "total": 9000, "lines": [line],
+                                         "couponCodes": [code]}}, key)["recordOrderPaid"]
+    assert [(e["kind"], e["code"]) for e in payload["effects"]] == [("CONFLICT", "COUPON_MIN_SPEND_NOT_MET")]
+    # The minimum is checked on the lines at list price, not on the total after the discount.
+    assert pay(api, key, member_id, "o-2", [code], total=9500) == [("CONFLICT", "COUPON_MIN_SPEND_NOT_MET")]
+    payload = api(ORDER_PAID, {"input": {"orderId": "o-3", "memberId": member_id, "total": 9500,
+                                         "lines": [{**line, "unitPrice": 10000}], "couponCodes": [code]}},
+                  key)["recordOrderPaid"]
+    assert [(e["kind"], e["code"]) for e in payload["effects"]] == [("COUPON_USED", None)]
