@@ -98,10 +98,7 @@ class SettingsFile(StrictModel):
 
     @field_validator("shops")
     @classmethod
-    def _slugs(cls, value: dict[str, ShopFile]) -> dict[str, ShopFile]:
-        for slug in value:
-            if not re.match(SLUG_PATTERN, slug):
-                raise ValueError(f"shop slug {slug!r} must be lower-case letters, digits, '-' or '_'")
+    def _some(cls, value: dict[str, ShopFile]) -> dict[str, ShopFile]:
         if not value:
             raise ValueError("at least one shop")
         return value
@@ -240,6 +237,9 @@ def load(path: str | os.PathLike | None = None) -> Settings:
     raw_shops = raw.get("shops")
     plugin_settings: dict[str, dict[str, BaseModel]] = {}
     for slug, shop in (raw_shops.items() if isinstance(raw_shops, dict) else ()):
+        if not re.match(SLUG_PATTERN, slug):  # checked here, per shop, so no other problem can hide it
+            problems.append(Problem(name, slug, None, None,
+                                    "a slug of lower-case letters, digits, '-' or '_' (at most 63)"))
         if not isinstance(shop, dict):
             continue
         listed = shop.get("plugins", [])
@@ -253,9 +253,10 @@ def load(path: str | os.PathLike | None = None) -> Settings:
 
     shops: dict[str, Shop] = {}
     for slug, shop in parsed.shops.items():
-        version = hashlib.sha256(
-            json.dumps(shop.model_dump(mode="json"), sort_keys=True).encode()
-        ).hexdigest()[:16]
+        # The rules in force: the shop's table with every plugin's validated settings, defaults included.
+        in_force = {**shop.model_dump(mode="json"),
+                    "settings": {p: m.model_dump(mode="json") for p, m in plugin_settings[slug].items()}}
+        version = hashlib.sha256(json.dumps(in_force, sort_keys=True).encode()).hexdigest()[:16]
         shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone), tuple(shop.plugins),
                            dict(shop.coupons), plugin_settings[slug], version)
     return Settings(name, shops)

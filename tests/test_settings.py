@@ -204,3 +204,32 @@ def test_plugin_settings_are_validated_by_the_plugin_model(settings_file, dummy_
     where = f"error {bad}, shop 'alpha', plugin 'dummy'"
     assert lines == [f"{where}, key 'batch_size': Input should be greater than 0 (got 0)",
                      f"{where}, key 'batchsize': no such setting (check its spelling)"]
+
+
+def test_a_bad_slug_is_reported_beside_other_problems(settings_file):
+    path = settings_file("""
+    [shops.Bad]
+    name = "Bad"
+    currency = "CNY"
+    timezone = "Asia/Shanghai"
+
+    [shops.good]
+    name = "Good"
+    currency = "eur"
+    timezone = "Europe/Berlin"
+    """)
+    with pytest.raises(settings_module.SettingsError) as caught:
+        settings_module.load(path)
+    found = {(p.shop, p.key) for p in caught.value.problems}
+    assert found == {("Bad", None), ("good", "currency")}
+
+
+def test_the_settings_version_is_the_rules_in_force(settings_file):
+    def version(points_table: str) -> str:
+        body = TWO_SHOPS.replace("[shops.alpha.coupons.TEN_OFF]",
+                                 f'plugins = ["points"]\n{points_table}\n[shops.alpha.coupons.TEN_OFF]', 1)
+        return settings_module.load(settings_file(body)).shop("alpha").version
+
+    implicit = version("")
+    assert version("[shops.alpha.settings.points]\npending_days = 0\n") == implicit  # the default, spelt out
+    assert version("[shops.alpha.settings.points]\npending_days = 3\n") != implicit
