@@ -85,6 +85,13 @@ def _insert_ignoring_conflict(conn: Connection, values: dict[str, Any]) -> int |
     return conn.execute(_INSERT_EVENT[conn.dialect.name], values).scalar()
 
 
+class Unchanged(Exception):
+    """Raised by a `validate` that finds the event would change nothing: answered without writing."""
+
+    def __init__(self, member_id: str | None):
+        self.member_id = member_id
+
+
 def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload: dict[str, Any],
               handler: Callable[[Context], EventResult], api_key_id: str | None = None,
               validate: Callable[[Context], None] | None = None) -> EventResult:
@@ -118,6 +125,8 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
             return result
     except Refused as refusal:
         return EventResult.refused(refusal)
+    except Unchanged as unchanged:
+        return EventResult(unchanged.member_id)
 
 
 # ---------------------------------------------------------------- input checks
@@ -217,16 +226,28 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
 def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str,
                   phone: str | None = None, email: str | None = None, birthday: date | None = None,
                   tags: list[str] | None = None) -> EventResult:
+    """Change a member's data; plugins hear only what differs, and a repeat that changes nothing writes nothing."""
     payload = {"member_id": member_id, "phone": phone, "email": email, "birthday": birthday, "tags": tags}
+    checked: dict[str, Any] = {}
 
-    def handle(ctx: Context) -> EventResult:
+    def validate(ctx: Context) -> None:
         member = load_member(ctx.conn, shop.slug, member_id)
         check_birthday(birthday, shop.local(ctx.now).date())
-        new_tags = check_tags(tags)
-        personal = ctx.conn.execute(select(MemberPersonal).where(MemberPersonal.member_id == member.id)).first()
-        changes = MemberChanges(phone_hash(phone), email_hash(email),
-                                birthday if birthday != (personal.birthday if personal else None) else None,
-                                personal.birthday if personal else None, new_tags)
+        new_tags, new_phone, new_email = check_tags(tags), phone_hash(phone), email_hash(email)
+        stored = ctx.conn.execute(select(MemberPersonal.phone_hash, MemberPersonal.email_hash, MemberPersonal.birthday)
+                                  .where(MemberPersonal.member_id == member.id)).one()
+        changes = MemberChanges(
+            new_phone if new_phone and new_phone != stored.phone_hash else None,
+            new_email if new_email and new_email != stored.email_hash else None,
+            birthday if birthday and birthday != stored.birthday else None,
+            stored.birthday,
+            new_tags if new_tags is not None and new_tags != member.tags else None)
+        if changes == MemberChanges(previous_birthday=stored.birthday):
+            raise Unchanged(member.id)
+        checked["member"], checked["changes"] = member, changes
+
+    def handle(ctx: Context) -> EventResult:
+        member, changes = checked["member"], checked["changes"]
         values: dict[str, Any] = {}
         if changes.phone_hash:
             values["phone_hash"] = changes.phone_hash
@@ -236,12 +257,12 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
             values.update(birthday=changes.birthday, birthday_changed_at=ctx.now)
         if values:
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
-        if new_tags is not None:
-            ctx.conn.execute(update(Member).where(Member.id == member.id).values(tags=list(new_tags)))
+        if changes.tags is not None:
+            ctx.conn.execute(update(Member).where(Member.id == member.id).values(tags=list(changes.tags)))
         effects = _collect(ctx.hook.member_updated(ctx=ctx, member=member, changes=changes))
         return EventResult(member.id, effects)
 
-    return run_event(runtime, shop, "member_updated", None, payload, handle, api_key_id)
+    return run_event(runtime, shop, "member_updated", None, payload, handle, api_key_id, validate)
 
 
 def _order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:

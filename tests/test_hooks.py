@@ -157,3 +157,17 @@ def test_a_refused_redemption_leaves_nothing_of_the_plugins_writes(recorders, ma
     assert api(MEMBER, {"id": member_id}, key)["member"]["coupons"] == []
     with runtime.db.read() as conn:
         assert conn.execute(select(func.count()).select_from(Order)).scalar() == 1
+
+
+def test_plugins_hear_only_what_an_update_changed(shops, recorders):
+    runtime, api, key = shops[0], shops[1], shops[1].key("alpha")
+    member_id = sign_up(api, key, "u-1", phone="13800000000", tags=["a"])
+    query = """mutation($input: UpdateMemberInput!) { updateMember(input: $input) { errors { code } } }"""
+    same = {"memberId": member_id, "phone": "138 0000 0000", "tags": ["a"]}
+    api(query, {"input": same}, key)
+    assert [hook for _, hook, _ in recorders.first.calls] == ["member_signup"]  # nothing changed, nobody told
+    with runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(Event)).scalar() == 1
+    api(query, {"input": {**same, "tags": ["a", "b"]}}, key)
+    changes = recorders.first.calls[-1][2]
+    assert (changes.phone_hash, changes.email_hash, changes.tags) == (None, None, ("a", "b"))
