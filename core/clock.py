@@ -14,7 +14,10 @@ def now() -> datetime:
         return _frozen
     fixed = os.environ.get("MEMBERKIT_NOW")  # for running jobs "as of" a moment from the CLI
     if fixed:
-        return datetime.fromisoformat(fixed).astimezone(UTC)
+        moment = datetime.fromisoformat(fixed)
+        if moment.tzinfo is None:
+            raise ValueError(f"MEMBERKIT_NOW={fixed!r} needs a UTC offset, e.g. 2026-11-23T20:00:00+08:00")
+        return moment.astimezone(UTC)
     return datetime.now(UTC)
 
 

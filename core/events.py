@@ -6,7 +6,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -92,6 +92,19 @@ class Unchanged(Exception):
         self.member_id = member_id
 
 
+def _canonical(value: Any) -> Any:
+    """What a payload means, not how it was spelt: trimmed text, instants in UTC."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload: dict[str, Any],
               handler: Callable[[Context], EventResult], api_key_id: str | None = None,
               validate: Callable[[Context], None] | None = None) -> EventResult:
@@ -101,7 +114,7 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
     key with another payload is refused with IDEMPOTENCY_CONFLICT. `validate` runs first and may refuse
     before anything is written. `key=None` records the event under a fresh key (not retry-safe).
     """
-    digest = auth.payload_hash({"kind": kind, **payload})
+    digest = auth.payload_hash(_canonical({"kind": kind, **payload}))
     try:
         with runtime.db.write() as conn:
             ctx = runtime.context(shop, conn, api_key_id=api_key_id)

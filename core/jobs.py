@@ -10,7 +10,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core import clock
@@ -64,6 +64,19 @@ def _finish(runtime: Runtime, shop: str, job: str, owner: str, ran_at: datetime 
                      .values(**values))
 
 
+class _Busy(Exception):
+    pass
+
+
+def _exclusive(conn, shop: str, job: str) -> bool:
+    """On PostgreSQL, a transaction-scoped advisory lock: holds however long the job runs, even past its
+    lease. SQLite's single writer already excludes every other run of the job's write transaction."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return conn.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"memberkit-job:{shop}:{job}"}).scalar()
+
+
 def run_due(runtime: Runtime, shop_slug: str | None = None, force: bool = False) -> list[JobRun]:
     """Run each job whose interval has passed since its last run (all of them with `force`)."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"  # unique per call, threads too
@@ -83,7 +96,13 @@ def run_due(runtime: Runtime, shop_slug: str | None = None, force: bool = False)
                 continue
             try:
                 with runtime.transaction(shop) as ctx:
+                    if not _exclusive(ctx.conn, shop.slug, job.name):
+                        raise _Busy
                     result = job.run(ctx)
+            except _Busy:
+                _finish(runtime, shop.slug, job.name, owner, None, None)
+                runs.append(JobRun(shop.slug, job.name, "busy"))
+                continue
             except Exception:  # one failing job must not stop the others; it is retried next run
                 log.error("job %s for shop %s failed:\n%s", job.name, shop.slug, traceback.format_exc())
                 _finish(runtime, shop.slug, job.name, owner, None, None)

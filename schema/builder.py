@@ -43,9 +43,8 @@ class MemberkitSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
         for error in errors:
-            original = error.original_error
-            if original is not None and not isinstance(original, VisibleError | GraphQLError):
-                log.error("unexpected error at %s", error.path, exc_info=original)
+            if _should_mask(error):
+                log.error("unexpected error at %s", error.path, exc_info=error.original_error)
 
 
 class SchemaBuilder:
@@ -65,6 +64,10 @@ class SchemaBuilder:
 
     def member_field(self, name: str, resolver: Callable[..., Any], **options: Any) -> None:
         """Add a field to Member; `resolver(root, info, ...)` gets the Member as `root`."""
+        from schema.core import MemberBase
+
+        if name in {f.python_name for f in MemberBase.__strawberry_definition__.fields}:
+            raise ValueError(f"a plugin cannot replace core's Member field {name!r}")
         self._add(self.member_fields, "Member", name, strawberry.field(resolver=resolver, **options))
 
     def query_field(self, name: str, factory: Factory) -> None:

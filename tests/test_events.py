@@ -122,3 +122,13 @@ def test_update_member(api, runtime):
     assert payload["updateMember"] == {"member": {"birthday": "1991-06-02", "tags": ["vip"]}, "errors": []}
     missing = api(query, {"input": {"memberId": "mem_nope", "tags": []}}, key)["updateMember"]
     assert missing["errors"] == [{"code": "MEMBER_NOT_FOUND", "field": "memberId"}]
+
+
+def test_a_retry_spelt_differently_is_still_a_duplicate(api, runtime):
+    key = api.key("alpha")
+    member_id = sign_up(api, key, "u-1")
+    order = {"orderId": "o-1", "memberId": member_id, "total": 500, "paidAt": "2026-11-23T20:00:00+08:00"}
+    assert api(ORDER_PAID, {"input": order}, key)["recordOrderPaid"]["duplicate"] is False
+    same = {**order, "orderId": " o-1 ", "paidAt": "2026-11-23T12:00:00Z"}  # the same instant, in UTC
+    assert api(ORDER_PAID, {"input": same}, key)["recordOrderPaid"]["duplicate"] is True
+    assert count(runtime, Order) == 1

@@ -66,3 +66,12 @@ def test_alias_and_token_limits(api):
     assert "aliases" in api.errors(f"{{ {aliases} }}", key=key)[0]["message"].lower()
     tokens = "{ " + " ".join(["__typename"] * 2100) + " }"
     assert "token" in api.errors(tokens, key=key)[0]["message"].lower()
+
+
+def test_a_plugin_cannot_replace_cores_member_fields():
+    import pytest
+
+    from schema.builder import SchemaBuilder
+
+    with pytest.raises(ValueError, match="cannot replace core's Member field 'coupons'"):
+        SchemaBuilder(()).member_field("coupons", lambda root: [])
