@@ -7,6 +7,9 @@ Three kinds, named for what happened or what is asked:
   ``checkout_hold`` / ``checkout_release``;
 * compute and veto (collect-all, folded by core): ``price_adjustments``, ``points_to_earn``,
   ``purchase_denials``;
+
+The checkout hooks and the compute and veto hooks are the contract for the cart quote and checkout
+(``quoteCart``, ``startCheckout``): plugins implement them now, and core calls them once the quote lands.
 * build time, called once per process: ``settings_model``, ``graphql_schema``, ``jobs``,
   ``migrations_location``.
 
