@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "memberkit"
 # Built-in plugins, by the name a shop enables them with: "package" or "module:attribute".
 BUILTIN_PLUGINS: dict[str, str] = {
     "points": "plugins.points",
+    "tiering": "plugins.tiering",
 }
 
 

@@ -39,8 +39,8 @@ HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunc
 
 @pytest.fixture
 def recorders(monkeypatch):
-    monkeypatch.setattr(plugin_registry, "BUILTIN_PLUGINS", {
-        name: f"tests.recording_plugins:{name}" for name in ("first", "second", "wallet")})
+    for name in ("first", "second", "wallet"):
+        monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, name, f"tests.recording_plugins:{name}")
     plugin_registry.refresh()
     for recorder in (recording_plugins.first, recording_plugins.second):
         recorder.calls.clear()

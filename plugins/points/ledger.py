@@ -20,12 +20,17 @@ NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the expiry of points that do not e
 ACCOUNTS, ENTRIES, LOTS = PointsAccount.__table__, PointsEntry.__table__, PointsLot.__table__
 MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
 
-_NEW_ACCOUNT = {name: dialect.insert(ACCOUNTS).on_conflict_do_nothing(index_elements=["member_id"])
-                for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-_LOCK = (ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m"))
-         .values(lifetime_spend=ACCOUNTS.c.lifetime_spend + bindparam("spend"))
-         .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend))
-_DUE_LOTS = select(LOTS.c.id, LOTS.c.state, LOTS.c.remaining).where(
+# Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
+_LOCK = {name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
+                                               lifetime_spend=bindparam("spend"))
+         .on_conflict_do_update(index_elements=["member_id"],
+                                set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
+         .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend)
+         for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_EARN_ACCOUNT = ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
+    balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
+    debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"))
+_DUE_LOTS = select(LOTS.c.id, LOTS.c.state, LOTS.c.remaining, LOTS.c.expires_at).where(
     LOTS.c.member_id == bindparam("m"),
     or_(and_(LOTS.c.state == "open", LOTS.c.expires_at <= bindparam("now")),
         and_(LOTS.c.state == "pending", LOTS.c.available_at <= bindparam("now"))))
@@ -81,8 +86,7 @@ class Locked:
 
 def lock(ctx: Context, member_id: str, spend: int = 0) -> Locked:
     """Lock the member's account (creating it), settle due lots, and add `spend` to lifetime spend."""
-    ctx.conn.execute(_NEW_ACCOUNT[ctx.conn.dialect.name], {"member_id": member_id, "shop": ctx.shop.slug})
-    row = ctx.conn.execute(_LOCK, {"m": member_id, "spend": spend}).one()
+    row = ctx.conn.execute(_LOCK[ctx.conn.dialect.name], {"m": member_id, "shop": ctx.shop.slug, "spend": spend}).one()
     locked = Locked(row.balance, row.debt, row.lifetime_spend)
     due = ctx.conn.execute(_DUE_LOTS, {"m": member_id, "now": ctx.now}).all()
     if due:
@@ -93,17 +97,26 @@ def lock(ctx: Context, member_id: str, spend: int = 0) -> Locked:
 def _settle(ctx: Context, member_id: str, due, locked: Locked) -> None:
     """Pending lots whose time came become spendable; open lots past expiry expire, each with its entry."""
     matured = sum(lot.remaining for lot in due if lot.state == "pending")
-    expired = [lot for lot in due if lot.state == "open"]
+    # a pending lot can be past its expiry too when no write or job ran for long: it matures and expires
+    expired = [lot for lot in due if lot.state == "open" or lot.expires_at <= ctx.now]
+    repaid = 0  # a debt incurred while these points were pending is repaid from them as they mature
     for lot in due:
-        state = "open" if lot.state == "pending" and lot.remaining else "closed"
-        ctx.conn.execute(LOTS.update().where(LOTS.c.id == lot.id).values(state=state))
+        opens = lot.state == "pending" and lot.remaining and lot.expires_at > ctx.now
+        repay = min(locked.debt - repaid, lot.remaining) if opens else 0
+        repaid += repay
+        values = {"state": "open" if opens and lot.remaining > repay else "closed"}
+        if repay:
+            values["remaining"] = lot.remaining - repay
+        ctx.conn.execute(LOTS.update().where(LOTS.c.id == lot.id).values(**values))
     for lot in expired:
         if lot.remaining:
             _entry(ctx, member_id, -lot.remaining, "EXPIRE", "expiry", note=f"lot {lot.id}")
     gone = sum(lot.remaining for lot in expired)
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
-        balance=ACCOUNTS.c.balance + matured - gone, pending=ACCOUNTS.c.pending - matured))
+        balance=ACCOUNTS.c.balance + matured - gone, pending=ACCOUNTS.c.pending - matured,
+        debt=ACCOUNTS.c.debt - repaid))
     locked.balance += matured - gone
+    locked.debt -= repaid
 
 
 def settle_due(ctx: Context, limit: int = 500) -> int:
@@ -146,12 +159,8 @@ def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, lock
     })
     # balance = open lots - debt: repaying debt raises it even while the new lot is still pending
     balance_delta = repay if pending else points
-    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
-        balance=ACCOUNTS.c.balance + balance_delta,
-        pending=ACCOUNTS.c.pending + (remaining if pending else 0),
-        debt=ACCOUNTS.c.debt - repay,
-        lifetime_earned=ACCOUNTS.c.lifetime_earned + points,
-    ))
+    ctx.conn.execute(_EARN_ACCOUNT, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
+                                     "r": repay, "e": points})
     locked.debt -= repay
     locked.balance += balance_delta
 
@@ -297,7 +306,9 @@ def reverse_for_refund(ctx: Context, refund) -> list[Effect]:
                func.coalesce(func.sum(case((ENTRIES.c.reason == "REFUND", -ENTRIES.c.delta), else_=0)), 0))
         .where(ENTRIES.c.shop == ctx.shop.slug, ENTRIES.c.order_id == order.order_id)).one()
     target = granted if refund.is_full else granted * refund.refunded_total // order.total
-    due = target - reversed_
+    # What earlier refunds were due was taken or recorded as a shortfall then: never claim it twice.
+    earlier = granted * (refund.refunded_total - refund.amount) // order.total
+    due = target - max(reversed_, earlier)
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == order.member_id).values(
         lifetime_spend=ACCOUNTS.c.lifetime_spend - refund.amount))
     if due <= 0:
@@ -359,7 +370,7 @@ def account_view(ctx: Context, member_id: str) -> AccountView:
     for lot in ctx.conn.execute(_DUE_LOTS, {"m": member_id, "now": ctx.now}):
         if lot.state == "pending":
             matured += lot.remaining
-        else:
+        if lot.state == "open" or lot.expires_at <= ctx.now:
             expired += lot.remaining
     return AccountView(row.balance + matured - expired, row.pending - matured, row.lifetime_earned)
 

@@ -1,0 +1,80 @@
+"""tiering: member tiers (RULES.md section 1), all of it settings per shop.
+
+Members move up at once when a paid order's spend (or order count) reaches a tier, past several tiers in
+one order if need be; a refund corrects the tier to what the net spend earns; an hourly, idempotent job
+re-evaluates rolling windows, grace periods, ended overrides and changed thresholds, one step down at a
+time. Integrators set a tier by hand (``setMemberTier``) or record a bought one (``recordTierUpgrade``,
+points through the core ``redemption`` hook). Other plugins read the tier through ``member_tier`` and
+``tier_catalog`` (core.types.TierInfo), never by importing this package.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from core import hookimpl
+from core.context import Context
+from core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp, TierInfo
+from plugins.tiering import actions
+from plugins.tiering import standing as st
+from plugins.tiering.settings import TieringSettings
+
+NAME = st.NAME
+EVALUATE_EVERY = timedelta(hours=1)
+
+
+@hookimpl
+def settings_model():
+    return TieringSettings
+
+
+@hookimpl
+def migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations")
+
+
+@hookimpl
+def graphql_schema(builder) -> None:
+    from plugins.tiering import graphql
+
+    graphql.contribute(builder)
+
+
+@hookimpl
+def jobs() -> list[Job]:
+    return [Job("evaluate", EVALUATE_EVERY, actions.evaluate)]
+
+
+@hookimpl
+def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
+    lowest = st.settings(ctx).tiers[0]
+    ctx.conn.execute(insert(st.MEMBERS).values(
+        member_id=member.id, shop=ctx.shop.slug, tier_code=lowest.code, spend=0, orders=0, refund_pending=False,
+        updated_at=ctx.now))
+    return [Effect(NAME, "TIER_ASSIGNED", f"tier {lowest.code} ({lowest.name})", rule=f"tiers.{lowest.code}")]
+
+
+@hookimpl
+def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
+    return actions.order_paid(ctx, order)
+
+
+@hookimpl
+def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
+    return actions.order_refunded(ctx, refund)
+
+
+@hookimpl
+def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
+    s = st.settings(ctx)
+    row = st.load_row(ctx, member_id)
+    tier = st.effective(s, st.State.of(row), ctx.now, row) if row is not None else s.tiers[0]
+    return st.tier_info(tier)
+
+
+@hookimpl
+def tier_catalog(ctx: Context) -> list[TierInfo] | None:
+    return [st.tier_info(t) for t in st.settings(ctx).tiers]

@@ -1,0 +1,170 @@
+"""tiering's part of the schema: Member.tier, Member.tierProgress, Member.tierHistory, and the integrator's
+setMemberTier and recordTierUpgrade."""
+
+from datetime import datetime
+from typing import Optional
+
+import strawberry
+
+from core.context import Context
+from plugins.tiering import actions
+from plugins.tiering import standing as st
+from plugins.tiering.models import TierChange as TierChangeRow
+from plugins.tiering.settings import TierSettings
+from schema.context import RequestContext
+from schema.core import event_payload, payload_of
+from schema.types import Money
+
+MAX_HISTORY = 100
+
+
+@strawberry.type(description="A tier of the shop's programme; benefits are texts the storefront shows.")
+class Tier:
+    code: str
+    name: str
+    rank: int
+    benefits: list[str]
+
+    @classmethod
+    def of(cls, tier: TierSettings) -> "Tier":
+        return cls(code=tier.code, name=tier.name, rank=tier.rank, benefits=list(tier.benefits))
+
+
+@strawberry.type(description="Where the member stands: their tier, the next one, and what is left to reach it "
+                             "(spendToNext null at the top tier or when spend does not count).")
+class TierProgress:
+    current: Tier
+    next: Optional[Tier]
+    qualifying_spend: Money
+    spend_to_next: Optional[Money]
+    qualifying_orders: int
+    orders_to_next: Optional[int]
+    window_start: Optional[datetime] = strawberry.field(description="null: lifetime spend counts")
+    downgrade_at: Optional[datetime] = strawberry.field(
+        description="when the member goes down one step unless they qualify again (a grace period runs)")
+    set_until: Optional[datetime] = strawberry.field(description="when a tier set by hand or bought ends")
+
+
+@strawberry.type(description="One change of the member's tier and why (order, refund, evaluation, manual, "
+                             "paid_upgrade).")
+class TierChange:
+    from_code: Optional[str]
+    to_code: str
+    reason: str
+    reference: Optional[str]
+    note: str
+    created_at: datetime
+
+
+@strawberry.input
+class SetMemberTierInput:
+    member_id: strawberry.ID
+    tier_code: str
+    reason: str
+    expires_at: Optional[datetime] = None
+    idempotency_key: Optional[str] = None
+
+
+@strawberry.input
+class RecordTierUpgradeInput:
+    member_id: strawberry.ID
+    tier_code: str
+    amount_paid: int
+    idempotency_key: str
+    points_used: Optional[int] = 0
+
+
+# ---------------------------------------------------------------- reads
+
+
+def tier_of(ctx: Context, member_id: str) -> Tier:
+    s = st.settings(ctx)
+    row = st.load_row(ctx, member_id)
+    return Tier.of(st.effective(s, st.State.of(row), ctx.now, row) if row is not None else s.tiers[0])
+
+
+def progress_of(ctx: Context, member_id: str) -> TierProgress:
+    s = st.settings(ctx)
+    row = st.load_row(ctx, member_id)
+    state = st.State.of(row) if row is not None else st.State(s.tiers[0].code)
+    current = st.effective(s, state, ctx.now, row)
+    following = st.next_tier(s, current)
+    spend, orders = st.qualifying(ctx, s, member_id, row)
+    currency = ctx.shop.currency
+    spend_to_next = orders_to_next = None
+    if following is not None and s.qualify_by != "orders" and following.min_spend:
+        spend_to_next = Money(amount=max(0, following.min_spend - spend), currency=currency)
+    if following is not None and s.qualify_by != "spend" and following.min_orders:
+        orders_to_next = max(0, following.min_orders - orders)
+    override = st.override_stands(s, state, ctx.now)
+    return TierProgress(
+        current=Tier.of(current), next=Tier.of(following) if following else None,
+        qualifying_spend=Money(amount=spend, currency=currency), spend_to_next=spend_to_next,
+        qualifying_orders=orders, orders_to_next=orders_to_next, window_start=st.window_start(ctx, s),
+        downgrade_at=st.grace_ends(s, state), set_until=state.override_until if override else None)
+
+
+def history_of(ctx: Context, member_id: str, first: int) -> list[TierChange]:
+    rows = ctx.conn.execute(
+        TierChangeRow.__table__.select()
+        .where(st.HISTORY.c.shop == ctx.shop.slug, st.HISTORY.c.member_id == member_id)
+        .order_by(st.HISTORY.c.id.desc()).limit(first)).all()
+    return [TierChange(from_code=r.from_code, to_code=r.to_code, reason=r.reason, reference=r.reference,
+                       note=r.note, created_at=r.created_at) for r in rows]
+
+
+async def tier(root, info: strawberry.Info) -> Optional[Tier]:
+    return await info.context.read(lambda ctx: tier_of(ctx, str(root.id)))
+
+
+async def tier_progress(root, info: strawberry.Info) -> Optional[TierProgress]:
+    return await info.context.read(lambda ctx: progress_of(ctx, str(root.id)))
+
+
+async def tier_history(root, info: strawberry.Info, first: Optional[int] = 20) -> list[TierChange]:
+    """The member's tier changes, newest first (at most 100)."""
+    count = max(0, min(first if first is not None else 20, MAX_HISTORY))
+    return await info.context.read(lambda ctx: history_of(ctx, str(root.id), count))
+
+
+# ---------------------------------------------------------------- writes (integrator)
+
+
+def set_member_tier(Member):
+    Payload = event_payload("SetMemberTierPayload", Member)
+
+    async def resolve(info: strawberry.Info, input: SetMemberTierInput) -> Payload:
+        """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
+        expiresAt passes (integrator)."""
+        context: RequestContext = info.context
+        key = context.require_integrator().key_id
+        result = await context.call(
+            actions.set_member_tier, context.runtime, context.shop, key, member_id=input.member_id,
+            tier_code=input.tier_code, reason=input.reason, expires_at=input.expires_at,
+            idempotency_key=input.idempotency_key)
+        return payload_of(Payload, result)
+    return resolve
+
+
+def record_tier_upgrade(Member):
+    Payload = event_payload("RecordTierUpgradePayload", Member)
+
+    async def resolve(info: strawberry.Info, input: RecordTierUpgradeInput) -> Payload:
+        """Record a tier the member bought after the platform charged amountPaid; pointsUsed are spent
+        through the shop's points (integrator)."""
+        context: RequestContext = info.context
+        key = context.require_integrator().key_id
+        result = await context.call(
+            actions.record_tier_upgrade, context.runtime, context.shop, key, member_id=input.member_id,
+            tier_code=input.tier_code, amount_paid=input.amount_paid, points_used=input.points_used or 0,
+            idempotency_key=input.idempotency_key)
+        return payload_of(Payload, result)
+    return resolve
+
+
+def contribute(builder) -> None:
+    builder.member_field("tier", tier, description="The member's tier; null where the shop has no tiers.")
+    builder.member_field("tier_progress", tier_progress, description="How far the member is from the next tier.")
+    builder.member_field("tier_history", tier_history, description="The member's tier changes, newest first.")
+    builder.mutation_field("set_member_tier", set_member_tier)
+    builder.mutation_field("record_tier_upgrade", record_tier_upgrade)

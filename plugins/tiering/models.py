@@ -1,0 +1,66 @@
+"""The tiering plugin's tables: each member's standing, each paid order (net of refunds), each tier change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime
+
+
+class TierMember(SQLModel, table=True):
+    """A member's standing. `tier_code` is the tier qualification gave (upgrades at once, downgrades after
+    grace); `override_code` a tier set by hand or bought, which wins while it stands. `spend` and `orders`
+    are lifetime counters, net of refunds, changed by UPDATE ... SET spend = spend + :x."""
+
+    __tablename__ = "tiering_member"
+    __table_args__ = (Index("ix_tiering_member_shop_tier", "shop", "tier_code"),)
+
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    shop: str = Field(max_length=64)
+    tier_code: str = Field(max_length=32)
+    spend: int = 0
+    orders: int = 0
+    override_code: str | None = Field(default=None, max_length=32)
+    override_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    override_reason: str | None = Field(default=None, max_length=500)
+    grace_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    refund_pending: bool = False
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class TierOrder(SQLModel, table=True):
+    """A paid order as tiering counts it: rolling windows sum `total - refunded` of the orders in them."""
+
+    __tablename__ = "tiering_order"
+    __table_args__ = (
+        UniqueConstraint("shop", "order_id", name="uq_tiering_order_shop_order_id"),
+        Index("ix_tiering_order_shop_member_paid", "shop", "member_id", "paid_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    order_id: str = Field(max_length=200)
+    total: int
+    refunded: int = 0
+    paid_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class TierChange(SQLModel, table=True):
+    """One change of a member's tier and why: order, refund, evaluation, manual or paid_upgrade."""
+
+    __tablename__ = "tiering_history"
+    __table_args__ = (Index("ix_tiering_history_shop_member", "shop", "member_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    from_code: str | None = Field(default=None, max_length=32)
+    to_code: str = Field(max_length=32)
+    reason: str = Field(max_length=20)
+    reference: str | None = Field(default=None, max_length=200)
+    note: str = Field(default="", max_length=500)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
