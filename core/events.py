@@ -261,6 +261,9 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
 
     def handle(ctx: Context) -> EventResult:
         member, changes = checked["member"], checked["changes"]
+        # Plugins hear of the change before it is written, so they can still read what was stored (e.g.
+        # when a birthday was last changed) and veto it.
+        effects = _collect(ctx.hook.member_updated(ctx=ctx, member=member, changes=changes))
         values: dict[str, Any] = {}
         if changes.phone_hash:
             values["phone_hash"] = changes.phone_hash
@@ -272,7 +275,6 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
         if changes.tags is not None:
             ctx.conn.execute(update(Member).where(Member.id == member.id).values(tags=list(changes.tags)))
-        effects = _collect(ctx.hook.member_updated(ctx=ctx, member=member, changes=changes))
         return EventResult(member.id, effects)
 
     return run_event(runtime, shop, "member_updated", None, payload, handle, api_key_id, validate)

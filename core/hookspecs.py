@@ -108,10 +108,11 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
 
 @hookspec
 def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> list[Effect] | None:
-    """A member's data changed (``updateMember``); ``changes`` holds only what changed.
+    """A member's data is changing (``updateMember``); ``changes`` holds only what differs.
 
-    Runs inside the event's transaction. May raise ``Refused`` to veto the change (e.g. a birthday changed
-    twice in a year); otherwise returns its effects.
+    Runs inside the event's transaction, before core writes the change, so the stored values (e.g. when
+    the birthday was last changed) are still the old ones. May raise ``Refused`` to veto the change (a
+    birthday changed twice in a year); otherwise returns its effects.
     """
 
 

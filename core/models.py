@@ -116,7 +116,7 @@ class Coupon(SQLModel, table=True):
     value: int
     min_spend: int = 0
     source: str = Field(max_length=120)  # "plugin:rule"
-    status: str = Field(default="AVAILABLE", max_length=12)  # AVAILABLE | USED
+    status: str = Field(default="AVAILABLE", max_length=12)  # AVAILABLE | USED | WITHDRAWN
     issued_at: datetime = _when()
     valid_until: datetime | None = _when(nullable=True)
     used_at: datetime | None = _when(nullable=True)

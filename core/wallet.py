@@ -90,6 +90,14 @@ class Wallet:
                                       code=reason, rule="wallet"))
         return effects
 
+    def withdraw(self, coupon_id: str, reason: str) -> bool:
+        """Take back a coupon that is still unused (e.g. a referral reward whose order was refunded):
+        one conditional UPDATE; False if it was used meanwhile (then it stays with the member)."""
+        return bool(self.ctx.conn.execute(
+            update(Coupon).where(Coupon.id == coupon_id, Coupon.shop == self.ctx.shop.slug,
+                                 Coupon.status == "AVAILABLE", Coupon.held_by.is_(None))
+            .values(status="WITHDRAWN", used_at=self.ctx.now, used_order_id=f"withdrawn: {reason}"[:200])).rowcount)
+
     def _why_unusable(self, member_id: str, code: str, spend: int) -> tuple[str, str]:
         row = self.ctx.conn.execute(
             select(Coupon.member_id, Coupon.status, Coupon.valid_until, Coupon.min_spend)
@@ -101,6 +109,8 @@ class Wallet:
             return "COUPON_NOT_OWNED", "it belongs to another member"
         if row.status == "USED":
             return "COUPON_ALREADY_USED", "already used"
+        if row.status == "WITHDRAWN":
+            return "COUPON_WITHDRAWN", "withdrawn"
         if row.valid_until is not None and row.valid_until <= self.ctx.now:
             return "COUPON_EXPIRED", "expired"
         if row.min_spend > spend:

@@ -48,8 +48,8 @@ class MemberBase:
 
 def member_coupons(ctx: Context, member_id: str, status: CouponStatus | None) -> list[Coupon]:
     query = select(CouponRow).where(CouponRow.shop == ctx.shop.slug, CouponRow.member_id == member_id)
-    if status is CouponStatus.USED:
-        query = query.where(CouponRow.status == "USED")
+    if status in (CouponStatus.USED, CouponStatus.WITHDRAWN):
+        query = query.where(CouponRow.status == status.value)
     elif status is CouponStatus.AVAILABLE:
         query = query.where(available_clause(ctx.now))
     elif status is CouponStatus.EXPIRED:

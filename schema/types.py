@@ -63,6 +63,7 @@ class CouponStatus(enum.Enum):
     AVAILABLE = "AVAILABLE"
     USED = "USED"
     EXPIRED = "EXPIRED"
+    WITHDRAWN = strawberry.enum_value("WITHDRAWN", description="taken back unused, e.g. after a refund")
 
 
 @strawberry.enum

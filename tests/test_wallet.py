@@ -136,3 +136,16 @@ def test_a_coupon_below_its_minimum_spend_is_a_conflict(api, runtime):
                                          "lines": [{**line, "unitPrice": 10000}], "couponCodes": [code]}},
                   key)["recordOrderPaid"]
     assert [(e["kind"], e["code"]) for e in payload["effects"]] == [("COUPON_USED", None)]
+
+
+def test_an_unused_coupon_can_be_withdrawn_once(api, runtime):
+    key = api.key("alpha")
+    member_id = sign_up(api, key, "u-1")
+    code = issue(runtime, member_id)
+    with runtime.transaction(runtime.shop("alpha")) as ctx:
+        coupon_id = ctx.conn.execute(select(Coupon.id).where(Coupon.code == code)).scalar()
+        assert ctx.wallet.withdraw(coupon_id, "refund r-1") is True
+        assert ctx.wallet.withdraw(coupon_id, "refund r-1") is False
+    query = "query($id: ID) { member(id: $id) { coupons(status: WITHDRAWN) { code } available: coupons { code } } }"
+    assert api(query, {"id": member_id}, key)["member"] == {"coupons": [{"code": code}], "available": []}
+    assert pay(api, key, member_id, "o-1", [code]) == [("CONFLICT", "COUPON_WITHDRAWN")]

@@ -26,11 +26,10 @@ MAX_REASON = 300
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Count the order, then raise the tier at once to what the spend earns, past several tiers if need be."""
     s = st.settings(ctx)
-    ctx.conn.execute(st.ORDERS.insert().values(
-        shop=ctx.shop.slug, member_id=order.member_id, order_id=order.order_id, total=order.total, refunded=0,
-        paid_at=order.paid_at))
-    row = st.lock_row(ctx, order.member_id, spend=st.MEMBERS.c.spend + order.total,
-                      orders=st.MEMBERS.c.orders + 1)
+    ctx.conn.execute(st.ORDERS.insert(), {
+        "shop": ctx.shop.slug, "member_id": order.member_id, "order_id": order.order_id, "total": order.total,
+        "refunded": 0, "paid_at": order.paid_at})
+    row = st.lock_row(ctx, order.member_id, spend=order.total, orders=1)
     spend, orders = st.qualifying(ctx, s, order.member_id, row)
     target = st.earned(s, spend, orders)
     old = st.State.of(row)
@@ -55,8 +54,7 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     if counted is None:
         return []  # paid before the shop enabled tiering: it never counted
     now_full = counted.refunded >= counted.total and counted.refunded - refund.amount < counted.total
-    row = st.lock_row(ctx, counted.member_id, spend=st.MEMBERS.c.spend - refund.amount,
-                      orders=st.MEMBERS.c.orders - (1 if now_full else 0))
+    row = st.lock_row(ctx, counted.member_id, spend=-refund.amount, orders=-1 if now_full else 0)
     spend, orders = st.qualifying(ctx, s, counted.member_id, row)
     start = st.window_start(ctx, s)
     in_window = start is None or counted.paid_at >= start

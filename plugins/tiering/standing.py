@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
@@ -156,25 +156,30 @@ _COLUMNS = [MEMBERS.c[name] for name in ("member_id", "tier_code", "spend", "ord
                                          "updated_at")]
 
 
+# Built once: statements on the hot path of every order are compiled once, not per call.
+_LOAD = select(*_COLUMNS).where(MEMBERS.c.shop == bindparam("p_shop"), MEMBERS.c.member_id == bindparam("p_member"))
+
+
+def _upsert(dialect):
+    statement = dialect.insert(MEMBERS)
+    return statement.on_conflict_do_update(index_elements=["member_id"], set_={
+        "spend": MEMBERS.c.spend + statement.excluded.spend, "orders": MEMBERS.c.orders + statement.excluded.orders,
+        "updated_at": statement.excluded.updated_at}).returning(*_COLUMNS)
+
+
+_LOCK = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+
+
 def load_row(ctx: Context, member_id: str):
-    return ctx.conn.execute(select(*_COLUMNS).where(MEMBERS.c.shop == ctx.shop.slug,
-                                                    MEMBERS.c.member_id == member_id)).first()
+    return ctx.conn.execute(_LOAD, {"p_shop": ctx.shop.slug, "p_member": member_id}).first()
 
 
-def ensure_row(ctx: Context, member_id: str) -> None:
-    """Give a member their standing row (the lowest tier) unless they have one; the key decides."""
-    dialect = postgresql if ctx.conn.dialect.name == "postgresql" else sqlite
-    ctx.conn.execute(dialect.insert(MEMBERS).values(
-        member_id=member_id, shop=ctx.shop.slug, tier_code=settings(ctx).tiers[0].code, spend=0, orders=0,
-        refund_pending=False, updated_at=ctx.now).on_conflict_do_nothing(index_elements=["member_id"]))
-
-
-def lock_row(ctx: Context, member_id: str, **changes: Any):
-    """Apply counter changes (SQL expressions) and return the row, now locked for this transaction."""
-    ensure_row(ctx, member_id)
-    return ctx.conn.execute(
-        update(MEMBERS).where(MEMBERS.c.shop == ctx.shop.slug, MEMBERS.c.member_id == member_id)
-        .values(updated_at=ctx.now, **changes).returning(*_COLUMNS)).one()
+def lock_row(ctx: Context, member_id: str, spend: int = 0, orders: int = 0):
+    """Add `spend` and `orders` to the member's counters (creating the row at the lowest tier) and return
+    it, locked for this transaction: one upsert, so two first orders of a member cannot both insert."""
+    return ctx.conn.execute(_LOCK[ctx.conn.dialect.name], {
+        "member_id": member_id, "shop": ctx.shop.slug, "tier_code": settings(ctx).tiers[0].code, "spend": spend,
+        "orders": orders, "refund_pending": False, "updated_at": ctx.now}).one()
 
 
 def save(ctx: Context, member_id: str, old: State, new: State, expected_updated_at: datetime | None = None) -> bool:
