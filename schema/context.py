@@ -71,3 +71,16 @@ class RequestContext:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work (an event, a write) in the thread pool."""
         return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def integrator_write(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        """An integrator's write: needs the secret key, then `fn(runtime, shop, key_id, **kwargs)` off the loop."""
+        key_id = self.require_integrator().key_id
+        return await run_in_threadpool(fn, self.runtime, self.shop, key_id, **kwargs)
+
+    async def event(self, kind: str, key: str | None, payload: dict[str, Any],
+                    handler: Callable[[Context], Any]) -> Any:
+        """A plugin's own idempotent event (core.events.run_event), recorded under the caller's key."""
+        from core.events import run_event
+
+        return await run_in_threadpool(run_event, self.runtime, self.shop, kind, key, payload, handler,
+                                       self.principal.key_id)

@@ -160,10 +160,8 @@ def contribute(builder) -> None:
         Payload = event_payload("SignUpMemberPayload", Member)
 
         async def resolve(info: strawberry.Info, input: SignUpMemberInput) -> Payload:
-            context: RequestContext = info.context
-            key = context.require_integrator().key_id
-            result = await context.call(
-                events.sign_up_member, context.runtime, context.shop, key, external_id=input.external_id,
+            result = await info.context.integrator_write(
+                events.sign_up_member, external_id=input.external_id,
                 phone=input.phone, email=input.email, birthday=input.birthday, referral_code=input.referral_code,
                 tags=input.tags, joined_at=input.joined_at)
             return payload_of(Payload, result)
@@ -173,10 +171,8 @@ def contribute(builder) -> None:
         Payload = event_payload("UpdateMemberPayload", Member, with_duplicate=False)
 
         async def resolve(info: strawberry.Info, input: UpdateMemberInput) -> Payload:
-            context: RequestContext = info.context
-            key = context.require_integrator().key_id
-            result = await context.call(
-                events.update_member, context.runtime, context.shop, key, member_id=input.member_id,
+            result = await info.context.integrator_write(
+                events.update_member, member_id=input.member_id,
                 phone=input.phone, email=input.email, birthday=input.birthday, tags=input.tags)
             return payload_of(Payload, result, with_duplicate=False)
         return resolve
@@ -185,10 +181,8 @@ def contribute(builder) -> None:
         Payload = event_payload("OrderPaidPayload", Member)
 
         async def resolve(info: strawberry.Info, input: OrderPaidInput) -> Payload:
-            context: RequestContext = info.context
-            key = context.require_integrator().key_id
-            result = await context.call(
-                events.record_order_paid, context.runtime, context.shop, key, order_id=input.order_id,
+            result = await info.context.integrator_write(
+                events.record_order_paid, order_id=input.order_id,
                 member_id=input.member_id, total=input.total, lines=_lines(input.lines),
                 coupon_codes=input.coupon_codes, points_redeemed=input.points_redeemed,
                 reservation_ids=input.reservation_ids, checkout_id=input.checkout_id, paid_at=input.paid_at)
@@ -199,10 +193,8 @@ def contribute(builder) -> None:
         Payload = event_payload("OrderRefundedPayload", Member)
 
         async def resolve(info: strawberry.Info, input: OrderRefundedInput) -> Payload:
-            context: RequestContext = info.context
-            key = context.require_integrator().key_id
-            result = await context.call(
-                events.record_order_refunded, context.runtime, context.shop, key, order_id=input.order_id,
+            result = await info.context.integrator_write(
+                events.record_order_refunded, order_id=input.order_id,
                 refund_id=input.refund_id, amount=input.amount, refunded_at=input.refunded_at)
             return payload_of(Payload, result)
         return resolve

@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy import select
 
 from core import clock
-from core.events import EventResult, load_member, run_event
+from core.events import EventResult, load_member
 from core.models import Coupon as CouponRow
 from core.types import Effect, Refused
 from plugins.points import ledger
@@ -162,8 +162,8 @@ def _redeem_reward(Member):
                               rule=f"reward:{reward.id}"), ctx.wallet.issued_effect(ledger.PLUGIN, coupon)]
             return EventResult(member_id, effects, data={"coupon_id": coupon.id, "points_spent": reward.cost_points})
 
-        result = await context.call(run_event, context.runtime, context.shop, "points.redeem_reward",
-                                    f"{member_id}:{input.idempotency_key}", {"reward_id": input.reward_id}, handle)
+        result = await context.event("points.redeem_reward", f"{member_id}:{input.idempotency_key}",
+                                     {"reward_id": input.reward_id}, handle)
         coupon = None
         if result.data.get("coupon_id"):
             coupon = await context.read(lambda ctx: coupon_view(ctx.conn.execute(
@@ -191,8 +191,7 @@ def _check_in(Member):
             return EventResult(member_id, ledger.reward_action(ctx, member_id, "check_in"))
 
         day = context.shop.local(clock.now()).date().isoformat()
-        result = await context.call(run_event, context.runtime, context.shop, "points.check_in",
-                                    f"{member_id}:{day}", {}, handle)
+        result = await context.event("points.check_in", f"{member_id}:{day}", {}, handle)
         return payload_of(Payload, result)
     return resolve
 
@@ -203,15 +202,14 @@ def _record_member_action(Member):
     async def resolve(info: strawberry.Info, input: MemberActionInput) -> Payload:
         """An action that earns points (a review, a share), reported by the integrator; capped per day."""
         context: RequestContext = info.context
-        key = context.require_integrator().key_id
+        context.require_integrator()
 
         def handle(ctx) -> EventResult:
             load_member(ctx.conn, ctx.shop.slug, input.member_id)
             return EventResult(input.member_id, ledger.reward_action(ctx, input.member_id, input.action))
 
-        result = await context.call(run_event, context.runtime, context.shop, "points.action",
-                                    input.idempotency_key, {"member_id": input.member_id, "action": input.action},
-                                    handle, key)
+        result = await context.event("points.action", input.idempotency_key,
+                                     {"member_id": input.member_id, "action": input.action}, handle)
         return payload_of(Payload, result)
     return resolve
 
@@ -243,9 +241,9 @@ def _adjust_points(Member):
             return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
                                                         f"points {input.delta} ({reason})", rule="manual")])
 
-        result = await context.call(run_event, context.runtime, context.shop, "points.adjust", input.idempotency_key,
-                                    {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
-                                    handle, key)
+        result = await context.event("points.adjust", input.idempotency_key,
+                                     {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
+                                     handle)
         return payload_of(Payload, result)
     return resolve
 

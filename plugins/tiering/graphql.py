@@ -11,7 +11,6 @@ from plugins.tiering import actions
 from plugins.tiering import standing as st
 from plugins.tiering.models import TierChange as TierChangeRow
 from plugins.tiering.settings import TierSettings
-from schema.context import RequestContext
 from schema.core import event_payload, payload_of
 from schema.types import Money
 
@@ -136,10 +135,8 @@ def set_member_tier(Member):
     async def resolve(info: strawberry.Info, input: SetMemberTierInput) -> Payload:
         """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
         expiresAt passes (integrator)."""
-        context: RequestContext = info.context
-        key = context.require_integrator().key_id
-        result = await context.call(
-            actions.set_member_tier, context.runtime, context.shop, key, member_id=input.member_id,
+        result = await info.context.integrator_write(
+            actions.set_member_tier, member_id=input.member_id,
             tier_code=input.tier_code, reason=input.reason, expires_at=input.expires_at,
             idempotency_key=input.idempotency_key)
         return payload_of(Payload, result)
@@ -152,10 +149,8 @@ def record_tier_upgrade(Member):
     async def resolve(info: strawberry.Info, input: RecordTierUpgradeInput) -> Payload:
         """Record a tier the member bought after the platform charged amountPaid; pointsUsed are spent
         through the shop's points (integrator)."""
-        context: RequestContext = info.context
-        key = context.require_integrator().key_id
-        result = await context.call(
-            actions.record_tier_upgrade, context.runtime, context.shop, key, member_id=input.member_id,
+        result = await info.context.integrator_write(
+            actions.record_tier_upgrade, member_id=input.member_id,
             tier_code=input.tier_code, amount_paid=input.amount_paid, points_used=input.points_used or 0,
             idempotency_key=input.idempotency_key)
         return payload_of(Payload, result)
