@@ -270,7 +270,9 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
         if changes.email_hash:
             values["email_hash"] = changes.email_hash
         if changes.birthday:
-            values.update(birthday=changes.birthday, birthday_changed_at=ctx.now)
+            values["birthday"] = changes.birthday
+            if changes.previous_birthday is not None:  # recording a first birthday is not a change
+                values["birthday_changed_at"] = ctx.now
         if values:
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
         if changes.tags is not None:

@@ -18,6 +18,8 @@ ENTRY_POINT_GROUP = "memberkit"
 BUILTIN_PLUGINS: dict[str, str] = {
     "points": "plugins.points",
     "tiering": "plugins.tiering",
+    "referral": "plugins.referral",
+    "perks": "plugins.perks",
 }
 
 

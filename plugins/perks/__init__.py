@@ -1,0 +1,83 @@
+"""perks: sign-up gift, first order, birthday, member day and the monthly tier coupon (RULES.md section 6).
+
+Every number is a setting per shop (``plugins.perks.settings``). Gifts go into the core wallet and show in
+``Member.coupons``; discounts are proposed through ``price_adjustments`` (reads only): the percentages in
+the exclusive group "percent" (core keeps the largest, with the tier's), the threshold variant of the
+first-order discount as a fixed amount at the COUPON stage. Tiers come from core (``ctx.member_tier``,
+``tier_catalog``): without tiering, tier rules are neutral. Two jobs, both safe to run twice, late or after
+a gap, give the birthday and monthly coupons in the shop's calendar.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from core import hookimpl
+from core.context import Context
+from core.types import (
+    Adjustment,
+    Cart,
+    Effect,
+    Job,
+    MemberChanges,
+    MemberInfo,
+    PaidOrder,
+    PriceStage,
+    Refused,
+    SignUp,
+)
+from plugins.perks import rules
+from plugins.perks.settings import PerksSettings
+
+JOBS_EVERY = timedelta(hours=1)
+
+
+@hookimpl
+def settings_model():
+    return PerksSettings
+
+
+@hookimpl
+def migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations")
+
+
+@hookimpl
+def graphql_schema(builder) -> None:
+    from plugins.perks import graphql
+
+    graphql.contribute(builder)
+
+
+@hookimpl
+def jobs() -> list[Job]:
+    return [Job("birthday_coupons", JOBS_EVERY, rules.birthday_coupons),
+            Job("monthly_coupons", JOBS_EVERY, rules.monthly_coupons)]
+
+
+@hookimpl
+def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
+    return rules.welcome(ctx, member)
+
+
+@hookimpl
+def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> None:
+    if changes.birthday is not None:
+        why = rules.birthday_change_veto(ctx, member.id, changes.previous_birthday)
+        if why:
+            raise Refused("BIRTHDAY_CHANGE_LIMIT", why, "birthday")
+
+
+@hookimpl
+def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
+    return rules.first_order(ctx, order)
+
+
+@hookimpl
+def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int) -> list[Adjustment] | None:
+    if stage is PriceStage.PERCENT:
+        return rules.percent_adjustments(ctx, cart, subtotal)
+    if stage is PriceStage.COUPON:
+        return rules.coupon_adjustments(ctx, cart, subtotal)
+    return None

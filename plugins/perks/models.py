@@ -1,0 +1,57 @@
+"""The perks plugin's tables: one row per gift that must be given at most once (the primary key decides,
+not a prior read), so that concurrent events and repeated or late jobs never give twice.
+
+No personal data is copied here: the birthday stays in core_member_personal, these rows hold only the year.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime
+
+
+def _member_pk() -> Column:
+    return Column(String(32), ForeignKey("core_member.id"), primary_key=True)
+
+
+class PerksFirstOrder(SQLModel, table=True):
+    """The member's first paid order, claimed once: the first-order coupon is decided on it alone."""
+
+    __tablename__ = "perks_first_order"
+    __table_args__ = (Index("ix_perks_first_order_shop_order", "shop", "order_id"),)
+
+    member_id: str = Field(sa_column=_member_pk())
+    shop: str = Field(max_length=64)
+    order_id: str = Field(max_length=200)
+    total: int
+    coupon_id: str | None = Field(default=None, max_length=32)  # None: the order was below the minimum
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class PerksBirthdayCoupon(SQLModel, table=True):
+    """A birthday coupon given for `year` (the shop's calendar): once a year per member."""
+
+    __tablename__ = "perks_birthday_coupon"
+
+    member_id: str = Field(sa_column=_member_pk())
+    year: int = Field(primary_key=True)
+    shop: str = Field(max_length=64)
+    coupon_id: str | None = Field(default=None, max_length=32)
+    issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class PerksMonthlyCoupon(SQLModel, table=True):
+    """A monthly tier coupon given for `month` ("YYYY-MM", the shop's calendar): once a month per member."""
+
+    __tablename__ = "perks_monthly_coupon"
+
+    member_id: str = Field(sa_column=_member_pk())
+    month: str = Field(primary_key=True, max_length=7)
+    shop: str = Field(max_length=64)
+    tier_code: str | None = Field(default=None, max_length=32)
+    coupon_id: str | None = Field(default=None, max_length=32)
+    issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)

@@ -1,0 +1,355 @@
+"""The rules of the perks plugin (RULES.md section 6), each one a function of the context and settings.
+
+Reads (price adjustments, the storefront's view) only SELECT; writes (gifts) claim a row whose primary key
+allows one gift per member and order, year or month, and issue the coupon only when the claim succeeded.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, extract, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.context import Context
+from core.models import Member, MemberPersonal, Order
+from core.types import Adjustment, Cart, Effect, EffectKind, MemberInfo, OrderLine, PaidOrder, TierInfo
+from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
+from plugins.perks.settings import PerksSettings
+
+NAME = "perks"
+PERCENT_GROUP = "percent"
+MEMBERS, PERSONAL, ORDERS = Member.__table__, MemberPersonal.__table__, Order.__table__
+FIRST_ORDERS: Table = PerksFirstOrder.__table__
+BIRTHDAYS: Table = PerksBirthdayCoupon.__table__
+MONTHLY: Table = PerksMonthlyCoupon.__table__
+
+
+def settings(ctx: Context) -> PerksSettings:
+    return ctx.settings_for(NAME) or PerksSettings()
+
+
+def today(ctx: Context) -> date:
+    return ctx.shop.local(ctx.now).date()
+
+
+def claim(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT the row unless its key exists: True if this call made it. The constraint decides, so two
+    transactions racing for one gift cannot both win (the loser waits for the winner, then finds its row)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    return conn.execute(statement.returning(table.c.member_id)).first() is not None  # rowcount: -1 on psycopg
+
+
+def _issue(ctx: Context, member_id: str, template: str, rule: str) -> tuple[str | None, Effect]:
+    """Issue a coupon of `template`; a template missing from the shop is said, never an exception."""
+    if template not in ctx.shop.coupons:
+        return None, Effect(NAME, EffectKind.CONFLICT, f"no coupon issued: the shop has no coupon template "
+                            f"{template!r} in plugins.toml", code="COUPON_TEMPLATE_MISSING", rule=rule)
+    coupon = ctx.wallet.issue(member_id, template, source=f"{NAME}:{rule}")
+    return coupon.id, ctx.wallet.issued_effect(NAME, coupon, rule=rule)
+
+
+# ---------------------------------------------------------------- calendar
+
+
+def birthday_in(birthday: date, year: int) -> date:
+    """The day the birthday falls on in `year`: 29 February is kept on 28 February in other years."""
+    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return birthday.replace(year=year)
+
+
+def member_day_in(day_of_month: int, year: int, month: int) -> date:
+    """The member day of a month: the set day, or the month's last day where the month is shorter."""
+    return date(year, month, min(day_of_month, calendar.monthrange(year, month)[1]))
+
+
+def is_member_day(s: PerksSettings, on: date) -> bool:
+    return s.member_day is not None and on == member_day_in(s.member_day, on.year, on.month)
+
+
+def next_member_day(s: PerksSettings, on: date) -> date | None:
+    """Today if it is the member day, else the next one."""
+    if s.member_day is None:
+        return None
+    this_month = member_day_in(s.member_day, on.year, on.month)
+    if this_month >= on:
+        return this_month
+    year, month = (on.year + 1, 1) if on.month == 12 else (on.year, on.month + 1)
+    return member_day_in(s.member_day, year, month)
+
+
+# ---------------------------------------------------------------- tiers
+
+
+def tier_rank(ctx: Context, code: str) -> int | None:
+    """The rank of tier `code` in the shop's catalog; None without tiering or for an unknown code."""
+    catalog: list[TierInfo] | None = ctx.hook.tier_catalog(ctx=ctx)
+    return next((t.rank for t in catalog or () if t.code == code), None)
+
+
+def birthday_percent(ctx: Context, s: PerksSettings, member_id: str) -> tuple[int, str]:
+    """The member's birthday-month percent and the rule that gives it: the everyone percent, raised by
+    the highest `birthday_tier_percents` entry whose tier the member has reached."""
+    best, rule = s.birthday_percent, "birthday_month"
+    if not s.birthday_tier_percents:
+        return best, rule
+    tier: TierInfo | None = ctx.member_tier(member_id)
+    catalog: list[TierInfo] | None = ctx.hook.tier_catalog(ctx=ctx)
+    if tier is None or not catalog:
+        return best, rule
+    ranks = {t.code: t.rank for t in catalog}
+    for code, percent in s.birthday_tier_percents.items():
+        if code in ranks and tier.rank >= ranks[code] and percent > best:
+            best, rule = percent, f"birthday_month:{code}"
+    return best, rule
+
+
+# ---------------------------------------------------------------- price adjustments (reads only)
+
+
+@dataclass(frozen=True)
+class Shopper:
+    member_id: str
+    birthday: date | None
+    paid_orders: int
+
+
+def shopper(ctx: Context, member_id: str) -> Shopper | None:
+    """The member of this shop the cart belongs to, with what the rules need; None if not a member here."""
+    orders = (select(func.count()).select_from(ORDERS)
+              .where(ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == MEMBERS.c.id).scalar_subquery())
+    row = ctx.conn.execute(
+        select(MEMBERS.c.id, PERSONAL.c.birthday, orders.label("orders"))
+        .select_from(MEMBERS.outerjoin(PERSONAL, PERSONAL.c.member_id == MEMBERS.c.id))
+        .where(MEMBERS.c.id == member_id, MEMBERS.c.shop == ctx.shop.slug)).first()
+    return Shopper(row.id, row.birthday, row.orders) if row else None
+
+
+def line_bases(lines: Iterable[OrderLine], subtotal: int) -> list[int]:
+    """Each line's share of the price so far: its list amount, or, when earlier stages took something off
+    (subtotal below the lines' sum), its proportional share of `subtotal`, rounded down."""
+    amounts = [line.amount for line in lines]
+    total = sum(amounts)
+    if total <= 0 or subtotal <= 0:
+        return [0] * len(amounts)
+    if subtotal >= total:
+        return amounts
+    return [amount * subtotal // total for amount in amounts]
+
+
+def percent_off(lines: tuple[OrderLine, ...], subtotal: int, percent: int,
+                excluded: Iterable[str] = ()) -> int:
+    """The discount (positive) of `percent` on the lines, rounded down to the minor unit on each line;
+    excluded categories get nothing. Never more than a line's share: percent is at most 100."""
+    skip = set(excluded)
+    return sum(base * percent // 100 for line, base in zip(lines, line_bases(lines, subtotal), strict=True)
+               if line.category not in skip)
+
+
+def percent_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustment]:
+    """First order, birthday month and member day: each its own adjustment in the exclusive group
+    "percent", where core keeps the largest (with the tier discount and any other percent)."""
+    s = settings(ctx)
+    who = shopper(ctx, cart.member_id) if cart.member_id else None
+    if who is None or not cart.lines:
+        return []
+    on = today(ctx)
+    found: list[Adjustment] = []
+
+    def add(code: str, label: str, percent: int, excluded: Iterable[str] = ()) -> None:
+        off = percent_off(cart.lines, subtotal, percent, excluded) if percent else 0
+        if off:
+            found.append(Adjustment(NAME, code, label, -off, exclusive_group=PERCENT_GROUP))
+
+    if s.first_order_discount == "percent" and who.paid_orders == 0:
+        add("FIRST_ORDER", f"first order {s.first_order_percent}% off", s.first_order_percent)
+    if who.birthday is not None and who.birthday.month == on.month:
+        percent, _ = birthday_percent(ctx, s, who.member_id)
+        add("BIRTHDAY_MONTH", f"birthday month {percent}% off", percent, s.birthday_excluded_categories)
+    if is_member_day(s, on):
+        add("MEMBER_DAY", f"member day {s.member_day_percent}% off", s.member_day_percent)
+    return found
+
+
+def coupon_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustment]:
+    """The threshold variant of the first-order discount: a fixed amount off once the price so far
+    reaches the threshold (满100减30)."""
+    s = settings(ctx)
+    if s.first_order_discount != "threshold" or not cart.member_id or subtotal < max(s.first_order_threshold, 1):
+        return []
+    who = shopper(ctx, cart.member_id)
+    if who is None or who.paid_orders:
+        return []
+    off = min(s.first_order_threshold_off, subtotal)
+    return [Adjustment(NAME, "FIRST_ORDER", f"first order {off} off orders of {s.first_order_threshold}", -off)]
+
+
+# ---------------------------------------------------------------- events
+
+
+def welcome(ctx: Context, member: MemberInfo) -> list[Effect]:
+    template = settings(ctx).welcome_coupon
+    if template is None:
+        return []
+    return [_issue(ctx, member.id, template, "welcome")[1]]
+
+
+def first_order(ctx: Context, order: PaidOrder) -> list[Effect]:
+    """The first paid order earns the first-order coupon if it reaches the minimum. The order is already
+    stored, so a first order is one whose member has exactly this order; the claimed row makes it once,
+    even when two first orders are recorded at the same moment."""
+    s = settings(ctx)
+    if s.first_order_coupon is None:
+        return []
+    orders = ctx.conn.execute(select(func.count()).select_from(ORDERS).where(
+        ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == order.member_id)).scalar()
+    if orders != 1 or not claim(ctx.conn, FIRST_ORDERS, dict(
+            member_id=order.member_id, shop=ctx.shop.slug, order_id=order.order_id, total=order.total,
+            created_at=ctx.now)):
+        return []
+    if order.total < s.first_order_coupon_min_total:
+        return [Effect(NAME, EffectKind.NO_REWARD, f"first order of {order.total} is below "
+                       f"{s.first_order_coupon_min_total}: no first-order coupon", rule="first_order")]
+    coupon_id, effect = _issue(ctx, order.member_id, s.first_order_coupon, "first_order")
+    if coupon_id:
+        ctx.conn.execute(update(FIRST_ORDERS).where(FIRST_ORDERS.c.member_id == order.member_id)
+                         .values(coupon_id=coupon_id))
+    return [effect]
+
+
+def birthday_change_veto(ctx: Context, member_id: str, previous: date | None) -> str | None:
+    """Why a birthday change is refused, or None. Setting a birthday where none was is not a change;
+    changing one is refused while the last change is younger than the limit."""
+    limit = settings(ctx).birthday_change_limit_days
+    if previous is None or not limit:
+        return None
+    changed_at: datetime | None = ctx.conn.execute(
+        select(PERSONAL.c.birthday_changed_at).where(PERSONAL.c.member_id == member_id,
+                                                     PERSONAL.c.shop == ctx.shop.slug)).scalar()
+    if changed_at is None or ctx.now - changed_at >= timedelta(days=limit):
+        return None
+    again = ctx.shop.local(changed_at + timedelta(days=limit)).date()
+    return (f"a birthday may be changed once in {limit} days; it was last changed on "
+            f"{ctx.shop.local(changed_at).date().isoformat()}, so it can change again from {again.isoformat()}")
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def birthday_coupons(ctx: Context) -> str:
+    """Give the birthday coupon to members whose birthday (the shop's calendar; 29 February on 28 February
+    in other years) is today or earlier this month and who have none for this year. Safe to run twice,
+    late, or after a gap: a birthday missed by the job is paid while its month lasts, never twice."""
+    s = settings(ctx)
+    if s.birthday_coupon is None:
+        return "birthday coupon off"
+    on = today(ctx)
+    given = select(BIRTHDAYS.c.member_id).where(BIRTHDAYS.c.member_id == MEMBERS.c.id, BIRTHDAYS.c.year == on.year)
+    rows = ctx.conn.execute(
+        select(MEMBERS.c.id, MEMBERS.c.joined_at, PERSONAL.c.birthday, PERSONAL.c.birthday_changed_at)
+        .select_from(MEMBERS.join(PERSONAL, PERSONAL.c.member_id == MEMBERS.c.id))
+        .where(MEMBERS.c.shop == ctx.shop.slug, PERSONAL.c.birthday.is_not(None),
+               extract("month", PERSONAL.c.birthday) == on.month, ~given.exists())
+        .order_by(MEMBERS.c.id)).all()
+    issued = late = problems = 0
+    for row in rows:
+        day = birthday_in(row.birthday, on.year)
+        if day > on:
+            continue
+        recorded = max(row.joined_at, row.birthday_changed_at or row.joined_at)
+        if s.birthday_coupon_needs_record and ctx.shop.local(recorded).date() > day:
+            late += 1
+            continue
+        if s.birthday_coupon not in ctx.shop.coupons:
+            problems += 1
+            continue
+        # The claim comes first; the coupon is issued only by the run that made the row.
+        if not claim(ctx.conn, BIRTHDAYS, dict(member_id=row.id, year=on.year, shop=ctx.shop.slug,
+                                               issued_at=ctx.now)):
+            continue
+        coupon_id, _ = _issue(ctx, row.id, s.birthday_coupon, "birthday")
+        ctx.conn.execute(update(BIRTHDAYS).where(BIRTHDAYS.c.member_id == row.id, BIRTHDAYS.c.year == on.year)
+                         .values(coupon_id=coupon_id))
+        issued += 1
+    result = f"{issued} birthday coupon(s) issued for {on.year}"
+    if late:
+        result += f"; {late} birthday(s) recorded after the day: none"
+    if problems:
+        result += f"; coupon template {s.birthday_coupon!r} missing from the shop: {problems} not issued"
+    return result
+
+
+def monthly_coupons(ctx: Context) -> str:
+    """Give the monthly coupon to every member at or above the minimum tier who has none for this month
+    (the shop's calendar). Without tiering, or with a minimum tier the shop does not have, it issues nothing
+    and says so."""
+    s = settings(ctx)
+    if s.monthly_coupon is None:
+        return "monthly coupon off"
+    min_rank = None
+    if s.monthly_coupon_min_tier is not None:
+        if ctx.hook.tier_catalog(ctx=ctx) is None:
+            return "no tiering in this shop: monthly tier coupons are neutral, none issued"
+        min_rank = tier_rank(ctx, s.monthly_coupon_min_tier)
+        if min_rank is None:
+            return f"the shop has no tier {s.monthly_coupon_min_tier!r}: no monthly coupon issued"
+    if s.monthly_coupon not in ctx.shop.coupons:
+        return f"coupon template {s.monthly_coupon!r} missing from the shop: no monthly coupon issued"
+    month = today(ctx).strftime("%Y-%m")
+    given = select(MONTHLY.c.member_id).where(MONTHLY.c.member_id == MEMBERS.c.id, MONTHLY.c.month == month)
+    members = ctx.conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.shop == ctx.shop.slug, ~given.exists())
+                               .order_by(MEMBERS.c.id)).scalars().all()
+    issued = 0
+    for member_id in members:
+        tier: TierInfo | None = ctx.member_tier(member_id) if min_rank is not None else None
+        if min_rank is not None and (tier is None or tier.rank < min_rank):
+            continue
+        if not claim(ctx.conn, MONTHLY, dict(member_id=member_id, month=month, shop=ctx.shop.slug,
+                                             tier_code=tier.code if tier else None, issued_at=ctx.now)):
+            continue
+        coupon_id, _ = _issue(ctx, member_id, s.monthly_coupon, "monthly")
+        ctx.conn.execute(update(MONTHLY).where(MONTHLY.c.member_id == member_id, MONTHLY.c.month == month)
+                         .values(coupon_id=coupon_id))
+        issued += 1
+    return f"{issued} monthly coupon(s) issued for {month}"
+
+
+# ---------------------------------------------------------------- the member's view
+
+
+@dataclass(frozen=True)
+class PerksView:
+    first_order_discount: bool
+    birthday_month: bool
+    birthday_percent: int
+    birthday_coupon_year: int | None
+    member_day: bool
+    next_member_day: date | None
+    monthly_coupon_month: str | None
+
+
+def view(ctx: Context, member_id: str) -> PerksView | None:
+    s = settings(ctx)
+    who = shopper(ctx, member_id)
+    if who is None:
+        return None
+    on = today(ctx)
+    birthday_year = ctx.conn.execute(select(func.max(BIRTHDAYS.c.year)).where(
+        BIRTHDAYS.c.member_id == member_id, BIRTHDAYS.c.shop == ctx.shop.slug)).scalar()
+    monthly = ctx.conn.execute(select(func.max(MONTHLY.c.month)).where(
+        and_(MONTHLY.c.member_id == member_id, MONTHLY.c.shop == ctx.shop.slug))).scalar()
+    in_month = who.birthday is not None and who.birthday.month == on.month
+    return PerksView(
+        first_order_discount=s.first_order_discount != "none" and who.paid_orders == 0,
+        birthday_month=in_month,
+        birthday_percent=birthday_percent(ctx, s, member_id)[0] if in_month else 0,
+        birthday_coupon_year=birthday_year,
+        member_day=is_member_day(s, on) and s.member_day_percent > 0,
+        next_member_day=next_member_day(s, on) if s.member_day_percent else None,
+        monthly_coupon_month=monthly)

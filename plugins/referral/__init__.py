@@ -1,0 +1,61 @@
+"""referral: invite friends (RULES.md section 3), all of it settings per shop.
+
+Every member gets a random code at sign-up (members who joined before the shop enabled referral get one
+from the idempotent ``assign_codes`` job; ``Member.referral`` is null until then, since reads never write).
+A friend who signs up with a code gets a coupon and so does the referrer, at sign-up or when the friend's
+first order is paid (``reward_on``); every ``bonus_every``-th friend earns the referrer a bonus coupon; a
+fully refunded first order takes back the referral coupons still unused. Self-referral, a chain back to
+the referrer, one person signing up twice, unknown codes and the monthly cap give no reward, and a
+NO_REWARD effect says why; the sign-up itself always stands. Coupons go through core's wallet; nothing
+here imports another plugin. See ``rewards.py`` for the rules and the concurrency argument.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from core import hookimpl
+from core.context import Context
+from core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp
+from plugins.referral import rewards
+from plugins.referral.settings import ReferralSettings
+
+NAME = rewards.NAME
+
+
+@hookimpl
+def settings_model():
+    return ReferralSettings
+
+
+@hookimpl
+def migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations")
+
+
+@hookimpl
+def graphql_schema(builder) -> None:
+    from plugins.referral import graphql
+
+    graphql.contribute(builder)
+
+
+@hookimpl
+def jobs() -> list[Job]:
+    return [Job("assign_codes", timedelta(hours=1), rewards.assign_missing_codes)]
+
+
+@hookimpl
+def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
+    return rewards.on_signup(ctx, member, signup)
+
+
+@hookimpl
+def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
+    return rewards.on_order_paid(ctx, order)
+
+
+@hookimpl
+def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
+    return rewards.on_order_refunded(ctx, refund)
