@@ -120,10 +120,14 @@ class Shopper:
     paid_orders: int
 
 
+def _first_two_orders(ctx: Context, member):
+    """At most two of the member's orders: enough to tell none, one and more, without counting them all."""
+    return select(ORDERS.c.id).where(ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == member).limit(2).subquery()
+
+
 def shopper(ctx: Context, member_id: str) -> Shopper | None:
     """The member of this shop the cart belongs to, with what the rules need; None if not a member here."""
-    orders = (select(func.count()).select_from(ORDERS)
-              .where(ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == MEMBERS.c.id).scalar_subquery())
+    orders = (select(func.count()).select_from(_first_two_orders(ctx, MEMBERS.c.id)).scalar_subquery())
     row = ctx.conn.execute(
         select(MEMBERS.c.id, PERSONAL.c.birthday, orders.label("orders"))
         .select_from(MEMBERS.outerjoin(PERSONAL, PERSONAL.c.member_id == MEMBERS.c.id))
@@ -207,8 +211,7 @@ def first_order(ctx: Context, order: PaidOrder) -> list[Effect]:
     s = settings(ctx)
     if s.first_order_coupon is None:
         return []
-    orders = ctx.conn.execute(select(func.count()).select_from(ORDERS).where(
-        ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == order.member_id)).scalar()
+    orders = ctx.conn.execute(select(func.count()).select_from(_first_two_orders(ctx, order.member_id))).scalar()
     if orders != 1 or not claim(ctx.conn, FIRST_ORDERS, dict(
             member_id=order.member_id, shop=ctx.shop.slug, order_id=order.order_id, total=order.total,
             created_at=ctx.now)):
