@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -328,25 +328,37 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
 
     def handle(ctx: Context) -> EventResult:
         order: PaidOrder = checked["order"]
+        effects: list[Effect] = []
+        held_points = 0
+        if order.checkout_id:
+            # The checkout decides what the order uses: completed, its holds turn into use (order.checkout_id
+            # stays set for plugins to capture theirs); expired, released or unknown, a CONFLICT says so and
+            # what is still free is taken below as for an order without a checkout (checkout_id cleared).
+            from core.checkout import checkout_for_order
+
+            order, effects, held_points = checkout_for_order(ctx, order)
         ctx.conn.execute(ORDERS.insert(), dict(
             shop=shop.slug, order_id=order.order_id, member_id=order.member_id, currency=order.currency,
             total=order.total, refunded=0, paid_at=order.paid_at,
             detail={"lines": [line.__dict__ for line in order.lines], "coupon_codes": list(order.coupon_codes),
                     "points_redeemed": order.points_redeemed, "reservation_ids": list(order.reservation_ids),
-                    "checkout_id": order.checkout_id}))
+                    "checkout_id": order.checkout_id,
+                    **({"checkout_sent": checkout_id} if checkout_id else {})}))
         spend = sum(line.amount for line in order.lines) if order.lines else order.total
-        effects = ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, spend, order.checkout_id)
-        if order.points_redeemed:
-            effects += redeem_for_order(ctx, order)
+        effects += ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, spend, order.checkout_id)
+        if order.points_redeemed > held_points:  # held points are captured by their plugin in order_paid
+            effects += redeem_for_order(ctx, order, order.points_redeemed - held_points)
         effects += _collect(ctx.hook.order_paid(ctx=ctx, order=order))
         return EventResult(order.member_id, effects)
 
     return run_event(runtime, shop, "order_paid", order_id.strip(), payload, handle, api_key_id, validate)
 
 
-def redeem_for_order(ctx: Context, order: PaidOrder) -> list[Effect]:
+def redeem_for_order(ctx: Context, order: PaidOrder, points: int | None = None) -> list[Effect]:
     """Points as cash: the plugin that owns points spends them; what it cannot spend is a CONFLICT."""
-    redemption = Redemption("points", order.points_redeemed, "order", order.order_id)
+    points = order.points_redeemed if points is None else points
+    order = replace(order, points_redeemed=points)
+    redemption = Redemption("points", points, "order", order.order_id)
     try:
         with ctx.conn.begin_nested():  # a refusal undoes what the plugin wrote, and only that
             result = ctx.hook.redemption(ctx=ctx, member_id=order.member_id, redemption=redemption)

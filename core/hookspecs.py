@@ -8,8 +8,8 @@ Three kinds, named for what happened or what is asked:
 * compute and veto (collect-all, folded by core): ``price_adjustments``, ``points_to_earn``,
   ``purchase_denials``;
 
-The checkout hooks and the compute and veto hooks are the contract for the cart quote and checkout
-(``quoteCart``, ``startCheckout``): plugins implement them now, and core calls them once the quote lands.
+The checkout hooks and the compute and veto hooks serve the cart quote and checkout (``core.checkout``:
+``quoteCart``, ``startCheckout``, ``releaseCheckout``, the ``core.expire_checkouts`` job).
 * build time, called once per process: ``settings_model``, ``graphql_schema``, ``jobs``,
   ``migrations_location``.
 

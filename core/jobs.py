@@ -1,4 +1,4 @@
-"""Running plugins' jobs: every due job of every shop, one process at a time per job (a lease row)."""
+"""Running core's and plugins' jobs: every due job of every shop, one process at a time per job (a lease row)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,18 @@ class JobRun:
     result: str | None = None
 
 
+CORE = "core"
+
+
+def core_jobs() -> list[Job]:
+    """Core's own jobs, run for every shop before the plugins'."""
+    from core.checkout import expire_checkouts
+
+    return [Job("expire_checkouts", timedelta(minutes=1), expire_checkouts, CORE)]
+
+
 def shop_jobs(runtime: Runtime, shop: Shop) -> list[Job]:
-    found = []
+    found = [Job(f"{CORE}.{job.name}", job.every, job.run, CORE) for job in core_jobs()]
     pm = runtime.managers[shop.slug]
     for plugin in shop.plugins:
         for job in plugin_registry.call_one(pm, "jobs", plugin) or []:

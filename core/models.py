@@ -136,3 +136,29 @@ class JobLease(SQLModel, table=True):
     lease_until: datetime | None = _when(nullable=True)
     last_run_at: datetime | None = _when(nullable=True)
     last_result: str | None = Field(default=None, max_length=500)
+
+
+class Checkout(SQLModel, table=True):
+    """A member's checkout: the quote it was started with and what it holds until paid, released or expired.
+
+    HELD holds the coupons (core_coupon.held_by) and, through the checkout hooks, plugins' points and
+    reservations; COMPLETED, RELEASED and EXPIRED are final. `cart` is what the storefront sent; `quote` is
+    the price built from it, with the coupon codes and points it uses.
+    """
+
+    __tablename__ = "core_checkout"
+    __table_args__ = (
+        Index("ix_core_checkout_shop_status_expiry", "shop", "status", "expires_at"),
+        Index("ix_core_checkout_member", "member_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    status: str = Field(max_length=12)  # HELD | COMPLETED | RELEASED | EXPIRED
+    cart: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    quote: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _when()
+    expires_at: datetime = _when()
+    settled_at: datetime | None = _when(nullable=True)
+    order_id: str | None = Field(default=None, max_length=200)

@@ -20,6 +20,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "tiering": "plugins.tiering",
     "referral": "plugins.referral",
     "perks": "plugins.perks",
+    "member_only": "plugins.member_only",
+    "flash_sale": "plugins.flash_sale",
 }
 
 

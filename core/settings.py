@@ -60,12 +60,24 @@ class CouponTemplate(StrictModel):
         return value
 
 
+class CheckoutSettings(StrictModel):
+    """How a shop's cart price is folded and how long a checkout holds (``[shops.X.checkout]``)."""
+
+    max_coupons: int = Field(1, ge=0, le=10, description="coupons one order may use (the demo: one, plus points)")
+    hold_minutes: int = Field(15, ge=1, le=24 * 60,
+                              description="how long startCheckout holds coupons, points and reservations")
+    percent_rule: Literal["largest", "all"] = Field(
+        "largest", description='adjustments of one exclusive group (e.g. "percent": tier, first order, birthday, '
+                               'member day): "largest" keeps the largest discount only, "all" applies each')
+
+
 class ShopFile(StrictModel):
     name: str = Field(min_length=1)
     currency: str
     timezone: str
     plugins: list[str] = Field(default_factory=list)
     coupons: dict[str, CouponTemplate] = Field(default_factory=dict)
+    checkout: CheckoutSettings = Field(default_factory=CheckoutSettings)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("currency")
@@ -143,6 +155,7 @@ class Shop:
     coupons: dict[str, CouponTemplate]
     plugin_settings: dict[str, BaseModel]
     version: str  # a hash of everything above: stored on each event as the settings in force
+    checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         return self.plugin_settings.get(plugin)
@@ -258,5 +271,5 @@ def load(path: str | os.PathLike | None = None) -> Settings:
                     "settings": {p: m.model_dump(mode="json") for p, m in plugin_settings[slug].items()}}
         version = hashlib.sha256(json.dumps(in_force, sort_keys=True).encode()).hexdigest()[:16]
         shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone), tuple(shop.plugins),
-                           dict(shop.coupons), plugin_settings[slug], version)
+                           dict(shop.coupons), plugin_settings[slug], version, shop.checkout)
     return Settings(name, shops)

@@ -177,6 +177,7 @@ class Adjustment:
     amount: int
     sku: str | None = None
     exclusive_group: str | None = None  # within a stage, only the largest of a group applies
+    uses: int = 0  # how much of the plugin's own currency it takes: the points of points as cash
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, insert, or_, select, update
 
 from core.models import Coupon
-from core.types import Effect, EffectKind
+from core.types import Effect, EffectKind, Refused
 
 if TYPE_CHECKING:
     from core.context import Context
@@ -90,6 +90,29 @@ class Wallet:
                                       code=reason, rule="wallet"))
         return effects
 
+    def hold(self, member_id: str, codes: tuple[str, ...], checkout_id: str, until: datetime) -> None:
+        """Hold each coupon for `checkout_id` until `until`: one conditional UPDATE each (not held, or its
+        hold lapsed), so of two checkouts racing for one coupon exactly one holds it. A coupon that cannot
+        be held raises ``Refused`` with the reason's code, which rolls the whole checkout back."""
+        shop, now, conn = self.ctx.shop.slug, self.ctx.now, self.ctx.conn
+        for code in codes:
+            held = conn.execute(
+                update(Coupon)
+                .where(Coupon.shop == shop, Coupon.code == code, Coupon.member_id == member_id,
+                       available_clause(now), or_(Coupon.held_by.is_(None), Coupon.held_until <= now))
+                .values(held_by=checkout_id, held_until=until)
+            ).rowcount
+            if not held:
+                reason, text = self._why_unusable(member_id, code, None)
+                raise Refused(reason, f"coupon {code} cannot be held: {text}", "couponCodes")
+
+    def release(self, checkout_id: str) -> int:
+        """Give back every coupon `checkout_id` still holds; returns how many."""
+        return self.ctx.conn.execute(
+            update(Coupon).where(Coupon.shop == self.ctx.shop.slug, Coupon.held_by == checkout_id,
+                                 Coupon.status == "AVAILABLE")
+            .values(held_by=None, held_until=None)).rowcount
+
     def withdraw(self, coupon_id: str, reason: str) -> bool:
         """Take back a coupon that is still unused (e.g. a referral reward whose order was refunded):
         one conditional UPDATE; False if it was used meanwhile (then it stays with the member)."""
@@ -98,7 +121,7 @@ class Wallet:
                                  Coupon.status == "AVAILABLE", Coupon.held_by.is_(None))
             .values(status="WITHDRAWN", used_at=self.ctx.now, used_order_id=f"withdrawn: {reason}"[:200])).rowcount)
 
-    def _why_unusable(self, member_id: str, code: str, spend: int) -> tuple[str, str]:
+    def _why_unusable(self, member_id: str, code: str, spend: int | None) -> tuple[str, str]:
         row = self.ctx.conn.execute(
             select(Coupon.member_id, Coupon.status, Coupon.valid_until, Coupon.min_spend)
             .where(Coupon.shop == self.ctx.shop.slug, Coupon.code == code)
@@ -113,6 +136,6 @@ class Wallet:
             return "COUPON_WITHDRAWN", "withdrawn"
         if row.valid_until is not None and row.valid_until <= self.ctx.now:
             return "COUPON_EXPIRED", "expired"
-        if row.min_spend > spend:
+        if spend is not None and row.min_spend > spend:
             return "COUPON_MIN_SPEND_NOT_MET", f"needs a spend of {row.min_spend}, the order has {spend}"
         return "COUPON_HELD", "held by another checkout"

@@ -230,3 +230,7 @@ def contribute(builder) -> None:
     builder.mutation_field("record_order_paid", record_order_paid)
     builder.mutation_field("record_order_refunded", record_order_refunded)
     builder.mutation_field("create_member_token", create_member_token)
+
+    from schema import checkout
+
+    checkout.contribute(builder)  # quoteCart, startCheckout, releaseCheckout

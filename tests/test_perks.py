@@ -169,7 +169,7 @@ FRESH = OrderLine("APPLE", 1, 5000, "fresh")
 def test_demo_shop_has_the_perks_of_the_rules():
     demo = settings_module.load(ROOT / "plugins.toml").shop("demo")
     s: PerksSettings = demo.settings_for("perks")
-    assert demo.plugins[-1] == "perks"
+    assert "perks" in demo.plugins  # member_only and flash_sale come after it
     assert (s.first_order_discount, s.first_order_percent, s.first_order_threshold,
             s.first_order_threshold_off, s.first_order_coupon_min_total) == ("percent", 30, 10000, 3000, 3000)
     assert (s.birthday_percent, s.birthday_tier_percents, s.birthday_excluded_categories) == \

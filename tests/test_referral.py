@@ -190,11 +190,11 @@ def test_members_who_joined_before_referral_get_a_code_from_the_job_and_reads_ne
     assert view(api, alpha, "mem_old1")["referral"] is None  # null until the job, and the read wrote nothing
     with runtime.db.read() as conn:
         assert conn.execute(select(func.count()).select_from(ReferralCode)).scalar() == 0
-    runs = jobs.run_due(runtime, "alpha", force=True)
+    runs = [r for r in jobs.run_due(runtime, "alpha", force=True) if r.job.startswith("referral.")]
     assert [(r.job, r.status, r.result) for r in runs] == [("referral.assign_codes", "done",
                                                             "2 referral code(s) assigned")]
     first = code_of(api, alpha, "mem_old1")
-    assert jobs.run_due(runtime, "alpha", force=True)[0].result == "0 referral code(s) assigned"  # idempotent
+    assert jobs.run_due(runtime, "alpha", force=True)[-1].result == "0 referral code(s) assigned"  # idempotent
     assert code_of(api, alpha, "mem_old1") == first
     _, effects = join(api, alpha, "friend", first, phone="13900000001")
     assert counts(api, alpha, "mem_old1") == (1, 1, 0) and len(effects) == 2

@@ -1,4 +1,9 @@
-"""Points: a lot-based ledger that earns on purchases and actions, expires, refunds and redeems exactly."""
+"""Points: a lot-based ledger that earns on purchases and actions, expires, refunds and redeems exactly.
+
+At checkout, points are cash (``price_adjustments`` at the POINTS stage: what the member asked for, at most
+the balance, at most ``cash_max_percent`` of the price so far); ``checkout_hold`` moves them from the balance
+to ``held``; ``order_paid`` with the checkout spends the held points; release or expiry gives them back.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from core import hookimpl
-from core.types import Effect, Job, RedemptionResult
+from core.types import Adjustment, Effect, Job, PriceStage, RedemptionResult
 from plugins.points import ledger
 from plugins.points.settings import PointsSettings
 
@@ -35,7 +40,52 @@ def jobs():
 
 @hookimpl
 def order_paid(ctx, order):
-    return ledger.earn_for_order(ctx, order)
+    effects = capture_for_order(ctx, order) if order.checkout_id else []
+    return effects + ledger.earn_for_order(ctx, order)
+
+
+def capture_for_order(ctx, order) -> list[Effect]:
+    """The checkout's held points become the order's spend; what was no longer there is a CONFLICT."""
+    held, spent = ledger.capture_hold(ctx, order.checkout_id, order.order_id)
+    effects = []
+    if spent:
+        effects.append(Effect(ledger.PLUGIN, "POINTS_SPENT", f"points -{spent} (order, held by checkout)",
+                              rule="order"))
+    if spent < held:
+        effects.append(Effect(ledger.PLUGIN, "CONFLICT", f"{held - spent} of {held} held points were no longer "
+                              "there", code="INSUFFICIENT_POINTS", rule="order"))
+    return effects
+
+
+@hookimpl
+def price_adjustments(ctx, cart, stage, subtotal):
+    """Points as cash (RULES.md 2): min(asked, balance) points, worth `cash_points_per_unit` a unit of money,
+    at most `cash_max_percent` of the price so far; rounded down to the fen. Anonymous carts: nothing."""
+    if stage is not PriceStage.POINTS or not cart.member_id or cart.points_to_redeem <= 0 or subtotal <= 0:
+        return None
+    s = ledger.settings_of(ctx)
+    balance = ledger.account_view(ctx, cart.member_id).balance
+    cap = subtotal * s.cash_max_percent // 100
+    points = min(cart.points_to_redeem, max(balance, 0), cap * s.cash_points_per_unit // s.unit)
+    off = points * s.unit // s.cash_points_per_unit
+    if off <= 0:
+        return None
+    points = -(-off * s.cash_points_per_unit // s.unit)  # the fewest points worth `off`
+    return [Adjustment(ledger.PLUGIN, "POINTS_AS_CASH", f"{points} points as cash ({ledger.money(off)})", -off,
+                       uses=points)]
+
+
+@hookimpl
+def checkout_hold(ctx, checkout_id, cart):
+    if not cart.member_id or cart.points_to_redeem <= 0:
+        return None
+    ledger.hold(ctx, cart.member_id, checkout_id, cart.points_to_redeem)
+    return [Effect(ledger.PLUGIN, "POINTS_HELD", f"{cart.points_to_redeem} points held", rule="points_as_cash")]
+
+
+@hookimpl
+def checkout_release(ctx, checkout_id, reason):
+    ledger.release_hold(ctx, checkout_id)
 
 
 @hookimpl

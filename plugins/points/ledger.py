@@ -12,13 +12,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
 from core.types import Effect, RedemptionRefused, Refused, TierInfo
-from plugins.points.models import PointsAccount, PointsActionDay, PointsEntry, PointsLot, PointsMilestone
+from plugins.points.models import (
+    PointsAccount,
+    PointsActionDay,
+    PointsEntry,
+    PointsHold,
+    PointsLot,
+    PointsMilestone,
+)
 from plugins.points.settings import PointsSettings
 
 PLUGIN = "points"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the expiry of points that do not expire
 ACCOUNTS, ENTRIES, LOTS = PointsAccount.__table__, PointsEntry.__table__, PointsLot.__table__
 MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
+HOLDS = PointsHold.__table__
 
 # Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
 _LOCK = {name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
@@ -198,6 +206,59 @@ def spend(ctx: Context, member_id: str, points: int, reason: str, rule: str, *, 
     _take_from_lots(ctx, lots, wanted)
     _entry(ctx, member_id, -wanted, reason, rule, order_id, actor, note)
     return wanted
+
+
+# ---------------------------------------------------------------- checkout holds
+
+
+def hold(ctx: Context, member_id: str, checkout_id: str, points: int) -> None:
+    """Hold `points` for a checkout: one conditional UPDATE moves them from the balance to ``held`` (balance
+    >= n), so two checkouts racing for the last points cannot both hold them; the lots stay as they are
+    until the hold is captured. Refuses with INSUFFICIENT_POINTS."""
+    locked = lock(ctx, member_id)
+    moved = ctx.conn.execute(
+        ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id, ACCOUNTS.c.balance >= points)
+        .values(balance=ACCOUNTS.c.balance - points, held=ACCOUNTS.c.held + points)).rowcount
+    if not moved:
+        raise RedemptionRefused("INSUFFICIENT_POINTS", f"{points} points needed, {max(locked.balance, 0)} "
+                                "available (points held by another checkout are not)", "pointsToRedeem")
+    ctx.conn.execute(HOLDS.insert().values(checkout_id=checkout_id, shop=ctx.shop.slug, member_id=member_id,
+                                           amount=points, status="HELD", created_at=ctx.now))
+
+
+def _settle_hold(ctx: Context, checkout_id: str, status: str, order_id: str | None = None):
+    """HELD -> `status` with one conditional UPDATE: (member, amount) if this call settled it, else None."""
+    return ctx.conn.execute(
+        HOLDS.update().where(HOLDS.c.checkout_id == checkout_id, HOLDS.c.shop == ctx.shop.slug,
+                             HOLDS.c.status == "HELD")
+        .values(status=status, settled_at=ctx.now, order_id=order_id)
+        .returning(HOLDS.c.member_id, HOLDS.c.amount)).first()
+
+
+def release_hold(ctx: Context, checkout_id: str) -> int:
+    """Give a checkout's held points back to the balance; returns how many (0 if nothing was held)."""
+    row = _settle_hold(ctx, checkout_id, "RELEASED")
+    if row is None:
+        return 0
+    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == row.member_id).values(
+        balance=ACCOUNTS.c.balance + row.amount, held=ACCOUNTS.c.held - row.amount))
+    return row.amount
+
+
+def capture_hold(ctx: Context, checkout_id: str, order_id: str) -> tuple[int, int]:
+    """Spend a checkout's held points for its order, soonest-expiring lots first, as ``spend`` does.
+    Returns (held, spent); held points whose lots expired or were taken back meanwhile are not spent
+    (spent < held), and the balance is corrected so that it stays lots - debt - held."""
+    row = _settle_hold(ctx, checkout_id, "CAPTURED", order_id)
+    if row is None:
+        return 0, 0
+    lock(ctx, row.member_id)
+    taken = _take_from_lots(ctx, ctx.conn.execute(_OPEN_LOTS, {"m": row.member_id}).all(), row.amount)
+    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == row.member_id).values(
+        held=ACCOUNTS.c.held - row.amount, balance=ACCOUNTS.c.balance + (row.amount - taken)))
+    if taken:
+        _entry(ctx, row.member_id, -taken, "SPEND", "order", order_id, note=f"checkout {checkout_id}")
+    return row.amount, taken
 
 
 def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str, order_id: str | None,

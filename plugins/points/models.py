@@ -1,7 +1,8 @@
 """The points ledger: immutable entries, lots that expire, and one account row per member.
 
-balance = sum(remaining of open lots) - debt, always; debt is non-zero only where the shop allows a
-negative balance. Every change locks the account row first, so lots are consumed in one order.
+balance = sum(remaining of open lots) - debt - held, always; debt is non-zero only where the shop allows a
+negative balance; held is what open checkouts hold (``points_hold``), still in its lots until captured.
+Every change locks the account row first, so lots are consumed in one order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class PointsAccount(SQLModel, table=True):
 
     member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
     shop: str = Field(max_length=64)
-    balance: int = 0  # spendable now
+    balance: int = 0  # spendable now (held points excluded)
+    held: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # held by open checkouts
     pending: int = 0  # earned, not yet spendable
     debt: int = 0  # taken back beyond the balance, where the shop allows a negative balance
     shortfall: int = 0  # taken back beyond the balance and not recovered, where it does not
@@ -97,3 +99,20 @@ class PointsActionDay(SQLModel, table=True):
     day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD in the shop's timezone
     shop: str = Field(max_length=64)
     count: int = 0
+
+
+class PointsHold(SQLModel, table=True):
+    """Points a checkout holds: moved from the balance to ``held`` until the order is paid (CAPTURED: spent
+    from the lots), or the checkout is released or expires (RELEASED: back in the balance)."""
+
+    __tablename__ = "points_hold"
+    __table_args__ = (Index("ix_points_hold_member", "member_id"),)
+
+    checkout_id: str = Field(primary_key=True, max_length=64)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=_member_fk())
+    amount: int
+    status: str = Field(max_length=10)  # HELD | CAPTURED | RELEASED
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    order_id: str | None = Field(default=None, max_length=200)

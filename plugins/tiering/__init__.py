@@ -16,8 +16,9 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from core import hookimpl
+from core.checkout import percent_off
 from core.context import Context
-from core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp, TierInfo
+from core.types import Adjustment, Effect, Job, MemberInfo, PaidOrder, PriceStage, Refund, SignUp, TierInfo
 from plugins.tiering import actions
 from plugins.tiering import standing as st
 from plugins.tiering.settings import TieringSettings
@@ -73,6 +74,20 @@ def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
     row = st.load_row(ctx, member_id)
     tier = st.effective(s, st.State.of(row), ctx.now, row) if row is not None else s.tiers[0]
     return st.tier_info(tier)
+
+
+@hookimpl
+def price_adjustments(ctx: Context, cart, stage: PriceStage, subtotal: int) -> list[Adjustment] | None:
+    """The tier's member discount at the PERCENT stage, in the exclusive group "percent" (core keeps the
+    largest of it, first order, birthday and member day); neutral for a 0% tier and for anonymous carts."""
+    if stage is not PriceStage.PERCENT or not cart.member_id:
+        return None
+    tier = member_tier(ctx, cart.member_id)
+    off = percent_off(cart.lines, subtotal, tier.discount_percent) if tier.discount_percent else 0
+    if off <= 0:
+        return None
+    return [Adjustment(NAME, "TIER_DISCOUNT", f"{tier.name} {tier.discount_percent}% off", -off,
+                       exclusive_group="percent")]
 
 
 @hookimpl

@@ -1,0 +1,70 @@
+"""flash_sale: 会员专享秒杀 (RULES.md section 5). A sale has a product, a price, a window, a stock, a
+per-member limit and who may buy (everyone, members, or a tier and above).
+
+A member reserves units (``reserveFlashSale``); a reservation holds stock for ``hold_minutes`` until the
+order is paid (``order_paid`` confirms it: held -> sold), is released (``releaseFlashReservation``, a
+checkout's release clears only its claim) or expires (the ``expire_reservations`` job, every minute). Stock
+and the per-member limit change only through conditional UPDATEs (``stock.py``), so concurrent buyers on
+any number of server processes never oversell. Tiers come from core's hooks; no other plugin is imported.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from core import hookimpl
+from core.context import Context
+from core.types import Adjustment, Cart, Effect, Job, PaidOrder, PriceStage
+from plugins.flash_sale import stock
+from plugins.flash_sale.settings import FlashSaleSettings
+
+EXPIRY_EVERY = timedelta(minutes=1)
+
+
+@hookimpl
+def settings_model():
+    return FlashSaleSettings
+
+
+@hookimpl
+def migrations_location() -> str:
+    return str(Path(__file__).parent / "migrations")
+
+
+@hookimpl
+def graphql_schema(builder) -> None:
+    from plugins.flash_sale import graphql
+
+    graphql.contribute(builder)
+
+
+@hookimpl
+def jobs() -> list[Job]:
+    return [Job("expire_reservations", EXPIRY_EVERY, stock.expire_due)]
+
+
+@hookimpl
+def order_paid(ctx: Context, order: PaidOrder) -> list[Effect] | None:
+    if not order.reservation_ids and not order.checkout_id:
+        return None
+    return stock.confirm_for_order(ctx, order)
+
+
+@hookimpl
+def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int) -> list[Adjustment] | None:
+    if stage is PriceStage.UNIT_PRICE:
+        return stock.unit_price_adjustments(ctx, cart)
+    return None
+
+
+@hookimpl
+def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect] | None:
+    if not cart.reservation_ids:
+        return None
+    return stock.hold_for_checkout(ctx, checkout_id, cart.member_id, cart.reservation_ids)
+
+
+@hookimpl
+def checkout_release(ctx: Context, checkout_id: str, reason: str) -> None:
+    stock.release_checkout(ctx, checkout_id)

@@ -1,0 +1,179 @@
+"""Core's cart quote and checkout in every schema: quoteCart, startCheckout, releaseCheckout.
+
+Additions to the contract: ``Quote.couponProblems`` (a coupon the cart asked for that
+the price could not use, with its code: coupon problems are not purchase denials), ``Quote.couponCodes`` and
+``Quote.pointsUsed`` (what the price uses, and what a checkout holds).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Optional
+
+import strawberry
+
+from core import checkout as checkout_core
+from core.events import EventResult
+from core.types import Refused
+from schema.context import RequestContext, VisibleError
+from schema.types import Money, OrderLineInput, UserError
+
+
+class CartError(VisibleError):
+    """A malformed cart in a query (a query has no errors list): a GraphQL error with the refusal's code."""
+
+    def __init__(self, refusal: Refused):
+        super().__init__(refusal.message)
+        self.extensions = {"code": refusal.code, "field": refusal.field}
+
+
+@strawberry.type(description="One step of a cart's price: which plugin, by which rule, how much (negative: off).")
+class Adjustment:
+    plugin: str
+    code: str
+    label: str
+    sku: Optional[str]
+    amount: Money
+
+
+@strawberry.type
+class PurchaseDenial:
+    sku: str
+    code: str
+    message: str
+
+
+@strawberry.type(description="A coupon the cart asked for that the price does not use, and why (code).")
+class CouponProblem:
+    coupon_code: str
+    code: str
+    message: str
+
+
+@strawberry.type(description="What the member would pay, and why: list price, then each adjustment in order.")
+class Quote:
+    subtotal: Money
+    adjustments: list[Adjustment]
+    total: Money
+    points_to_earn: int
+    denials: list[PurchaseDenial]
+    coupon_problems: list[CouponProblem]
+    coupon_codes: list[str] = strawberry.field(description="the coupons the price uses")
+    points_used: int = strawberry.field(description="the points the price uses as cash")
+
+    @classmethod
+    def of(cls, quote: checkout_core.Quote) -> Quote:
+        def money(amount: int) -> Money:
+            return Money(amount=amount, currency=quote.currency)
+
+        return cls(
+            subtotal=money(quote.subtotal), total=money(quote.total), points_to_earn=quote.points_to_earn,
+            adjustments=[Adjustment(plugin=a.plugin, code=a.code, label=a.label, sku=a.sku, amount=money(a.amount))
+                         for a in quote.adjustments],
+            denials=[PurchaseDenial(sku=d.sku, code=d.code, message=d.message) for d in quote.denials],
+            coupon_problems=[CouponProblem(coupon_code=p.coupon_code, code=p.code, message=p.message)
+                             for p in quote.coupon_problems],
+            coupon_codes=list(quote.coupon_codes), points_used=quote.points_used)
+
+
+@strawberry.enum
+class CheckoutStatus(enum.Enum):
+    HELD = "HELD"
+    COMPLETED = "COMPLETED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+@strawberry.type(description="A hold on the coupons, points and reservations a quote uses, until paid or released.")
+class Checkout:
+    id: strawberry.ID
+    status: CheckoutStatus
+    quote: Quote
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, view: checkout_core.CheckoutView) -> Checkout:
+        return cls(id=strawberry.ID(view.id), status=CheckoutStatus(view.status), quote=Quote.of(view.quote),
+                   expires_at=view.expires_at)
+
+
+@strawberry.input
+class CartInput:
+    lines: list[OrderLineInput]
+    coupon_codes: Optional[list[str]] = None
+    points_to_redeem: Optional[int] = None
+    reservation_ids: Optional[list[strawberry.ID]] = None
+
+
+@strawberry.input
+class CheckoutInput:
+    lines: list[OrderLineInput]
+    idempotency_key: str
+    coupon_codes: Optional[list[str]] = None
+    points_to_redeem: Optional[int] = None
+    reservation_ids: Optional[list[strawberry.ID]] = None
+
+
+@strawberry.type
+class CheckoutPayload:
+    checkout: Optional[Checkout]
+    duplicate: bool
+    errors: list[UserError]
+
+
+def _lines(lines: list[OrderLineInput]) -> list[dict[str, Any]]:
+    return [{"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price, "category": line.category}
+            for line in lines]
+
+
+async def _payload(context: RequestContext, result: EventResult, member_id: str) -> CheckoutPayload:
+    errors = [UserError.of(e) for e in result.errors]
+    checkout_id = result.data.get("checkout_id")
+    if errors or not checkout_id:
+        return CheckoutPayload(checkout=None, duplicate=False, errors=errors)
+    view = await context.read(lambda ctx: checkout_core.load_checkout(ctx, checkout_id, member_id))
+    return CheckoutPayload(checkout=Checkout.of(view) if view else None, duplicate=result.duplicate, errors=[])
+
+
+def contribute(builder) -> None:
+    def quote_cart(Member):
+        async def resolve(info: strawberry.Info, input: CartInput) -> Quote:
+            """The price of a cart for the signed-in member (a member token); a shop key quotes anonymously,
+            without member pricing. A read: nothing is held."""
+            context: RequestContext = info.context
+            try:
+                cart = checkout_core.make_cart(context.member_id, _lines(input.lines), input.coupon_codes,
+                                               input.points_to_redeem, input.reservation_ids)
+            except Refused as refusal:
+                raise CartError(refusal) from None
+            return Quote.of(await context.read(lambda ctx: checkout_core.quote(ctx, cart)))
+        return resolve
+
+    def start_checkout(Member):
+        async def resolve(info: strawberry.Info, input: CheckoutInput) -> CheckoutPayload:
+            """Quote the member's cart and hold its coupons, points and reservations until it is paid
+            (recordOrderPaid with checkoutId), released or expires. Retry-safe with idempotencyKey."""
+            context: RequestContext = info.context
+            member_id = context.require_member()
+            result = await context.call(
+                checkout_core.start_checkout, context.runtime, context.shop, context.principal.key_id,
+                member_id=member_id, idempotency_key=input.idempotency_key, lines=_lines(input.lines),
+                coupon_codes=input.coupon_codes, points_to_redeem=input.points_to_redeem,
+                reservation_ids=input.reservation_ids)
+            return await _payload(context, result, member_id)
+        return resolve
+
+    def release_checkout(Member):
+        async def resolve(info: strawberry.Info, id: strawberry.ID) -> CheckoutPayload:
+            """Give back everything the member's checkout holds; a repeat is a duplicate."""
+            context: RequestContext = info.context
+            member_id = context.require_member()
+            result = await context.call(checkout_core.release_checkout, context.runtime, context.shop,
+                                        context.principal.key_id, member_id=member_id, checkout_id=str(id))
+            return await _payload(context, result, member_id)
+        return resolve
+
+    builder.query_field("quote_cart", quote_cart)
+    builder.mutation_field("start_checkout", start_checkout)
+    builder.mutation_field("release_checkout", release_checkout)
