@@ -10,10 +10,11 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -31,6 +32,18 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known_coupon_template(value: str | None, info: ValidationInfo) -> str | None:
+    """Checked against the shop's [coupons] while plugins.toml is loaded (core passes them as context)."""
+    known = (info.context or {}).get("coupons")
+    if value and known is not None and value not in known:
+        raise ValueError(f"a coupon template of this shop's [coupons] ({', '.join(sorted(known)) or 'none'})")
+    return value
+
+
+CouponTemplateName = Annotated[str, AfterValidator(_known_coupon_template)]
+"""A plugin setting naming one of the shop's coupon templates: `memberkit check` refuses an unknown one."""
 
 
 class CouponTemplate(StrictModel):
@@ -193,7 +206,7 @@ def config_path(path: str | os.PathLike | None = None) -> Path:
 
 
 def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[str, Any], installed: list[str],
-                     problems: list[Problem]) -> dict[str, BaseModel]:
+                     problems: list[Problem], coupons: set[str]) -> dict[str, BaseModel]:
     """Each enabled plugin's settings, validated by its own model; what is wrong goes to `problems`."""
     validated: dict[str, BaseModel] = {}
     for plugin in enabled:
@@ -210,7 +223,7 @@ def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[st
         if not isinstance(values, dict):
             continue  # reported with the file's shape
         try:
-            validated[plugin] = model.model_validate(values)
+            validated[plugin] = model.model_validate(values, context={"coupons": coupons})
         except ValidationError as exc:
             for error in exc.errors():
                 problems.append(Problem(file, slug, plugin, _key(error["loc"]), _expected(error)))
@@ -260,7 +273,10 @@ def load(path: str | os.PathLike | None = None) -> Settings:
         enabled = list(dict.fromkeys(p for p in listed if isinstance(p, str)))
         settings = shop.get("settings", {})
         settings = settings if isinstance(settings, dict) else {}
-        plugin_settings[str(slug)] = _plugin_settings(name, str(slug), enabled, settings, installed, problems)
+        coupons = shop.get("coupons", {})
+        coupons = set(coupons) if isinstance(coupons, dict) else set()
+        plugin_settings[str(slug)] = _plugin_settings(name, str(slug), enabled, settings, installed, problems,
+                                                      coupons)
     if problems or parsed is None:
         raise SettingsError(problems)
 

@@ -219,12 +219,10 @@ def test_sign_up_gives_the_welcome_coupon_once(shops):
                        "value": 1000}]
 
 
-def test_a_missing_coupon_template_is_said_not_raised(make_runtime, make_api):
-    runtime = make_runtime(shop("x", '"perks"', 'welcome_coupon = "NOPE"\n', tiers=False))
-    api = make_api(runtime)
-    payload = api(SIGN_UP, {"input": {"externalId": "u-1"}}, api.key("x"))["signUpMember"]
-    assert payload["errors"] == []  # a sign-up is never refused by a plugin
-    assert [(e["kind"], e["code"]) for e in payload["effects"]] == [("CONFLICT", "COUPON_TEMPLATE_MISSING")]
+def test_a_coupon_template_the_shop_lacks_stops_the_settings(settings_file):
+    with pytest.raises(settings_module.SettingsError) as caught:
+        settings_module.load(settings_file(shop("x", '"perks"', 'welcome_coupon = "NOPE"\n', tiers=False)))
+    assert [(p.plugin, p.key) for p in caught.value.problems] == [("perks", "welcome_coupon")]
 
 
 # ---------------------------------------------------------------- 2. first order

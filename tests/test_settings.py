@@ -233,3 +233,14 @@ def test_the_settings_version_is_the_rules_in_force(settings_file):
     implicit = version("")
     assert version("[shops.alpha.settings.points]\npending_days = 0\n") == implicit  # the default, spelt out
     assert version("[shops.alpha.settings.points]\npending_days = 3\n") != implicit
+
+
+def test_a_plugin_setting_naming_an_unknown_coupon_template_is_refused(settings_file):
+    body = TWO_SHOPS.replace("[shops.alpha.coupons.TEN_OFF]", 'plugins = ["points"]\n\n'
+                             '[[shops.alpha.settings.points.rewards]]\nid = "r"\ntitle = "R"\ncost_points = 5\n'
+                             'coupon_template = "TEN_OF"\n\n[shops.alpha.coupons.TEN_OFF]', 1)
+    with pytest.raises(settings_module.SettingsError) as caught:
+        settings_module.load(settings_file(body))
+    [problem] = caught.value.problems
+    assert (problem.shop, problem.plugin, problem.key) == ("alpha", "points", "rewards.0.coupon_template")
+    assert "a coupon template of this shop's [coupons] (FIVE_PERCENT, TEN_OFF) (got 'TEN_OF')" in problem.expected

@@ -11,6 +11,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.settings import CouponTemplateName
+
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
@@ -18,7 +20,7 @@ class PerksSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # sign-up
-    welcome_coupon: str | None = Field(
+    welcome_coupon: CouponTemplateName | None = Field(
         default="WELCOME_10", description="coupon template issued at sign-up; empty: no sign-up gift")
 
     # first order
@@ -29,7 +31,7 @@ class PerksSettings(BaseModel):
     first_order_percent: int = Field(default=30, ge=1, le=100, description="30 = 30% off (7折)")
     first_order_threshold: int = Field(default=10000, ge=0, description="minimum price so far, minor units")
     first_order_threshold_off: int = Field(default=3000, gt=0, description="taken off, minor units")
-    first_order_coupon: str | None = Field(
+    first_order_coupon: CouponTemplateName | None = Field(
         default="FIRST_ORDER_10", description="coupon template issued for the first paid order; empty: none")
     first_order_coupon_min_total: int = Field(
         default=3000, ge=0, description="the first order's total (cash paid) that earns first_order_coupon")
@@ -42,7 +44,7 @@ class PerksSettings(BaseModel):
                                           "{ SILVER = 10 }; the highest that applies wins (needs tiering)")
     birthday_excluded_categories: list[str] = Field(
         default_factory=list, description="line categories that get no birthday discount, e.g. [\"fresh\"]")
-    birthday_coupon: str | None = Field(
+    birthday_coupon: CouponTemplateName | None = Field(
         default="BIRTHDAY_50", description="coupon template issued on the birthday; empty: none")
     birthday_coupon_needs_record: bool = Field(
         default=True, description="the birthday coupon only if the member had joined and recorded this "
@@ -57,7 +59,7 @@ class PerksSettings(BaseModel):
     member_day_percent: int = Field(default=5, ge=0, le=100, description="percent off on member day; 0: none")
 
     # monthly coupon
-    monthly_coupon: str | None = Field(
+    monthly_coupon: CouponTemplateName | None = Field(
         default="SILVER_MONTHLY", description="coupon template issued once a month; empty: none")
     monthly_coupon_min_tier: str | None = Field(
         default="SILVER", description="lowest tier code that gets the monthly coupon (needs tiering); "

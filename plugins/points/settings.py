@@ -6,6 +6,8 @@ from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from core.settings import CouponTemplateName
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,7 +48,7 @@ class Reward(_Strict):
     id: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1)
     cost_points: int = Field(gt=0)
-    coupon_template: str = Field(min_length=1, description="a coupon template of the shop's [coupons]")
+    coupon_template: CouponTemplateName = Field(min_length=1, description="a coupon template of the shop's [coupons]")
 
 
 class PointsSettings(_Strict):

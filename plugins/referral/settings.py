@@ -11,6 +11,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.settings import CouponTemplateName
+
 
 class ReferralSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -18,13 +20,13 @@ class ReferralSettings(BaseModel):
     reward_on: Literal["signup", "first_order"] = Field(
         default="signup",
         description="signup: reward when the friend signs up; first_order: when the friend's first order is paid")
-    friend_coupon: str | None = Field(
+    friend_coupon: CouponTemplateName | None = Field(
         default=None, min_length=1, description="coupon template the friend gets, e.g. REFERRAL_20")
-    referrer_coupon: str | None = Field(
+    referrer_coupon: CouponTemplateName | None = Field(
         default=None, min_length=1, description="coupon template the referrer gets, e.g. REFERRAL_20")
     bonus_every: int = Field(
         default=0, ge=0, le=1000, description="every Nth rewarded friend earns the referrer bonus_coupon; 0: never")
-    bonus_coupon: str | None = Field(default=None, min_length=1, description="e.g. REFERRAL_BONUS_50")
+    bonus_coupon: CouponTemplateName | None = Field(default=None, min_length=1, description="e.g. REFERRAL_BONUS_50")
     monthly_cap: int = Field(
         default=0, ge=0, description="rewards a referrer earns per calendar month (shop's timezone); 0: no cap")
     withdraw_on_full_refund: bool = Field(
