@@ -11,9 +11,8 @@ any number of server processes never oversell. Tiers come from core's hooks; no 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.context import Context
 from core.types import Adjustment, Cart, Effect, Job, PaidOrder, PriceStage
 from plugins.flash_sale import stock
@@ -22,21 +21,7 @@ from plugins.flash_sale.settings import FlashSaleSettings
 EXPIRY_EVERY = timedelta(minutes=1)
 
 
-@hookimpl
-def settings_model():
-    return FlashSaleSettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    from plugins.flash_sale import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, FlashSaleSettings)
 
 
 @hookimpl

@@ -10,30 +10,13 @@ never from the tiering plugin itself; who gets early access and how early are se
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.context import Context
 from core.types import Adjustment, Cart, PriceStage, PurchaseDenial
 from plugins.member_only import rules
 from plugins.member_only.settings import MemberOnlySettings
 
-
-@hookimpl
-def settings_model():
-    return MemberOnlySettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    from plugins.member_only import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, MemberOnlySettings)
 
 
 @hookimpl

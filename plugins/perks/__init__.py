@@ -11,9 +11,8 @@ a gap, give the birthday and monthly coupons in the shop's calendar.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.context import Context
 from core.types import (
     Adjustment,
@@ -33,21 +32,7 @@ from plugins.perks.settings import PerksSettings
 JOBS_EVERY = timedelta(hours=1)
 
 
-@hookimpl
-def settings_model():
-    return PerksSettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    from plugins.perks import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, PerksSettings)
 
 
 @hookimpl

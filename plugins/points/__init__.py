@@ -8,29 +8,13 @@ to ``held``; ``order_paid`` with the checkout spends the held points; release or
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.types import Adjustment, Effect, Job, PriceStage, RedemptionResult
 from plugins.points import ledger
 from plugins.points.settings import PointsSettings
 
-
-@hookimpl
-def settings_model():
-    return PointsSettings
-
-
-@hookimpl
-def migrations_location():
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder):
-    from plugins.points import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, PointsSettings)
 
 
 @hookimpl

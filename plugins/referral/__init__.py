@@ -13,9 +13,8 @@ here imports another plugin. See ``rewards.py`` for the rules and the concurrenc
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.context import Context
 from core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp
 from plugins.referral import rewards
@@ -24,21 +23,7 @@ from plugins.referral.settings import ReferralSettings
 NAME = rewards.NAME
 
 
-@hookimpl
-def settings_model():
-    return ReferralSettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    from plugins.referral import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, ReferralSettings)
 
 
 @hookimpl

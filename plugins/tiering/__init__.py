@@ -11,11 +11,10 @@ points through the core ``redemption`` hook). Other plugins read the tier throug
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import insert
 
-from core import hookimpl
+from core import hookimpl, package_hooks
 from core.checkout import percent_off
 from core.context import Context
 from core.types import Adjustment, Effect, Job, MemberInfo, PaidOrder, PriceStage, Refund, SignUp, TierInfo
@@ -27,21 +26,7 @@ NAME = st.NAME
 EVALUATE_EVERY = timedelta(hours=1)
 
 
-@hookimpl
-def settings_model():
-    return TieringSettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    from plugins.tiering import graphql
-
-    graphql.contribute(builder)
+settings_model, migrations_location, graphql_schema = package_hooks(__name__, TieringSettings)
 
 
 @hookimpl
