@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import textwrap
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
@@ -211,3 +217,37 @@ def sign_up(api: Api, key: str, external_id: str, **fields) -> str:
     payload = api(SIGN_UP, {"input": {"externalId": external_id, **fields}}, key)["signUpMember"]
     assert not payload["errors"], payload
     return payload["member"]["id"]
+
+
+MEMBERKIT = str(Path(sys.executable).parent / "memberkit")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def memberkit_serve(env: dict, workers: int, log_path: Path):
+    """A real `memberkit serve --workers N` process, as a user runs it; yields its base URL once healthy."""
+    port = free_port()
+    with open(log_path, "w+") as log:
+        process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", str(workers),
+                                    "--jobs-interval", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            process.kill()
+            pytest.fail("server did not start: " + log_path.read_text())
+        try:
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

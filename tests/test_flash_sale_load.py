@@ -5,7 +5,6 @@ every refusal with a code; after releases and the expiry job the stock adds up a
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,8 +16,7 @@ from sqlalchemy import func, insert, select
 from core import auth, clock, jobs
 from core.models import Member
 from plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
-from tests.conftest import TEST_DATABASE_URL, postgres_only
-from tests.test_server import MEMBERKIT, free_port
+from tests.conftest import TEST_DATABASE_URL, memberkit_serve, postgres_only
 
 pytestmark = postgres_only()
 
@@ -45,27 +43,10 @@ def server(tmp_path, settings_file, make_runtime):
     runtime = make_runtime(SETTINGS)  # migrated and emptied
     env = {**os.environ, "MEMBERKIT_CONFIG": str(config), "MEMBERKIT_SECRETS_FILE": str(tmp_path / "secret.key"),
            "MEMBERKIT_DATABASE_URL": TEST_DATABASE_URL}
-    port = free_port()
-    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", "4", "--jobs-interval", "0"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
-    with runtime.db.write() as conn:
-        key = auth.create_key(conn, "alpha", "secret")[1]
-    yield base, key, runtime
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with memberkit_serve(env, 4, tmp_path / "server.log") as base:
+        with runtime.db.write() as conn:
+            key = auth.create_key(conn, "alpha", "secret")[1]
+        yield base, key, runtime
 
 
 def gql(client: httpx.Client, query: str, variables: dict, token: str) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,8 +18,7 @@ from sqlalchemy import func, select
 from core.db import Database
 from core.models import Coupon
 from plugins.points.models import PointsAccount, PointsEntry, PointsLot
-from tests.conftest import ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, postgres_only
-from tests.test_server import MEMBERKIT, free_port
+from tests.conftest import MEMBERKIT, ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, memberkit_serve, postgres_only
 
 pytestmark = postgres_only()
 
@@ -40,29 +38,12 @@ def demo_server(tmp_path, settings_file, make_runtime):
     make_runtime(DEMO)
     env = {**os.environ, "MEMBERKIT_CONFIG": str(config), "MEMBERKIT_SECRETS_FILE": str(tmp_path / "secret.key"),
            "MEMBERKIT_DATABASE_URL": TEST_DATABASE_URL}
-    port = free_port()
-    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", "2", "--jobs-interval", "0"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
-    key = subprocess.run([MEMBERKIT, "keys", "create", "--shop", "demo"], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
-    db = Database(TEST_DATABASE_URL)
-    yield base, key, db
-    db.dispose()
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with memberkit_serve(env, 2, tmp_path / "server.log") as base:
+        key = subprocess.run([MEMBERKIT, "keys", "create", "--shop", "demo"], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+        db = Database(TEST_DATABASE_URL)
+        yield base, key, db
+        db.dispose()
 
 
 def gql(client: httpx.Client, query: str, variables: dict, token: str) -> dict:

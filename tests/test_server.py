@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,16 +12,9 @@ from sqlalchemy import func, select
 
 from core.db import Database
 from core.models import Order
-from tests.conftest import ORDER_PAID, SIGN_UP, TEST_DATABASE_URL, TWO_SHOPS
+from tests.conftest import MEMBERKIT, ORDER_PAID, SIGN_UP, TEST_DATABASE_URL, TWO_SHOPS, memberkit_serve
 
-MEMBERKIT = str(Path(sys.executable).parent / "memberkit")
 PHONE, EMAIL = "13912345678", "secret.person@example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,30 +29,13 @@ def server(tmp_path, settings_file, make_runtime):
     else:
         env["MEMBERKIT_DATABASE_URL"] = f"sqlite:///{tmp_path}/new.db"
         workers = "1"
-    port = free_port()
-    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", workers, "--jobs-interval", "0"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start: " + (tmp_path / "server.log").read_text())
+    with memberkit_serve(env, workers, tmp_path / "server.log") as base:
 
-    def cli(*args: str) -> str:
-        done = subprocess.run([MEMBERKIT, *args], env=env, capture_output=True, text=True, check=True)
-        return done.stdout
+        def cli(*args: str) -> str:
+            done = subprocess.run([MEMBERKIT, *args], env=env, capture_output=True, text=True, check=True)
+            return done.stdout
 
-    yield base, cli, env, tmp_path / "server.log"
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+        yield base, cli, env, tmp_path / "server.log"
 
 
 def post(base: str, key: str, query: str, variables: dict) -> dict:
