@@ -94,8 +94,11 @@ class Shop:
             return conn.execute(statement).all()
 
     def points(self, member_id: str) -> tuple[int, int]:
-        """(balance, held) of the member's account."""
+        """(balance, held) of the member's account, as the API shows it and as stored."""
+        shown = self.api("query($id: ID) { member(id: $id) { points { balance held } } }", {"id": member_id},
+                         self.key)["member"]["points"]
         [row] = self.read(select(PointsAccount.balance, PointsAccount.held).where(PointsAccount.member_id == member_id))
+        assert (shown["balance"], shown["held"]) == tuple(row)
         return tuple(row)
 
     def coupon_row(self, code: str):

@@ -71,6 +71,8 @@ class PointsAccount:
     balance: int
     pending: int
     lifetime_earned: int
+    held: int = strawberry.field(description="Points an open checkout holds: out of the balance until paid or "
+                                             "released.")
 
     @strawberry.field(description="The next dates on which points expire, with how many.")
     async def expiring(self, info: strawberry.Info) -> list[PointsExpiry]:
@@ -95,7 +97,7 @@ class PointsAccount:
 async def points(root, info: strawberry.Info) -> Optional[PointsAccount]:
     view = await info.context.read(lambda ctx: ledger.account_view(ctx, root.id))
     return PointsAccount(member_id=root.id, balance=view.balance, pending=view.pending,
-                         lifetime_earned=view.lifetime_earned)
+                         lifetime_earned=view.lifetime_earned, held=view.held)
 
 
 @strawberry.type

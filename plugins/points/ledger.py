@@ -423,11 +423,12 @@ class AccountView:
     balance: int
     pending: int
     lifetime_earned: int
+    held: int = 0
 
 
 def account_view(ctx: Context, member_id: str) -> AccountView:
     """The account as of now, counting lots that are due but not yet settled by a write or the job."""
-    row = ctx.conn.execute(select(ACCOUNTS.c.balance, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime_earned)
+    row = ctx.conn.execute(select(ACCOUNTS.c.balance, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime_earned, ACCOUNTS.c.held)
                            .where(ACCOUNTS.c.member_id == member_id, ACCOUNTS.c.shop == ctx.shop.slug)).first()
     if row is None:
         return AccountView(0, 0, 0)
@@ -437,7 +438,7 @@ def account_view(ctx: Context, member_id: str) -> AccountView:
             matured += lot.remaining
         if lot.state == "open" or lot.expires_at <= ctx.now:
             expired += lot.remaining
-    return AccountView(row.balance + matured - expired, row.pending - matured, row.lifetime_earned)
+    return AccountView(row.balance + matured - expired, row.pending - matured, row.lifetime_earned, row.held)
 
 
 def expiring(ctx: Context, member_id: str, groups: int = 3) -> list[tuple[int, datetime]]:
