@@ -171,3 +171,11 @@ def test_plugins_hear_only_what_an_update_changed(shops, recorders):
     api(query, {"input": {**same, "tags": ["a", "b"]}}, key)
     changes = recorders.first.calls[-1][2]
     assert (changes.phone_hash, changes.email_hash, changes.tags) == (None, None, ("a", "b"))
+
+
+def test_plugin_hooks_have_tests():
+    """Like datasette's: a hook no test names is a hook nobody proved works."""
+    tested = "\n".join(path.read_text() for path in (ROOT / "tests").glob("**/*.py")
+                       if path.name not in ("test_hooks.py", "conftest.py"))
+    untested = [name for name in HOOKS if not re.search(rf"\b{name}\b", tested)]
+    assert untested == []

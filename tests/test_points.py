@@ -347,3 +347,15 @@ def test_demo_schema_keeps_the_points_part_of_the_contract(tmp_path):
                     "rewards")
     broken = [line for line in check.stdout.splitlines() if any(name in line for name in points_types)]
     assert broken == [], broken
+
+
+def test_points_to_earn_tells_a_quote_what_the_order_would_earn(demo):
+    from core.types import Cart, OrderLine
+
+    runtime, api, key = demo
+    member_id = sign_up(api, key, "u-1")
+    cart = Cart((OrderLine("A", 1, 120000, "shoes"),), member_id)
+    with runtime.reading(runtime.shop("demo")) as ctx:
+        # 1,200 yuan: 1,200 base + 200 threshold bonus; the same rules as a paid order, read only.
+        assert ctx.hook.points_to_earn(ctx=ctx, cart=cart, total=120000) == [1400]
+        assert ctx.hook.points_to_earn(ctx=ctx, cart=cart, total=99999) == [999]
