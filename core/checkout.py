@@ -184,13 +184,15 @@ def _coupon_stage(ctx: Context, cart: Cart, price: int) -> tuple[list[Adjustment
             problem = ("COUPON_MIN_SPEND_NOT_MET", f"needs a spend of {row.min_spend}, the price so far is {price}")
         elif len(applied) >= limit:
             problem = ("COUPON_LIMIT", f"an order may use {limit} coupon(s)")
+        elif price == 0:
+            problem = ("COUPON_NOTHING_LEFT", "earlier discounts already took the price to zero")
         if problem:
             problems.append(CouponProblem(code, problem[0], f"coupon {code} not applied: {problem[1]}"))
             continue
-        off = row.value if row.kind == "FIXED" else price * row.value // 100
+        off = min(row.value if row.kind == "FIXED" else price * row.value // 100, price)
+        price -= off  # the next coupon's threshold is checked on the price after this one (RULES.md 6)
         applied.append(code)
-        found.append(Adjustment("core", "COUPON", f"coupon {row.title} ({code})", -min(off, price),
-                                uses=1))
+        found.append(Adjustment("core", "COUPON", f"coupon {row.title} ({code})", -off, uses=1))
     return found, problems, applied
 
 
@@ -367,8 +369,10 @@ def checkout_for_order(ctx: Context, order: PaidOrder) -> tuple[PaidOrder, list[
     order already completed (CHECKOUT_COMPLETED), is a CONFLICT and the order is recorded as sent.
     """
     checkout_id = order.checkout_id
+    # Locked (PostgreSQL) while deciding: two orders paying one checkout see one another's outcome.
     row = ctx.conn.execute(select(CHECKOUTS.c.member_id, CHECKOUTS.c.status, CHECKOUTS.c.cart, CHECKOUTS.c.quote)
-                           .where(CHECKOUTS.c.id == checkout_id, CHECKOUTS.c.shop == ctx.shop.slug)).first()
+                           .where(CHECKOUTS.c.id == checkout_id, CHECKOUTS.c.shop == ctx.shop.slug)
+                           .with_for_update()).first()
     if row is None or row.member_id != order.member_id:
         return replace(order, checkout_id=None), [Effect(
             "core", EffectKind.CONFLICT, f"checkout {checkout_id} is not one of this member's: the order is "

@@ -114,6 +114,9 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
     key with another payload is refused with IDEMPOTENCY_CONFLICT. `validate` runs first and may refuse
     before anything is written. `key=None` records the event under a fresh key (not retry-safe).
     """
+    if key is not None and len(key) > MAX_KEY_LENGTH:  # a caller's key plus its scope, e.g. "member:key"
+        return EventResult.refused(Refused("INVALID_KEY", f"the key must be at most {MAX_KEY_LENGTH} characters",
+                                           "idempotencyKey"))
     digest = auth.payload_hash(_canonical({"kind": kind, **payload}))
     try:
         with runtime.db.write() as conn:
@@ -151,10 +154,10 @@ def require_aware(moment: datetime | None, field_name: str) -> None:
                       f"{field_name} must carry a UTC offset, e.g. 2026-11-23T20:00:00+08:00", field_name)
 
 
-def require_key(value: str, field_name: str) -> str:
+def require_key(value: str, field_name: str, longest: int = MAX_KEY_LENGTH) -> str:
     value = value.strip()
-    if not value or len(value) > MAX_KEY_LENGTH:
-        raise Refused("INVALID_KEY", f"{field_name} must be 1 to {MAX_KEY_LENGTH} characters", field_name)
+    if not value or len(value) > longest:
+        raise Refused("INVALID_KEY", f"{field_name} must be 1 to {longest} characters", field_name)
     return value
 
 

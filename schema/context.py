@@ -12,8 +12,10 @@ from core.auth import Principal
 from core.context import Context
 from core.runtime import Runtime
 from core.settings import Shop
+from core.types import Refused
 
 T = TypeVar("T")
+MAX_IDEMPOTENCY_KEY = 120  # leaves room in the event key (200) for the scope it is recorded under
 
 
 class VisibleError(Exception):
@@ -78,9 +80,18 @@ class RequestContext:
         return await run_in_threadpool(fn, self.runtime, self.shop, key_id, **kwargs)
 
     async def event(self, kind: str, key: str | None, payload: dict[str, Any],
-                    handler: Callable[[Context], Any]) -> Any:
-        """A plugin's own idempotent event (core.events.run_event), recorded under the caller's key."""
-        from core.events import run_event
+                    handler: Callable[[Context], Any], *, idempotency_key: str | None = None) -> Any:
+        """A plugin's own idempotent event (core.events.run_event), recorded under the caller's key.
 
+        `idempotency_key`, the caller's own, is checked (1 to 120 characters) and scoped by `key` (e.g. the
+        member: two members' equal keys are different events)."""
+        from core.events import EventResult, require_key, run_event
+
+        if idempotency_key is not None:
+            try:
+                own = require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)
+            except Refused as refusal:
+                return EventResult.refused(refusal)
+            key = f"{key}:{own}" if key else own
         return await run_in_threadpool(run_event, self.runtime, self.shop, kind, key, payload, handler,
                                        self.principal.key_id)

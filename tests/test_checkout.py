@@ -201,7 +201,8 @@ def test_coupon_problems_are_named_and_percent_coupons_take_their_share(make_sho
     theirs = shop.coupon(other_id, "WELCOME_10")
     shop.pay(member_id, "o-1", 100)  # no first order discount from here on
     quote = shop.quote(token, [line("tee", 9999)], couponCodes=[welcome, five, theirs, "NOPE"])
-    assert steps(quote) == [("core", "COUPON", -1000), ("core", "COUPON", -499)]  # 5% of 99.99, rounded down
+    # 5% of what is left after the first coupon (89.99), rounded down: each coupon sees the price so far
+    assert steps(quote) == [("core", "COUPON", -1000), ("core", "COUPON", -449)]
     assert problems(quote) == [(theirs, "COUPON_NOT_OWNED"), ("NOPE", "COUPON_UNKNOWN")]
     clock.set_now(NOW + timedelta(days=31))
     quote = shop.quote(shop.token(member_id), [line("tee", 9999)], couponCodes=[welcome])
@@ -529,3 +530,12 @@ def test_one_unit_price_per_line_even_when_every_percent_applies():
     proposed = [member, flash, other_line, birthday, member_day]
     assert fold(proposed, "largest") == [flash, other_line, member_day]
     assert fold(proposed, "all") == [flash, other_line, birthday, member_day]
+
+
+def test_a_coupon_that_would_take_nothing_is_not_held(make_shop):
+    shop = make_shop("[shops.demo.checkout]\nmax_coupons = 2\n")
+    member_id, token = shop.member("u-1")
+    big, small = shop.coupon(member_id, "BIRTHDAY_50"), shop.coupon(member_id, "POINTS_10")
+    quote = shop.quote(token, [line("tee", 4000)], couponCodes=[big, small])
+    assert quote["total"]["amount"] == 0 and quote["couponCodes"] == [big]
+    assert [(p["couponCode"], p["code"]) for p in quote["couponProblems"]] == [(small, "COUPON_NOTHING_LEFT")]

@@ -375,3 +375,44 @@ def test_demo_sale_settings():
     assert weekly.next_window(demo.timezone, datetime(2026, 11, 27, 14, 0, tzinfo=UTC))[0] == \
         start + timedelta(days=7)
     assert stock.status_of  # the plugin's module is importable on its own
+
+
+def test_a_reservation_an_open_checkout_holds_does_not_expire_under_it(shop):
+    sale = shop.create(stock=1)
+    member_id, token = shop.member("m-1")
+    _, other = shop.member("m-2")
+    mine = shop.reserve(token, sale["id"])["reservation"]["id"]
+    runtime, alpha = shop.runtime, shop.runtime.shop("alpha")
+    with runtime.transaction(alpha) as ctx:
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", cart=Cart(
+            lines=(OrderLine("FLASH-1", 1, 9900),), member_id=member_id, reservation_ids=(mine,)))
+    clock.set_now(NOW + timedelta(minutes=20))  # past the reservation's 15 minutes, inside the checkout
+    jobs.run_due(runtime, "alpha", force=True)
+    assert codes(shop.reserve(other, sale["id"], 1, "late")) == ["SOLD_OUT"]  # still held for the checkout
+    assert counters(runtime, sale["id"]) == (1, 1, 0)
+    with runtime.transaction(alpha) as ctx:
+        ctx.hook.checkout_release(ctx=ctx, checkout_id="co-1", reason="expired")
+    jobs.run_due(runtime, "alpha", force=True)
+    assert counters(runtime, sale["id"]) == (1, 0, 0)  # released with its checkout, then expired
+
+
+def test_paying_a_lapsed_reservation_never_passes_the_member_limit(shop):
+    sale = shop.create(stock=10)  # 3 a member
+    member_id, token = shop.member("m-1")
+    first = shop.reserve(token, sale["id"], 3)["reservation"]["id"]
+    clock.set_now(NOW + timedelta(minutes=20))
+    jobs.run_due(shop.runtime, "alpha", force=True)
+    second = shop.reserve(token, sale["id"], 3, "again")["reservation"]["id"]
+    paid = pay(shop.api, shop.key, member_id, "o-1", reservationIds=[first, second])
+    found = sorted((e["kind"], e["code"]) for e in paid["effects"] if e["plugin"] == "flash_sale")
+    assert found == [("CONFLICT", "LIMIT_EXCEEDED"), ("RESERVATION_CONFIRMED", None)]
+    with shop.runtime.db.read() as conn:
+        assert conn.execute(select(FlashSaleMember.bought).where(FlashSaleMember.member_id == member_id)).scalar() == 3
+
+
+def test_idempotency_keys_are_checked(shop):
+    sale = shop.create()
+    _, token = shop.member("m-1")
+    for key in ("", "   ", "k" * 121):
+        assert codes(shop.reserve(token, sale["id"], 1, key)) == ["INVALID_KEY"]
+    assert counters(shop.runtime, sale["id"])[1] == 0

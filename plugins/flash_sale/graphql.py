@@ -201,8 +201,8 @@ def _update(Member):
                                                              f"{', '.join(sorted(changes)) or 'nothing'} changed"),
                                data={"sale_id": input.sale_id})
 
-        result = await context.event("flash_sale.update", input.idempotency_key,
-                                     {"sale_id": input.sale_id, **changes}, handle)
+        result = await context.event("flash_sale.update", None, {"sale_id": input.sale_id, **changes}, handle,
+                                     idempotency_key=input.idempotency_key)
         return await _sale_payload(context, result)
     return resolve
 
@@ -257,8 +257,9 @@ def _reserve(Member):
                                                               f"as {reservation['id']}"),
                                data={"reservation": _stored_reservation(reservation)})
 
-        result = await context.event("flash_sale.reserve", f"{member_id}:{input.idempotency_key}",
-                                     {"sale_id": input.sale_id, "quantity": input.quantity}, handle)
+        result = await context.event("flash_sale.reserve", member_id,
+                                     {"sale_id": input.sale_id, "quantity": input.quantity}, handle,
+                                     idempotency_key=input.idempotency_key)
         return await _reservation_payload(context, result)
     return resolve
 

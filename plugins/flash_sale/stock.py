@@ -43,6 +43,11 @@ _SALE_HOLD = (SALES.update()
               .values(held=SALES.c.held + bindparam("q")).returning(SALES.c.held))
 _ADD_RESERVATION = RESERVATIONS.insert()
 # Held -> sold, and held -> given back: the counters move by what the reservation rows say.
+# Paying a reservation that lapsed: bought again only within the per-member limit.
+_MEMBER_BUY = (MEMBERS.update()
+               .where(MEMBERS.c.sale_id == bindparam("s"), MEMBERS.c.member_id == bindparam("m"),
+                      MEMBERS.c.held + MEMBERS.c.bought + bindparam("q") <= bindparam("limit"))
+               .values(bought=MEMBERS.c.bought + bindparam("q")).returning(MEMBERS.c.bought))
 _MEMBER_MOVE = (MEMBERS.update()
                 .where(MEMBERS.c.sale_id == bindparam("s"), MEMBERS.c.member_id == bindparam("m"))
                 .values(held=MEMBERS.c.held - bindparam("unheld"), bought=MEMBERS.c.bought + bindparam("bought")))
@@ -209,15 +214,18 @@ def expire_due(ctx: Context) -> str:
     """The job: every HELD reservation past its time becomes EXPIRED and its stock returns. Idempotent."""
     total = count = 0
     while True:
+        # A reservation an open checkout holds stays with it: the checkout's release or expiry frees it first.
         due = select(RESERVATIONS.c.id).where(
             RESERVATIONS.c.shop == ctx.shop.slug, RESERVATIONS.c.status == HELD,
-            RESERVATIONS.c.expires_at <= ctx.now).order_by(RESERVATIONS.c.id).limit(EXPIRY_BATCH)
+            RESERVATIONS.c.expires_at <= ctx.now, RESERVATIONS.c.checkout_id.is_(None),
+        ).order_by(RESERVATIONS.c.id).limit(EXPIRY_BATCH)
         ids = list(ctx.conn.execute(due).scalars())
         if not ids:
             break
         count += len(ids)
         total += _give_back(ctx, and_(RESERVATIONS.c.id.in_(ids), RESERVATIONS.c.status == HELD,
-                                      RESERVATIONS.c.expires_at <= ctx.now), EXPIRED)
+                                      RESERVATIONS.c.expires_at <= ctx.now,
+                                      RESERVATIONS.c.checkout_id.is_(None)), EXPIRED)
         if len(ids) < EXPIRY_BATCH:
             break
     return f"{count} reservations expired, {total} units returned"
@@ -260,7 +268,7 @@ def _held_for(ctx: Context, reservation_id: str, member_id: str | None):
 
 def hold_for_checkout(ctx: Context, checkout_id: str, member_id: str | None, reservation_ids) -> list[Effect]:
     effects = []
-    for reservation_id in dict.fromkeys(reservation_ids):
+    for reservation_id in sorted(set(reservation_ids)):  # id order: the lock order every write here keeps
         done = ctx.conn.execute(update(RESERVATIONS).where(
             _held_for(ctx, reservation_id, member_id),
             or_(RESERVATIONS.c.checkout_id.is_(None), RESERVATIONS.c.checkout_id == checkout_id))
@@ -283,11 +291,12 @@ def release_checkout(ctx: Context, checkout_id: str) -> None:
 def confirm_for_order(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Paying turns the order's reservations (and its checkout's) HELD -> CONFIRMED, held -> sold. One that
     lapsed before payment takes its stock if still there, else a CONFLICT: the order stands either way."""
-    ids = list(dict.fromkeys(order.reservation_ids))
+    ids = set(order.reservation_ids)
     if order.checkout_id:
-        ids += [i for i in ctx.conn.execute(select(RESERVATIONS.c.id).where(
+        ids |= set(ctx.conn.execute(select(RESERVATIONS.c.id).where(
             RESERVATIONS.c.shop == ctx.shop.slug, RESERVATIONS.c.checkout_id == order.checkout_id,
-            RESERVATIONS.c.member_id == order.member_id).order_by(RESERVATIONS.c.id)).scalars() if i not in ids]
+            RESERVATIONS.c.member_id == order.member_id)).scalars())
+    ids = sorted(ids)  # id order: the lock order every write here keeps
     effects = []
     for reservation_id in ids:
         own = and_(RESERVATIONS.c.id == reservation_id, RESERVATIONS.c.shop == ctx.shop.slug,
@@ -318,8 +327,14 @@ def _confirm_lapsed(ctx: Context, order: PaidOrder, reservation_id: str, own) ->
                              .values(status=CONFIRMED, order_id=order.order_id, updated_at=ctx.now)
                              .returning(RESERVATIONS.c.id)).first()
     if taken is not None:
-        ctx.conn.execute(_MEMBER_MOVE, {"s": found.sale_id, "m": order.member_id, "unheld": 0,
-                                        "bought": found.quantity})
+        limit = ctx.conn.execute(select(SALES.c.per_member_limit).where(SALES.c.id == found.sale_id)).scalar()
+        if ctx.conn.execute(_MEMBER_BUY, {"s": found.sale_id, "m": order.member_id, "q": found.quantity,
+                                          "limit": limit}).first() is None:
+            ctx.conn.execute(update(RESERVATIONS).where(own).values(status=found.status, order_id=None))
+            return Effect(PLUGIN, EffectKind.CONFLICT,
+                          f"reservation {reservation_id} was {found.status.lower()} before payment, and taking it "
+                          f"now would pass the limit of {limit} units a member", code="LIMIT_EXCEEDED",
+                          rule="paid_after_expiry")
         if ctx.conn.execute(_SALE_TAKE, {"s": found.sale_id, "q": found.quantity}).first() is not None:
             return Effect(PLUGIN, "RESERVATION_CONFIRMED",
                           f"reservation {reservation_id} was {found.status.lower()} before payment; "

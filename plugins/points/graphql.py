@@ -164,8 +164,8 @@ def _redeem_reward(Member):
                               rule=f"reward:{reward.id}"), ctx.wallet.issued_effect(ledger.PLUGIN, coupon)]
             return EventResult(member_id, effects, data={"coupon_id": coupon.id, "points_spent": reward.cost_points})
 
-        result = await context.event("points.redeem_reward", f"{member_id}:{input.idempotency_key}",
-                                     {"reward_id": input.reward_id}, handle)
+        result = await context.event("points.redeem_reward", member_id, {"reward_id": input.reward_id}, handle,
+                                     idempotency_key=input.idempotency_key)
         coupon = None
         if result.data.get("coupon_id"):
             coupon = await context.read(lambda ctx: coupon_view(ctx.conn.execute(
@@ -210,8 +210,9 @@ def _record_member_action(Member):
             load_member(ctx.conn, ctx.shop.slug, input.member_id)
             return EventResult(input.member_id, ledger.reward_action(ctx, input.member_id, input.action))
 
-        result = await context.event("points.action", input.idempotency_key,
-                                     {"member_id": input.member_id, "action": input.action}, handle)
+        result = await context.event("points.action", None,
+                                     {"member_id": input.member_id, "action": input.action}, handle,
+                                     idempotency_key=input.idempotency_key)
         return payload_of(Payload, result)
     return resolve
 
@@ -243,9 +244,9 @@ def _adjust_points(Member):
             return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
                                                         f"points {input.delta} ({reason})", rule="manual")])
 
-        result = await context.event("points.adjust", input.idempotency_key,
+        result = await context.event("points.adjust", None,
                                      {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
-                                     handle)
+                                     handle, idempotency_key=input.idempotency_key)
         return payload_of(Payload, result)
     return resolve
 
