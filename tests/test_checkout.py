@@ -539,3 +539,14 @@ def test_a_coupon_that_would_take_nothing_is_not_held(make_shop):
     quote = shop.quote(token, [line("tee", 4000)], couponCodes=[big, small])
     assert quote["total"]["amount"] == 0 and quote["couponCodes"] == [big]
     assert [(p["couponCode"], p["code"]) for p in quote["couponProblems"]] == [(small, "COUPON_NOTHING_LEFT")]
+
+
+def test_two_open_checkouts_cannot_both_take_the_first_order_discount(make_shop):
+    shop = make_shop()
+    member_id, token = shop.member("u-1")
+    first = shop.start(token, "tab-1", [line("tee", 10000)])
+    assert first["errors"] == [] and "FIRST_ORDER" in [a["code"] for a in first["checkout"]["quote"]["adjustments"]]
+    second = shop.start(token, "tab-2", [line("cap", 5000)])
+    assert [e["code"] for e in second["errors"]] == ["FIRST_ORDER_HELD"] and second["checkout"] is None
+    shop.release(token, first["checkout"]["id"])
+    assert shop.start(token, "tab-3", [line("cap", 5000)])["errors"] == []

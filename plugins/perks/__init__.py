@@ -56,7 +56,19 @@ def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> 
 
 @hookimpl
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
+    if order.checkout_id:
+        rules.release_first_order(ctx, order.checkout_id)
     return rules.first_order(ctx, order)
+
+
+@hookimpl
+def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect]:
+    return rules.hold_first_order(ctx, checkout_id, cart)
+
+
+@hookimpl
+def checkout_release(ctx: Context, checkout_id: str, reason: str) -> None:
+    rules.release_first_order(ctx, checkout_id)
 
 
 @hookimpl

@@ -55,3 +55,14 @@ class PerksMonthlyCoupon(SQLModel, table=True):
     tier_code: str | None = Field(default=None, max_length=32)
     coupon_id: str | None = Field(default=None, max_length=32)
     issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class PerksFirstOrderHold(SQLModel, table=True):
+    """The first-order discount held by one open checkout: two tabs cannot both pay a "first" order."""
+
+    __tablename__ = "perks_first_order_hold"
+
+    member_id: str = Field(sa_column=_member_pk())
+    shop: str = Field(max_length=64)
+    checkout_id: str = Field(max_length=64)
+    held_until: datetime = Field(sa_type=UTCDateTime, nullable=False)

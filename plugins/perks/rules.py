@@ -17,14 +17,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
 from core.models import Member, MemberPersonal, Order
-from core.types import Adjustment, Cart, Effect, EffectKind, MemberInfo, OrderLine, PaidOrder, TierInfo
-from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
+from core.types import Adjustment, Cart, Effect, EffectKind, MemberInfo, OrderLine, PaidOrder, Refused, TierInfo
+from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksFirstOrderHold, PerksMonthlyCoupon
 from plugins.perks.settings import PerksSettings
 
 NAME = "perks"
 PERCENT_GROUP = "percent"
 MEMBERS, PERSONAL, ORDERS = Member.__table__, MemberPersonal.__table__, Order.__table__
 FIRST_ORDERS: Table = PerksFirstOrder.__table__
+FIRST_ORDER_HOLDS: Table = PerksFirstOrderHold.__table__
 BIRTHDAYS: Table = PerksBirthdayCoupon.__table__
 MONTHLY: Table = PerksMonthlyCoupon.__table__
 
@@ -192,6 +193,32 @@ def coupon_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustme
         return []
     off = min(s.first_order_threshold_off, subtotal)
     return [Adjustment(NAME, "FIRST_ORDER", f"first order {off} off orders of {s.first_order_threshold}", -off)]
+
+
+def hold_first_order(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect]:
+    """A checkout whose cart gets the first-order discount holds it, so a second open checkout of the same
+    new member cannot be priced as a first order too (the last one to be paid would not be)."""
+    subtotal = sum(line.amount for line in cart.lines)
+    offered = percent_adjustments(ctx, cart, subtotal) + coupon_adjustments(ctx, cart, subtotal)
+    if not cart.member_id or not any(a.code == "FIRST_ORDER" for a in offered):
+        return []
+    held_until = ctx.now + timedelta(minutes=ctx.shop.checkout.hold_minutes)
+    values = {"member_id": cart.member_id, "shop": ctx.shop.slug, "checkout_id": checkout_id,
+              "held_until": held_until}
+    if not claim(ctx.conn, FIRST_ORDER_HOLDS, values) and not ctx.conn.execute(
+            update(FIRST_ORDER_HOLDS).where(
+                FIRST_ORDER_HOLDS.c.member_id == cart.member_id,
+                (FIRST_ORDER_HOLDS.c.held_until <= ctx.now) | (FIRST_ORDER_HOLDS.c.checkout_id == checkout_id))
+            .values(checkout_id=checkout_id, held_until=held_until)).rowcount:
+        raise Refused("FIRST_ORDER_HELD", "the first-order discount is held by another open checkout of yours: "
+                                          "pay or release that one first", "lines")
+    return [Effect(NAME, "FIRST_ORDER_HELD", f"first-order discount held for checkout {checkout_id}",
+                   rule="first_order")]
+
+
+def release_first_order(ctx: Context, checkout_id: str) -> None:
+    ctx.conn.execute(FIRST_ORDER_HOLDS.delete().where(FIRST_ORDER_HOLDS.c.shop == ctx.shop.slug,
+                                                      FIRST_ORDER_HOLDS.c.checkout_id == checkout_id))
 
 
 # ---------------------------------------------------------------- events
