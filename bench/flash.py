@@ -37,7 +37,7 @@ os.environ.setdefault("MEMBERKIT_TOKEN_SECRETS", "bench-token-secret")
 os.environ.setdefault("MEMBERKIT_PII_KEY", "bench-pii-key")
 
 import httpx  # noqa: E402
-from events import BenchError, console, free_port, memberkit_cmd, server  # noqa: E402
+from events import BenchError, console, free_port, memberkit_cmd, server, wrk  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -112,13 +112,8 @@ def lua(query: str, variables: dict, marker: str, tokens: list[str]) -> str:
 
 
 def run_wrk(args, port: int, script: Path, prefix: str, seconds: int) -> dict:
-    cmd = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s",
-           "-s", str(script), f"http://127.0.0.1:{port}", "--", prefix]
-    done = subprocess.run(cmd, capture_output=True, text=True)  # noqa: S603
-    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    result = json.loads(lines[-1].removeprefix("BENCH_JSON "))
+    """events.py's wrk run, and no response may have failed."""
+    result = wrk(args, port, script, prefix, seconds)
     problems = [f"{result[k]} {k}" for k in ("bad_status", "gql_errors", "socket_errors") if result[k]]
     if problems:
         raise BenchError(f"{prefix}: " + ", ".join(problems) + f"; first bad response: {result['sample']}")
