@@ -46,15 +46,9 @@ FLOOR_ORDER = ("mutation($orderId: String!, $memberId: String!, $total: Int!) "
 SIGN_UP = ("mutation($input: SignUpMemberInput!) "
            "{ signUpMember(input: $input) { member { id } errors { code message } } }")
 
-# The body is PRE .. order id .. MID .. member id .. POST; ids are prefix-threadid-counter, unique across
-# threads (setup numbers them) and runs (the prefix). response() counts what was not a clean 200.
-LUA = r"""
-local PRE = [==[%(pre)s]==]
-local MID = [==[%(mid)s]==]
-local POST = [==[%(post)s]==]
-local MEMBERS = { %(members)s }
-local HEADERS = { ["Content-Type"] = "application/json", ["Authorization"] = [==[%(auth)s]==] }
-
+# What every bench script shares: thread numbering, and counting the responses that were not a clean 200,
+# printed as one BENCH_JSON line. A script puts its constants and request() before it.
+LUA_RUN = r"""
 local threads = {}
 local next_tid = 0
 
@@ -67,13 +61,6 @@ end
 function init(args)
   prefix = args[1] or "run"
   sent, ok, bad_status, gql_errors, sample = 0, 0, 0, 0, ""
-end
-
-function request()
-  sent = sent + 1
-  local member = MEMBERS[(sent %% #MEMBERS) + 1]
-  local body = PRE .. prefix .. "-" .. tid .. "-" .. sent .. MID .. member .. POST
-  return wrk.format("POST", "/graphql", HEADERS, body)
 end
 
 function response(status, headers, body)
@@ -108,6 +95,24 @@ function done(summary, latency, requests)
     escape(sample_all)))
 end
 """
+
+# The body is PRE .. order id .. MID .. member id .. POST; ids are prefix-threadid-counter, unique across
+# threads (setup numbers them) and runs (the prefix). response() counts what was not a clean 200.
+LUA = r"""
+local PRE = [==[%(pre)s]==]
+local MID = [==[%(mid)s]==]
+local POST = [==[%(post)s]==]
+local MEMBERS = { %(members)s }
+local HEADERS = { ["Content-Type"] = "application/json", ["Authorization"] = [==[%(auth)s]==] }
+
+function request()
+  sent = sent + 1
+  local member = MEMBERS[(sent %% #MEMBERS) + 1]
+  local body = PRE .. prefix .. "-" .. tid .. "-" .. sent .. MID .. member .. POST
+  return wrk.format("POST", "/graphql", HEADERS, body)
+end
+
+""" + LUA_RUN
 
 
 def lua_script(query: str, variables: dict, order_marker: str, member_marker: str, auth: str,

@@ -37,7 +37,7 @@ os.environ.setdefault("MEMBERKIT_TOKEN_SECRETS", "bench-token-secret")
 os.environ.setdefault("MEMBERKIT_PII_KEY", "bench-pii-key")
 
 import httpx  # noqa: E402
-from events import BenchError, console, free_port, memberkit_cmd, server, wrk  # noqa: E402
+from events import LUA_RUN, BenchError, console, free_port, memberkit_cmd, server, wrk  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -55,18 +55,6 @@ LUA = r"""
 local PRE = [==[%(pre)s]==]
 local POST = [==[%(post)s]==]
 local TOKENS = { %(tokens)s }
-local threads, next_tid = {}, 0
-
-function setup(thread)
-  next_tid = next_tid + 1
-  thread:set("tid", next_tid)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  prefix = args[1] or "run"
-  sent, ok, bad_status, gql_errors, sample = 0, 0, 0, 0, ""
-end
 
 function request()
   sent = sent + 1
@@ -76,33 +64,7 @@ function request()
                                           ["Authorization"] = "Bearer " .. token }, body)
 end
 
-function response(status, headers, body)
-  if status ~= 200 then
-    bad_status = bad_status + 1
-    if sample == "" then sample = status .. " " .. string.sub(body, 1, 200) end
-  elseif string.find(body, '"errors"%%s*:%%s*%%[%%s*{') then
-    gql_errors = gql_errors + 1
-    if sample == "" then sample = string.sub(body, 1, 200) end
-  else
-    ok = ok + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local t = { sent = 0, ok = 0, bad_status = 0, gql_errors = 0 }
-  local sample_all = ""
-  for _, thread in ipairs(threads) do
-    for k, _ in pairs(t) do t[k] = t[k] + thread:get(k) end
-    if sample_all == "" then sample_all = thread:get("sample") end
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"duration_us":%%d,"responses":%%d,"sent":%%d,"ok":%%d,"bad_status":%%d,"gql_errors":%%d,' ..
-    '"socket_errors":%%d,"p50_us":%%d,"p99_us":%%d,"sample":%%q}\n',
-    summary.duration, summary.requests, t.sent, t.ok, t.bad_status, t.gql_errors,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99), sample_all))
-end
-"""
+""" + LUA_RUN
 
 
 def lua(query: str, variables: dict, marker: str, tokens: list[str]) -> str:
