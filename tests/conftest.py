@@ -62,6 +62,35 @@ value = 1000
 """
 
 
+# The demo shop's four tiers (RULES.md section 1), for a test shop `{shop}` that enables tiering.
+DEMO_TIERS = """
+[shops.{shop}.settings.tiering]
+
+[[shops.{shop}.settings.tiering.tiers]]
+code = "REGULAR"
+name = "Regular"
+rank = 1
+
+[[shops.{shop}.settings.tiering.tiers]]
+code = "SILVER"
+name = "Silver"
+rank = 2
+min_spend = 50000
+
+[[shops.{shop}.settings.tiering.tiers]]
+code = "GOLD"
+name = "Gold"
+rank = 3
+min_spend = 200000
+
+[[shops.{shop}.settings.tiering.tiers]]
+code = "DIAMOND"
+name = "Diamond"
+rank = 4
+min_spend = 500000
+"""
+
+
 def pytest_report_header(config):
     return f"memberkit database: {'PostgreSQL ' + TEST_DATABASE_URL if TEST_DATABASE_URL else 'SQLite'}"
 

@@ -18,34 +18,8 @@ from core.types import Adjustment, Cart, OrderLine, PriceStage, PurchaseDenial
 from plugins.member_only import rules
 from plugins.member_only.models import ProductRule
 from plugins.member_only.settings import MemberOnlySettings
+from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import ORDER_PAID, ROOT, sign_up
-
-TIERS = """
-[shops.{shop}.settings.tiering]
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "REGULAR"
-name = "Regular"
-rank = 1
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "SILVER"
-name = "Silver"
-rank = 2
-min_spend = 50000
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "GOLD"
-name = "Gold"
-rank = 3
-min_spend = 200000
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "DIAMOND"
-name = "Diamond"
-rank = 4
-min_spend = 500000
-"""
 
 # alpha: the demo (tiering, gold and above 3 days early); plain: member_only alone, in Berlin, no tiering.
 SETTINGS_TEXT = """

@@ -21,6 +21,7 @@ from core.types import Cart, OrderLine, PriceStage
 from plugins.perks import rules
 from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
 from plugins.perks.settings import PerksSettings
+from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import MEMBER, ORDER_PAID, ROOT, SIGN_UP, sign_up
 
 COUPONS = """
@@ -65,26 +66,6 @@ member_day_percent = 5
 monthly_coupon_min_tier = "SILVER"
 """
 
-TIERS = """
-[shops.{shop}.settings.tiering]
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "REGULAR"
-name = "Regular"
-rank = 1
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "SILVER"
-name = "Silver"
-rank = 2
-min_spend = 50000
-
-[[shops.{shop}.settings.tiering.tiers]]
-code = "GOLD"
-name = "Gold"
-rank = 3
-min_spend = 200000
-"""
 
 
 def shop(slug: str, plugins: str, perks: str = DEMO_PERKS, tiers: bool = True) -> str:
