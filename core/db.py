@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, DateTime, create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -96,3 +98,75 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_NO_VALUE = object()
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and run on the driver's own cursor.
+
+    For the few statements every paid order or reservation runs, SQLAlchemy's per-execution work (cache
+    lookup, parameter and result objects, events) costs several times the SQL itself. Values still pass
+    through the columns' own bind and result processors, so they are exactly what `Connection.execute`
+    sends and returns. Give every value: columns with Python-side defaults are refused, not filled in.
+    `statement` may be one clause or one per dialect name (for dialect-specific upserts).
+    """
+
+    __slots__ = ("_statements", "_plans")
+
+    def __init__(self, statement):
+        self._statements = statement
+        self._plans: dict[tuple, tuple] = {}
+
+    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> tuple:
+        dialect = conn.dialect
+        statement = (self._statements[dialect.name] if isinstance(self._statements, dict)
+                     else self._statements)
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            missing = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+            raise TypeError(f"Prepared statements take every value; give {missing} too")
+        names = compiled.positiontup if compiled.positional else list(compiled.binds)
+        binds = []
+        for name in names:
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            fixed = _NO_VALUE if bind.required or name in keys else bind.effective_value
+            binds.append((name, processor, fixed))
+        columns = list(getattr(statement, "exported_columns", ()))
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+        row = namedtuple("Row", [c.key for c in columns], rename=True) if columns else tuple
+        plan = (compiled.string, compiled.positional, tuple(binds), results, row)
+        self._plans[(dialect.name, keys)] = plan
+        return plan
+
+    def cursor(self, conn: Connection, params: dict[str, Any]):
+        """Execute; returns the driver's cursor (rowcount, raw rows)."""
+        keys = tuple(params)
+        sql, positional, binds, _, _ = self._plans.get((conn.dialect.name, keys)) or self._plan(conn, keys)
+        values = []
+        for name, processor, fixed in binds:
+            value = params[name] if fixed is _NO_VALUE else fixed
+            values.append(processor(value) if processor else value)
+        driver = conn.connection.driver_connection
+        if positional:
+            return driver.execute(sql, values)
+        return driver.execute(sql, dict(zip((b[0] for b in binds), values, strict=True)))
+
+    def rowcount(self, conn: Connection, params: dict[str, Any]) -> int:
+        return self.cursor(conn, params).rowcount
+
+    def all(self, conn: Connection, params: dict[str, Any]) -> list[tuple]:
+        """Every row, as named tuples with the selected (or returned) columns' names."""
+        rows = self.cursor(conn, params).fetchall()
+        _, _, _, results, row = self._plans[(conn.dialect.name, tuple(params))]
+        return [row._make(p(v) if p else v for p, v in zip(results, values, strict=True)) for values in rows]
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> tuple | None:
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def scalar(self, conn: Connection, params: dict[str, Any]) -> Any:
+        row = self.first(conn, params)
+        return None if row is None else row[0]

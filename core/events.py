@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core import auth
 from core.context import Context
+from core.db import Prepared
 from core.models import Event, Member, MemberPersonal, Order
 from core.runtime import Runtime
 from core.settings import Shop
@@ -66,23 +67,27 @@ class EventResult:
         return cls(stored["member_id"], [Effect(**e) for e in stored["effects"]], [], True, stored.get("data", {}))
 
 
-# Hot-path statements on the tables themselves (SQLAlchemy Core, not the ORM), built once and compiled once.
+# Hot-path statements on the tables themselves, compiled once per dialect and run at driver level.
 EVENTS, MEMBERS, ORDERS = Event.__table__, Member.__table__, Order.__table__
-_INSERT_EVENT = {
+_INSERT_EVENT = Prepared({
     name: dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["shop", "kind", "key"]).returning(EVENTS.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_STORED_EVENT = select(EVENTS.c.payload_hash, EVENTS.c.result).where(
-    EVENTS.c.shop == bindparam("p_shop"), EVENTS.c.kind == bindparam("p_kind"), EVENTS.c.key == bindparam("p_key"))
-_FINISH_EVENT = EVENTS.update().where(EVENTS.c.id == bindparam("p_id")).values(
-    result=bindparam("p_result"), member_id=bindparam("p_member_id"))
-_MEMBER = select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags).where(
-    MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop"))
+})
+_STORED_EVENT = Prepared(select(EVENTS.c.payload_hash, EVENTS.c.result).where(
+    EVENTS.c.shop == bindparam("p_shop"), EVENTS.c.kind == bindparam("p_kind"), EVENTS.c.key == bindparam("p_key")))
+_FINISH_EVENT = Prepared(EVENTS.update().where(EVENTS.c.id == bindparam("p_id")).values(
+    result=bindparam("p_result"), member_id=bindparam("p_member_id")))
+_MEMBER = Prepared(select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags).where(
+    MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop")))
+# Counting the order also checks the member is this shop's and locks the member's row until commit.
+_COUNT_ORDER = Prepared(MEMBERS.update().where(MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop"))
+                        .values(paid_orders=MEMBERS.c.paid_orders + 1).returning(MEMBERS.c.paid_orders))
+_INSERT_ORDER = Prepared(ORDERS.insert())
 
 
 def _insert_ignoring_conflict(conn: Connection, values: dict[str, Any]) -> int | None:
     """INSERT the event row unless its key exists; the unique constraint decides, not a prior read."""
-    return conn.execute(_INSERT_EVENT[conn.dialect.name], values).scalar()
+    return _INSERT_EVENT.scalar(conn, values)
 
 
 class Unchanged(Exception):
@@ -129,15 +134,15 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
                 "created_at": ctx.now,
             })
             if event_id is None:
-                stored = conn.execute(_STORED_EVENT, {"p_shop": shop.slug, "p_kind": kind, "p_key": key}).one()
+                stored = _STORED_EVENT.first(conn, {"p_shop": shop.slug, "p_kind": kind, "p_key": key})
                 if stored.payload_hash != digest:
                     raise Refused("IDEMPOTENCY_CONFLICT",
                                   f"{kind} {key!r} was already received with a different payload", "key")
                 return EventResult.from_stored(stored.result)
             ctx.event_id = event_id
             result = handler(ctx)
-            conn.execute(_FINISH_EVENT, {"p_id": event_id, "p_result": result.stored(),
-                                         "p_member_id": result.member_id})
+            _FINISH_EVENT.cursor(conn, {"p_id": event_id, "p_result": result.stored(),
+                                        "p_member_id": result.member_id})
             return result
     except Refused as refusal:
         return EventResult.refused(refusal)
@@ -194,7 +199,7 @@ def check_birthday(birthday: date | None, today: date) -> None:
 
 
 def load_member(conn: Connection, shop: str, member_id: str) -> MemberInfo:
-    row = conn.execute(_MEMBER, {"p_id": member_id, "p_shop": shop}).first()
+    row = _MEMBER.first(conn, {"p_id": member_id, "p_shop": shop})
     if row is None:
         raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
     return MemberInfo(row.id, shop, row.external_id, row.joined_at, tuple(row.tags))
@@ -324,13 +329,15 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
         codes = [normalise_code(c) for c in coupon_codes or []]
         if len(set(codes)) != len(codes) or not all(codes):
             raise Refused("INVALID_COUPON_CODES", "couponCodes must be distinct and not empty", "couponCodes")
-        checked["member"] = load_member(ctx.conn, shop.slug, member_id)
         checked["order"] = PaidOrder(
             checked["order_id"], member_id, total, shop.currency, paid_at or ctx.now, order_lines, tuple(codes),
             points_redeemed or 0, tuple(reservation_ids or ()), checkout_id)
 
     def handle(ctx: Context) -> EventResult:
-        order: PaidOrder = checked["order"]
+        number = _COUNT_ORDER.scalar(ctx.conn, {"p_id": member_id, "p_shop": shop.slug})
+        if number is None:
+            raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
+        order: PaidOrder = replace(checked["order"], number=number)
         effects: list[Effect] = []
         held_points = 0
         if order.checkout_id:
@@ -340,12 +347,12 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
             from core.checkout import checkout_for_order
 
             order, effects, held_points = checkout_for_order(ctx, order)
-        ctx.conn.execute(ORDERS.insert(), dict(
+        _INSERT_ORDER.cursor(ctx.conn, dict(
             shop=shop.slug, order_id=order.order_id, member_id=order.member_id, currency=order.currency,
             total=order.total, refunded=0, paid_at=order.paid_at,
             detail={"lines": [line.__dict__ for line in order.lines], "coupon_codes": list(order.coupon_codes),
                     "points_redeemed": order.points_redeemed, "reservation_ids": list(order.reservation_ids),
-                    "checkout_id": order.checkout_id,
+                    "checkout_id": order.checkout_id, "number": order.number,
                     **({"checkout_sent": checkout_id} if checkout_id else {})}))
         spend = sum(line.amount for line in order.lines) if order.lines else order.total
         effects += ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, spend, order.checkout_id)
@@ -383,7 +390,7 @@ def stored_order(conn: Connection, shop: str, order_id: str) -> tuple[int, PaidO
     order = PaidOrder(row.order_id, row.member_id, row.total, row.currency, row.paid_at,
                       tuple(OrderLine(**line) for line in detail.get("lines", [])),
                       tuple(detail.get("coupon_codes", [])), detail.get("points_redeemed", 0),
-                      tuple(detail.get("reservation_ids", [])), detail.get("checkout_id"))
+                      tuple(detail.get("reservation_ids", [])), detail.get("checkout_id"), detail.get("number", 0))
     return row.id, order, row.refunded
 
 

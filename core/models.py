@@ -40,6 +40,7 @@ class Member(SQLModel, table=True):
     joined_at: datetime = _when()
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _when()
+    paid_orders: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # orders recorded, refunds too
 
 
 class MemberPersonal(SQLModel, table=True):

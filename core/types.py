@@ -103,6 +103,7 @@ class PaidOrder:
     points_redeemed: int = 0
     reservation_ids: tuple[str, ...] = ()
     checkout_id: str | None = None
+    number: int = 0  # the member's how-manieth paid order in this shop (1: the first); 0 where not known
 
 
 @dataclass(frozen=True)

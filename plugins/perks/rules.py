@@ -16,14 +16,14 @@ from sqlalchemy import Connection, Table, and_, extract, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
-from core.models import Member, MemberPersonal, Order
+from core.models import Member, MemberPersonal
 from core.types import Adjustment, Cart, Effect, EffectKind, MemberInfo, OrderLine, PaidOrder, Refused, TierInfo
 from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksFirstOrderHold, PerksMonthlyCoupon
 from plugins.perks.settings import PerksSettings
 
 NAME = "perks"
 PERCENT_GROUP = "percent"
-MEMBERS, PERSONAL, ORDERS = Member.__table__, MemberPersonal.__table__, Order.__table__
+MEMBERS, PERSONAL = Member.__table__, MemberPersonal.__table__
 FIRST_ORDERS: Table = PerksFirstOrder.__table__
 FIRST_ORDER_HOLDS: Table = PerksFirstOrderHold.__table__
 BIRTHDAYS: Table = PerksBirthdayCoupon.__table__
@@ -121,16 +121,10 @@ class Shopper:
     paid_orders: int
 
 
-def _first_two_orders(ctx: Context, member):
-    """At most two of the member's orders: enough to tell none, one and more, without counting them all."""
-    return select(ORDERS.c.id).where(ORDERS.c.shop == ctx.shop.slug, ORDERS.c.member_id == member).limit(2).subquery()
-
-
 def shopper(ctx: Context, member_id: str) -> Shopper | None:
     """The member of this shop the cart belongs to, with what the rules need; None if not a member here."""
-    orders = (select(func.count()).select_from(_first_two_orders(ctx, MEMBERS.c.id)).scalar_subquery())
     row = ctx.conn.execute(
-        select(MEMBERS.c.id, PERSONAL.c.birthday, orders.label("orders"))
+        select(MEMBERS.c.id, PERSONAL.c.birthday, MEMBERS.c.paid_orders.label("orders"))
         .select_from(MEMBERS.outerjoin(PERSONAL, PERSONAL.c.member_id == MEMBERS.c.id))
         .where(MEMBERS.c.id == member_id, MEMBERS.c.shop == ctx.shop.slug)).first()
     return Shopper(row.id, row.birthday, row.orders) if row else None
@@ -232,14 +226,12 @@ def welcome(ctx: Context, member: MemberInfo) -> list[Effect]:
 
 
 def first_order(ctx: Context, order: PaidOrder) -> list[Effect]:
-    """The first paid order earns the first-order coupon if it reaches the minimum. The order is already
-    stored, so a first order is one whose member has exactly this order; the claimed row makes it once,
-    even when two first orders are recorded at the same moment."""
+    """The first paid order (core numbers each member's orders) earns the first-order coupon if it reaches
+    the minimum; the claimed row makes it once."""
     s = settings(ctx)
-    if s.first_order_coupon is None:
+    if s.first_order_coupon is None or order.number != 1:
         return []
-    orders = ctx.conn.execute(select(func.count()).select_from(_first_two_orders(ctx, order.member_id))).scalar()
-    if orders != 1 or not claim(ctx.conn, FIRST_ORDERS, dict(
+    if not claim(ctx.conn, FIRST_ORDERS, dict(
             member_id=order.member_id, shop=ctx.shop.slug, order_id=order.order_id, total=order.total,
             created_at=ctx.now)):
         return []

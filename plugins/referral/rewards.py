@@ -243,6 +243,8 @@ def issue(ctx: Context, member_id: str, template: str, rule: str, whom: str, eff
 
 def on_order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     """The friend's first paid order pays a PENDING referral: one conditional UPDATE, so only one order can."""
+    if order.number != 1:
+        return []
     referrer = ctx.conn.execute(_START_FIRST_ORDER, {"p_friend": order.member_id, "p_shop": ctx.shop.slug,
                                                      "p_order": order.order_id, "p_now": ctx.now}).scalar()
     if referrer is None:
