@@ -109,7 +109,7 @@ class Prepared:
     For the few statements every paid order or reservation runs, SQLAlchemy's per-execution work (cache
     lookup, parameter and result objects, events) costs several times the SQL itself. Values still pass
     through the columns' own bind and result processors, so they are exactly what `Connection.execute`
-    sends and returns. Give every value: columns with Python-side defaults are refused, not filled in.
+    sends and returns. Columns' constant defaults are filled in; other Python-side defaults are refused: give those values.
     `statement` may be one clause or one per dialect name (for dialect-specific upserts).
     """
 
@@ -124,15 +124,22 @@ class Prepared:
         statement = (self._statements[dialect.name] if isinstance(self._statements, dict)
                      else self._statements)
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        if compiled.insert_prefetch or compiled.update_prefetch:
-            missing = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
-            raise TypeError(f"Prepared statements take every value; give {missing} too")
+        prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+        defaults = {c.key: c.default.arg for c in prefetch if c.default is not None and c.default.is_scalar}
+        if len(defaults) < len(prefetch):
+            missing = [c.key for c in prefetch if c.key not in defaults]
+            raise TypeError(f"Prepared statements take every value but constant defaults; give {missing} too")
         names = compiled.positiontup if compiled.positional else list(compiled.binds)
         binds = []
         for name in names:
             bind = compiled.binds[name]
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            fixed = _NO_VALUE if bind.required or name in keys else bind.effective_value
+            if name in keys:
+                fixed = _NO_VALUE
+            elif name in defaults:
+                fixed = defaults[name]
+            else:
+                fixed = _NO_VALUE if bind.required else bind.effective_value
             binds.append((name, processor, fixed))
         columns = list(getattr(statement, "exported_columns", ()))
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)

@@ -11,6 +11,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
+from core.db import Prepared
 from core.types import Effect, RedemptionRefused, Refused, TierInfo
 from plugins.points.models import (
     PointsAccount,
@@ -28,36 +29,36 @@ ACCOUNTS, ENTRIES, LOTS = PointsAccount.__table__, PointsEntry.__table__, Points
 MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
 HOLDS = PointsHold.__table__
 
+# The statements of every order, compiled once per dialect and run at driver level.
 # Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
-_LOCK = {name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
-                                               lifetime_spend=bindparam("spend"))
-         .on_conflict_do_update(index_elements=["member_id"],
-                                set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
-         .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend)
-         for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-_EARN_ACCOUNT = ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
+_LOCK = Prepared({name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
+                                                        lifetime_spend=bindparam("spend"))
+                  .on_conflict_do_update(index_elements=["member_id"],
+                                         set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
+                  .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend)
+                  for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
+_EARN_ACCOUNT = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
     balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
-    debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"))
+    debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e")))
 # Two index range scans on (member_id, state, expires_at), not one scan of every lot the member ever had:
 # an OR across states made this the slowest statement of an order once a member had thousands of lots.
-_DUE_LOTS = union_all(
+_DUE_LOTS = Prepared(union_all(
     select(LOTS.c.id, LOTS.c.state, LOTS.c.remaining, LOTS.c.expires_at).where(
         LOTS.c.member_id == bindparam("m"), LOTS.c.state == "open", LOTS.c.expires_at <= bindparam("now")),
     select(LOTS.c.id, LOTS.c.state, LOTS.c.remaining, LOTS.c.expires_at).where(
         LOTS.c.member_id == bindparam("m"), LOTS.c.state == "pending", LOTS.c.available_at <= bindparam("now")),
-)
-_ADD_ENTRY = ENTRIES.insert().returning(ENTRIES.c.id)
-_ADD_LOT = LOTS.insert()
-_OPEN_LOTS = (select(LOTS.c.id, LOTS.c.remaining)
-              .where(LOTS.c.member_id == bindparam("m"), LOTS.c.state == "open")
-              .order_by(LOTS.c.expires_at, LOTS.c.id))
-_TAKE_FROM_LOT = LOTS.update().where(LOTS.c.id == bindparam("lot")).values(
+))
+_ADD_ENTRY = Prepared(ENTRIES.insert().returning(ENTRIES.c.id))
+_ADD_LOT = Prepared(LOTS.insert())
+_OPEN_LOTS = Prepared(select(LOTS.c.id, LOTS.c.remaining)
+                      .where(LOTS.c.member_id == bindparam("m"), LOTS.c.state == "open")
+                      .order_by(LOTS.c.expires_at, LOTS.c.id))
+_TAKE_FROM_LOT = Prepared(LOTS.update().where(LOTS.c.id == bindparam("lot")).values(
     remaining=LOTS.c.remaining - bindparam("take"),
-    state=case((LOTS.c.remaining == bindparam("take"), "closed"), else_=LOTS.c.state))
-_SPEND = (ACCOUNTS.update()
-          .where(ACCOUNTS.c.member_id == bindparam("m"), ACCOUNTS.c.balance >= bindparam("n"))
-          .values(balance=ACCOUNTS.c.balance - bindparam("n")))
-
+    state=case((LOTS.c.remaining == bindparam("take"), "closed"), else_=LOTS.c.state)))
+_SPEND = Prepared(ACCOUNTS.update()
+                  .where(ACCOUNTS.c.member_id == bindparam("m"), ACCOUNTS.c.balance >= bindparam("n"))
+                  .values(balance=ACCOUNTS.c.balance - bindparam("n")))
 
 def settings_of(ctx: Context) -> PointsSettings:
     return ctx.settings_for(PLUGIN)
@@ -98,9 +99,9 @@ class Locked:
 
 def lock(ctx: Context, member_id: str, spend: int = 0) -> Locked:
     """Lock the member's account (creating it), settle due lots, and add `spend` to lifetime spend."""
-    row = ctx.conn.execute(_LOCK[ctx.conn.dialect.name], {"m": member_id, "shop": ctx.shop.slug, "spend": spend}).one()
+    row = _LOCK.first(ctx.conn, {"m": member_id, "shop": ctx.shop.slug, "spend": spend})
     locked = Locked(row.balance, row.debt, row.lifetime_spend)
-    due = ctx.conn.execute(_DUE_LOTS, {"m": member_id, "now": ctx.now}).all()
+    due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
     if due:
         _settle(ctx, member_id, due, locked)
     return locked
@@ -149,10 +150,10 @@ def settle_due(ctx: Context, limit: int = 500) -> int:
 
 def _entry(ctx: Context, member_id: str, delta: int, reason: str, rule: str, order_id: str | None = None,
            actor: str | None = None, note: str | None = None) -> int:
-    return ctx.conn.execute(_ADD_ENTRY, {
+    return _ADD_ENTRY.scalar(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "delta": delta, "reason": reason, "rule": rule,
         "order_id": order_id, "event_id": ctx.event_id, "actor": actor, "note": note, "created_at": ctx.now,
-    }).scalar_one()
+    })
 
 
 def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, locked: Locked, *,
@@ -163,7 +164,7 @@ def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, lock
     repay = min(locked.debt, points)
     pending = available_at is not None and available_at > ctx.now
     remaining = points - repay
-    ctx.conn.execute(_ADD_LOT, {
+    _ADD_LOT.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "entry_id": entry_id, "order_id": order_id,
         "amount": points, "remaining": remaining, "state": "pending" if pending and remaining else
         ("open" if remaining else "closed"), "available_at": available_at or ctx.now,
@@ -171,7 +172,7 @@ def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, lock
     })
     # balance = open lots - debt: repaying debt raises it even while the new lot is still pending
     balance_delta = repay if pending else points
-    ctx.conn.execute(_EARN_ACCOUNT, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
+    _EARN_ACCOUNT.cursor(ctx.conn, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
                                      "r": repay, "e": points})
     locked.debt -= repay
     locked.balance += balance_delta
@@ -184,7 +185,7 @@ def _take_from_lots(ctx: Context, lots, points: int) -> int:
             break
         take = min(lot.remaining, points - taken)
         if take:
-            ctx.conn.execute(_TAKE_FROM_LOT, {"lot": lot.id, "take": take})
+            _TAKE_FROM_LOT.cursor(ctx.conn, {"lot": lot.id, "take": take})
             taken += take
     return taken
 
@@ -198,11 +199,11 @@ def spend(ctx: Context, member_id: str, points: int, reason: str, rule: str, *, 
     """
     locked = lock(ctx, member_id)
     wanted = min(points, max(locked.balance, 0)) if partial else points
-    if wanted <= 0 or not ctx.conn.execute(_SPEND, {"m": member_id, "n": wanted}).rowcount:
+    if wanted <= 0 or not _SPEND.rowcount(ctx.conn, {"m": member_id, "n": wanted}):
         if partial:
             return 0
         raise RedemptionRefused("INSUFFICIENT_POINTS", f"{points} points needed, {max(locked.balance, 0)} available")
-    lots = ctx.conn.execute(_OPEN_LOTS, {"m": member_id}).all()
+    lots = _OPEN_LOTS.all(ctx.conn, {"m": member_id})
     _take_from_lots(ctx, lots, wanted)
     _entry(ctx, member_id, -wanted, reason, rule, order_id, actor, note)
     return wanted
@@ -253,7 +254,7 @@ def capture_hold(ctx: Context, checkout_id: str, order_id: str) -> tuple[int, in
     if row is None:
         return 0, 0
     lock(ctx, row.member_id)
-    taken = _take_from_lots(ctx, ctx.conn.execute(_OPEN_LOTS, {"m": row.member_id}).all(), row.amount)
+    taken = _take_from_lots(ctx, _OPEN_LOTS.all(ctx.conn, {"m": row.member_id}), row.amount)
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == row.member_id).values(
         held=ACCOUNTS.c.held - row.amount, balance=ACCOUNTS.c.balance + (row.amount - taken)))
     if taken:
@@ -276,7 +277,7 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
     from_pending = _take_from_lots(ctx, [lot for lot in own if lot.state == "pending"], points)
     from_open = _take_from_lots(ctx, [lot for lot in own if lot.state == "open"], points - from_pending)
     if from_pending + from_open < points:
-        from_open += _take_from_lots(ctx, ctx.conn.execute(_OPEN_LOTS, {"m": member_id}).all(),
+        from_open += _take_from_lots(ctx, _OPEN_LOTS.all(ctx.conn, {"m": member_id}),
                                      points - from_pending - from_open)
     missing = points - from_pending - from_open
     negative = settings_of(ctx).allow_negative_balance
@@ -433,7 +434,7 @@ def account_view(ctx: Context, member_id: str) -> AccountView:
     if row is None:
         return AccountView(0, 0, 0)
     matured = expired = 0
-    for lot in ctx.conn.execute(_DUE_LOTS, {"m": member_id, "now": ctx.now}):
+    for lot in _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now}):
         if lot.state == "pending":
             matured += lot.remaining
         if lot.state == "open" or lot.expires_at <= ctx.now:

@@ -26,7 +26,7 @@ MAX_REASON = 300
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Count the order, then raise the tier at once to what the spend earns, past several tiers if need be."""
     s = st.settings(ctx)
-    ctx.conn.execute(st.ORDERS.insert(), {
+    st.ADD_ORDER.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": order.member_id, "order_id": order.order_id, "total": order.total,
         "refunded": 0, "paid_at": order.paid_at})
     row = st.lock_row(ctx, order.member_id, spend=order.total, orders=1)

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
+from core.db import Prepared
 from core.types import Effect, TierInfo
 from plugins.tiering.models import TierChange, TierMember, TierOrder
 from plugins.tiering.settings import TieringSettings, TierSettings
@@ -156,8 +157,9 @@ _COLUMNS = [MEMBERS.c[name] for name in ("member_id", "tier_code", "spend", "ord
                                          "updated_at")]
 
 
-# Built once: statements on the hot path of every order are compiled once, not per call.
-_LOAD = select(*_COLUMNS).where(MEMBERS.c.shop == bindparam("p_shop"), MEMBERS.c.member_id == bindparam("p_member"))
+# The statements of every order, compiled once per dialect and run at driver level.
+_LOAD = Prepared(select(*_COLUMNS).where(MEMBERS.c.shop == bindparam("p_shop"),
+                                         MEMBERS.c.member_id == bindparam("p_member")))
 
 
 def _upsert(dialect):
@@ -167,19 +169,20 @@ def _upsert(dialect):
         "updated_at": statement.excluded.updated_at}).returning(*_COLUMNS)
 
 
-_LOCK = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_LOCK = Prepared({"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)})
+ADD_ORDER = Prepared(ORDERS.insert())
 
 
 def load_row(ctx: Context, member_id: str):
-    return ctx.conn.execute(_LOAD, {"p_shop": ctx.shop.slug, "p_member": member_id}).first()
+    return _LOAD.first(ctx.conn, {"p_shop": ctx.shop.slug, "p_member": member_id})
 
 
 def lock_row(ctx: Context, member_id: str, spend: int = 0, orders: int = 0):
     """Add `spend` and `orders` to the member's counters (creating the row at the lowest tier) and return
     it, locked for this transaction: one upsert, so two first orders of a member cannot both insert."""
-    return ctx.conn.execute(_LOCK[ctx.conn.dialect.name], {
+    return _LOCK.first(ctx.conn, {
         "member_id": member_id, "shop": ctx.shop.slug, "tier_code": settings(ctx).tiers[0].code, "spend": spend,
-        "orders": orders, "refund_pending": False, "updated_at": ctx.now}).one()
+        "orders": orders, "refund_pending": False, "updated_at": ctx.now})
 
 
 def save(ctx: Context, member_id: str, old: State, new: State, expected_updated_at: datetime | None = None) -> bool:
