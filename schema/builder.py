@@ -8,15 +8,13 @@ a fixed ``Member`` next to a composed one would fail with DuplicatedTypeName.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
-    AddValidationRules,
     MaskErrors,
-    MaxTokensLimiter,
     ParserCache,
     ValidationCache,
     max_aliases,
@@ -25,14 +23,15 @@ from strawberry.extensions import (
 
 from core import plugins as plugin_registry
 from schema.context import VisibleError
+from schema.inputs import plan_inputs
 
 log = logging.getLogger("memberkit.graphql")
 
 MAX_DEPTH, MAX_TOKENS, MAX_ALIASES = 10, 2000, 30
 # Built once: the validation cache is keyed by the rule classes, and a limiter made per request makes new
 # classes, so no request would ever hit the cache.
-LIMIT_RULES = [query_depth_limiter.create_validator(MAX_DEPTH, None, None),
-               max_aliases.create_validator(MAX_ALIASES)]
+LIMIT_RULES = (query_depth_limiter.create_validator(MAX_DEPTH, None, None),
+               max_aliases.create_validator(MAX_ALIASES))
 
 Factory = Callable[[type], Callable[..., Any]]
 
@@ -95,12 +94,14 @@ class SchemaBuilder:
             namespace = {key: field(resolver=factory(member_type)) for key, factory in factories.items()}
             return strawberry.type(type(name, (), namespace))
 
-        return MemberkitSchema(
+        schema = MemberkitSchema(
             query=operations("Query", self.query_fields, strawberry.field),
             mutation=operations("Mutation", self.mutation_fields, strawberry.mutation),
             types=self.types,
             extensions=extensions(development),
         )
+        plan_inputs(schema)
+        return schema
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -108,17 +109,24 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, VisibleError | GraphQLError)
 
 
+class Limits(MaskErrors):
+    """The limits on every operation (depth, aliases, tokens) and, outside development, the masking of our
+    own failures: one extension instead of three, since strawberry builds each one for every request."""
+
+    def __init__(self, development: bool):
+        super().__init__(should_mask_error=(lambda error: False) if development else _should_mask,
+                         error_message="Internal server error")
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.validation_rules = context.validation_rules + LIMIT_RULES
+        context.parse_options["max_tokens"] = MAX_TOKENS
+        yield from super().on_operation()
+
+
 def extensions(development: bool) -> list[Any]:
     """Factories: strawberry builds each extension per request; the parse and validation caches are shared."""
-    limits = [
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        lambda: AddValidationRules(LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-    ]
-    if not development:
-        limits.append(lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"))
-    return limits
+    return [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024), lambda: Limits(development)]
 
 
 def build_schema(plugin_names: tuple[str, ...], development: bool = False) -> strawberry.Schema:
