@@ -109,7 +109,8 @@ class Prepared:
     For the few statements every paid order or reservation runs, SQLAlchemy's per-execution work (cache
     lookup, parameter and result objects, events) costs several times the SQL itself. Values still pass
     through the columns' own bind and result processors, so they are exactly what `Connection.execute`
-    sends and returns. Columns' constant defaults are filled in; other Python-side defaults are refused: give those values.
+    sends and returns. Columns' constant defaults are filled in; other Python-side defaults are refused:
+    give those values.
     `statement` may be one clause or one per dialect name (for dialect-specific upserts).
     """
 

@@ -134,6 +134,10 @@ def check_invariant(runtime, shop, model: Model, allow_negative: bool) -> None:
                 assert account.balance >= 0 and account.debt == 0, where
             assert sum(entries) == account.balance + account.pending, where
             assert account.lifetime_earned == sum(d for d in entries if d > 0), where
+            # next_due_at never lies later than a lot's maturing or expiry: writes trust it to skip the look
+            due = [lot.expires_at for lot in lots if lot.state == "open"] + \
+                [lot.available_at for lot in lots if lot.state == "pending"]
+            assert account.next_due_at is None or not due or account.next_due_at <= min(due), where
 
         # Refunds: each order gave back what its refunded money earned; a shortfall is what was not there.
         shortfall = conn.execute(select(func.coalesce(func.sum(ACCOUNTS.c.shortfall), 0))).scalar()

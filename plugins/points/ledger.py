@@ -32,14 +32,27 @@ HOLDS = PointsHold.__table__
 # The statements of every order, compiled once per dialect and run at driver level.
 # Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
 _LOCK = Prepared({name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
-                                                        lifetime_spend=bindparam("spend"))
+                                                        lifetime_spend=bindparam("spend"), next_due_at=NEVER)
                   .on_conflict_do_update(index_elements=["member_id"],
                                          set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
-                  .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend)
+                  .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)
                   for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
 _EARN_ACCOUNT = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
     balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
-    debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e")))
+    debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"),
+    next_due_at=case((or_(ACCOUNTS.c.next_due_at.is_(None), ACCOUNTS.c.next_due_at <= bindparam("due")),
+                      ACCOUNTS.c.next_due_at), else_=bindparam("due"))))
+# When the member's next lot matures (pending) or expires (open): what next_due_at is set to after a look.
+_NEXT_DUE = Prepared(select(
+    select(func.min(LOTS.c.expires_at)).where(LOTS.c.member_id == bindparam("m"), LOTS.c.state == "open")
+    .scalar_subquery().label("expires"),
+    select(func.min(LOTS.c.available_at)).where(LOTS.c.member_id == bindparam("m"), LOTS.c.state == "pending")
+    .scalar_subquery().label("matures")))
+_ACCOUNT_VIEW = Prepared(select(ACCOUNTS.c.balance, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime_earned, ACCOUNTS.c.held,
+                                ACCOUNTS.c.next_due_at)
+                         .where(ACCOUNTS.c.member_id == bindparam("m"), ACCOUNTS.c.shop == bindparam("shop")))
+_SET_NEXT_DUE = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m"))
+                         .values(next_due_at=bindparam("due")))
 # Two index range scans on (member_id, state, expires_at), not one scan of every lot the member ever had:
 # an OR across states made this the slowest statement of an order once a member had thousands of lots.
 _DUE_LOTS = Prepared(union_all(
@@ -101,9 +114,13 @@ def lock(ctx: Context, member_id: str, spend: int = 0) -> Locked:
     """Lock the member's account (creating it), settle due lots, and add `spend` to lifetime spend."""
     row = _LOCK.first(ctx.conn, {"m": member_id, "shop": ctx.shop.slug, "spend": spend})
     locked = Locked(row.balance, row.debt, row.lifetime_spend)
-    due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
-    if due:
-        _settle(ctx, member_id, due, locked)
+    if row.next_due_at is None or row.next_due_at <= ctx.now:
+        due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
+        if due:
+            _settle(ctx, member_id, due, locked)
+        soonest = _NEXT_DUE.first(ctx.conn, {"m": member_id})
+        _SET_NEXT_DUE.cursor(ctx.conn, {"m": member_id, "due": min(
+            (when for when in soonest if when is not None), default=NEVER)})
     return locked
 
 
@@ -161,19 +178,20 @@ def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, lock
          note: str | None = None) -> None:
     """Add points as a new lot; where a debt is owed (negative balance allowed) it is repaid first."""
     entry_id = _entry(ctx, member_id, points, reason, rule, order_id, actor, note)
+    expires_at = expiry_for(ctx, ctx.now)
     repay = min(locked.debt, points)
     pending = available_at is not None and available_at > ctx.now
     remaining = points - repay
     _ADD_LOT.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "entry_id": entry_id, "order_id": order_id,
         "amount": points, "remaining": remaining, "state": "pending" if pending and remaining else
-        ("open" if remaining else "closed"), "available_at": available_at or ctx.now,
-        "expires_at": expiry_for(ctx, ctx.now),
+        ("open" if remaining else "closed"), "available_at": available_at or ctx.now, "expires_at": expires_at,
     })
     # balance = open lots - debt: repaying debt raises it even while the new lot is still pending
     balance_delta = repay if pending else points
+    due = (available_at if pending else expires_at) if remaining else NEVER
     _EARN_ACCOUNT.cursor(ctx.conn, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
-                                     "r": repay, "e": points})
+                                    "r": repay, "e": points, "due": due})
     locked.debt -= repay
     locked.balance += balance_delta
 
@@ -429,12 +447,12 @@ class AccountView:
 
 def account_view(ctx: Context, member_id: str) -> AccountView:
     """The account as of now, counting lots that are due but not yet settled by a write or the job."""
-    row = ctx.conn.execute(select(ACCOUNTS.c.balance, ACCOUNTS.c.pending, ACCOUNTS.c.lifetime_earned, ACCOUNTS.c.held)
-                           .where(ACCOUNTS.c.member_id == member_id, ACCOUNTS.c.shop == ctx.shop.slug)).first()
+    row = _ACCOUNT_VIEW.first(ctx.conn, {"m": member_id, "shop": ctx.shop.slug})
     if row is None:
         return AccountView(0, 0, 0)
     matured = expired = 0
-    for lot in _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now}):
+    due = row.next_due_at is None or row.next_due_at <= ctx.now
+    for lot in _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now}) if due else ():
         if lot.state == "pending":
             matured += lot.remaining
         if lot.state == "open" or lot.expires_at <= ctx.now:

@@ -31,6 +31,9 @@ class PointsAccount(SQLModel, table=True):
     shortfall: int = 0  # taken back beyond the balance and not recovered, where it does not
     lifetime_earned: int = 0
     lifetime_spend: int = 0  # money paid, net of refunds: what milestones count
+    # No lot matures or expires before this instant, so a write skips looking for due lots until then;
+    # NULL: not known (look, then set it).
+    next_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class PointsEntry(SQLModel, table=True):
