@@ -124,7 +124,9 @@ class Prepared:
         dialect = conn.dialect
         statement = (self._statements[dialect.name] if isinstance(self._statements, dict)
                      else self._statements)
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        # An INSERT takes its columns from the values given; other statements name every bind themselves
+        # (an UPDATE would otherwise also SET any column whose name is among the values).
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if statement.is_insert else None)
         prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
         defaults = {c.key: c.default.arg for c in prefetch if c.default is not None and c.default.is_scalar}
         if len(defaults) < len(prefetch):

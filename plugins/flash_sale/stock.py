@@ -16,6 +16,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.context import Context
+from core.db import Prepared
 from core.types import Effect, EffectKind, PaidOrder, Refused
 from plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
 from plugins.flash_sale.settings import FlashSaleSettings
@@ -25,23 +26,24 @@ SALES, RESERVATIONS, MEMBERS = FlashSaleSale.__table__, FlashSaleReservation.__t
 HELD, CONFIRMED, RELEASED, EXPIRED = "HELD", "CONFIRMED", "RELEASED", "EXPIRED"
 EXPIRY_BATCH = 500
 
-_SALE = select(SALES).where(SALES.c.id == bindparam("s"), SALES.c.shop == bindparam("shop"))
-_MEMBER_ROW = {name: dialect.insert(MEMBERS).values(
-    sale_id=bindparam("s"), member_id=bindparam("m"), shop=bindparam("shop"), held=0, bought=0)
-    .on_conflict_do_nothing(index_elements=["sale_id", "member_id"])
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-# The per-member limit: one conditional UPDATE on the member's counter row (it also takes that row's lock).
-_MEMBER_HOLD = (MEMBERS.update()
-                .where(MEMBERS.c.sale_id == bindparam("s"), MEMBERS.c.member_id == bindparam("m"),
-                       MEMBERS.c.held + MEMBERS.c.bought + bindparam("q") <= bindparam("limit"))
-                .values(held=MEMBERS.c.held + bindparam("q")).returning(MEMBERS.c.held))
+# The statements of a reservation, compiled once per dialect and run at driver level.
+_SALE = Prepared(select(SALES).where(SALES.c.id == bindparam("s"), SALES.c.shop == bindparam("shop")))
+# The per-member limit: one upsert of the member's counter row, whose UPDATE only happens within the limit
+# (and takes that row's lock); no row back means the limit would be passed.
+_MEMBER_HOLD = Prepared({name: dialect.insert(MEMBERS).values(
+    sale_id=bindparam("s"), member_id=bindparam("m"), shop=bindparam("shop"), held=bindparam("q"), bought=0)
+    .on_conflict_do_update(index_elements=["sale_id", "member_id"], set_={"held": MEMBERS.c.held + bindparam("q")},
+                           where=MEMBERS.c.held + MEMBERS.c.bought + bindparam("q") <= bindparam("limit"))
+    .returning(MEMBERS.c.held)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
 # The stock: one conditional UPDATE on the sale row, inside the window and not cancelled.
-_SALE_HOLD = (SALES.update()
-              .where(SALES.c.id == bindparam("s"), SALES.c.held + SALES.c.sold + bindparam("q") <= SALES.c.stock,
-                     SALES.c.cancelled_at.is_(None), SALES.c.starts_at <= bindparam("now"),
-                     SALES.c.ends_at > bindparam("now"))
-              .values(held=SALES.c.held + bindparam("q")).returning(SALES.c.held))
-_ADD_RESERVATION = RESERVATIONS.insert()
+_SALE_HOLD = Prepared(SALES.update()
+                      .where(SALES.c.id == bindparam("s"),
+                             SALES.c.held + SALES.c.sold + bindparam("q") <= SALES.c.stock,
+                             SALES.c.cancelled_at.is_(None), SALES.c.starts_at <= bindparam("now"),
+                             SALES.c.ends_at > bindparam("now"))
+                      .values(held=SALES.c.held + bindparam("q")).returning(SALES.c.held))
+_ADD_RESERVATION = Prepared(RESERVATIONS.insert())
 # Held -> sold, and held -> given back: the counters move by what the reservation rows say.
 # Paying a reservation that lapsed: bought again only within the per-member limit.
 _MEMBER_BUY = (MEMBERS.update()
@@ -69,7 +71,7 @@ def new_id(prefix: str) -> str:
 
 
 def load_sale(ctx: Context, sale_id: str):
-    row = ctx.conn.execute(_SALE, {"s": sale_id, "shop": ctx.shop.slug}).first()
+    row = _SALE.first(ctx.conn, {"s": sale_id, "shop": ctx.shop.slug})
     if row is None:
         raise Refused("SALE_NOT_FOUND", f"no flash sale {sale_id!r} in this shop", "saleId")
     return row
@@ -182,19 +184,18 @@ def reserve(ctx: Context, member_id: str, sale_id: str, quantity: int) -> dict:
                             "limit": sale.per_member_limit, "now": ctx.now}
     if quantity > sale.per_member_limit:
         raise Refused("LIMIT_EXCEEDED", f"at most {sale.per_member_limit} units a member", "quantity")
-    conn.execute(_MEMBER_ROW[conn.dialect.name], args)
-    if conn.execute(_MEMBER_HOLD, args).first() is None:
+    if _MEMBER_HOLD.first(conn, args) is None:
         raise Refused("LIMIT_EXCEEDED", f"at most {sale.per_member_limit} units a member, counting what "
                                         "you hold and bought", "quantity")
-    if conn.execute(_SALE_HOLD, args).first() is None:
-        again = conn.execute(_SALE, args).one()
+    if _SALE_HOLD.first(conn, args) is None:
+        again = _SALE.first(conn, args)
         if again.cancelled_at is not None or not again.starts_at <= ctx.now < again.ends_at:
             raise Refused("SALE_NOT_ACTIVE", "the sale is not open now", "saleId")
         raise Refused("SOLD_OUT", "not enough stock left", "quantity")
     reservation = {"id": new_id("fr_"), "shop": ctx.shop.slug, "sale_id": sale_id, "member_id": member_id,
                    "quantity": quantity, "status": HELD, "expires_at": ctx.now + timedelta(minutes=s.hold_minutes),
                    "checkout_id": None, "order_id": None, "created_at": ctx.now, "updated_at": ctx.now}
-    conn.execute(_ADD_RESERVATION, reservation)
+    _ADD_RESERVATION.cursor(conn, reservation)
     return reservation
 
 
