@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -31,6 +32,10 @@ class Context:
     event_id: int | None = None
     api_key_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Writes an event runs last, after its result is stored and just before commit: for rows every event
+    # contends for (a flash sale's stock), whose lock is then held for one statement, not the whole event.
+    # One may raise Refused, which rolls the whole event back.
+    last: list[Callable[[], None]] = field(default_factory=list)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         """A plugin's validated settings for this shop (its `settings_model`), or None."""

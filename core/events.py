@@ -143,6 +143,8 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
             result = handler(ctx)
             _FINISH_EVENT.cursor(conn, {"p_id": event_id, "p_result": result.stored(),
                                         "p_member_id": result.member_id})
+            for write in ctx.last:
+                write()
             return result
     except Refused as refusal:
         return EventResult.refused(refusal)

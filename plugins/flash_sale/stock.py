@@ -2,7 +2,8 @@
 
 Lock order, the same in every write so that concurrent transactions on PostgreSQL never deadlock:
 reservation rows, then ``flash_sale_member`` rows (sorted by sale and member), then ``flash_sale_sale`` rows
-(sorted by id). A reserve creates its reservation last, so it takes member then sale.
+(sorted by id). A reserve takes its member row, writes its new reservation, and takes the sale's stock
+last of all (``Context.last``), so the row every buyer contends for is locked for one statement.
 """
 
 from __future__ import annotations
@@ -187,15 +188,20 @@ def reserve(ctx: Context, member_id: str, sale_id: str, quantity: int) -> dict:
     if _MEMBER_HOLD.first(conn, args) is None:
         raise Refused("LIMIT_EXCEEDED", f"at most {sale.per_member_limit} units a member, counting what "
                                         "you hold and bought", "quantity")
-    if _SALE_HOLD.first(conn, args) is None:
-        again = _SALE.first(conn, args)
-        if again.cancelled_at is not None or not again.starts_at <= ctx.now < again.ends_at:
-            raise Refused("SALE_NOT_ACTIVE", "the sale is not open now", "saleId")
-        raise Refused("SOLD_OUT", "not enough stock left", "quantity")
     reservation = {"id": new_id("fr_"), "shop": ctx.shop.slug, "sale_id": sale_id, "member_id": member_id,
                    "quantity": quantity, "status": HELD, "expires_at": ctx.now + timedelta(minutes=s.hold_minutes),
                    "checkout_id": None, "order_id": None, "created_at": ctx.now, "updated_at": ctx.now}
     _ADD_RESERVATION.cursor(conn, reservation)
+
+    def take_stock() -> None:
+        if _SALE_HOLD.first(conn, args) is None:
+            again = _SALE.first(conn, args)
+            if again.cancelled_at is not None or not again.starts_at <= ctx.now < again.ends_at:
+                raise Refused("SALE_NOT_ACTIVE", "the sale is not open now", "saleId")
+            raise Refused("SOLD_OUT", "not enough stock left", "quantity")
+
+    # Every buyer of the sale contends for its row: take the stock last, so its lock is held the shortest.
+    ctx.last.append(take_stock)
     return reservation
 
 
