@@ -71,7 +71,7 @@ class Database:
         def _on_begin(conn: Connection):
             # A write takes the lock at BEGIN so it never fails upgrading a read lock mid-transaction.
             mode = "DEFERRED" if conn.get_execution_options().get("memberkit_read") else "IMMEDIATE"
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            conn.connection.driver_connection.execute(f"BEGIN {mode}")
 
         return engine
 

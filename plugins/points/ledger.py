@@ -37,11 +37,22 @@ _LOCK = Prepared({name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m")
                                          set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
                   .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)
                   for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
+_NEXT_DUE_AT = case((or_(ACCOUNTS.c.next_due_at.is_(None), ACCOUNTS.c.next_due_at <= bindparam("due")),
+                     ACCOUNTS.c.next_due_at), else_=bindparam("due"))
+# An order's points where no debt can be owed: credited by the same upsert that locks the account.
+_LOCK_AND_EARN = Prepared({name: dialect.insert(ACCOUNTS).values(
+    member_id=bindparam("m"), shop=bindparam("shop"), lifetime_spend=bindparam("spend"), balance=bindparam("b"),
+    pending=bindparam("p"), lifetime_earned=bindparam("e"), next_due_at=bindparam("due"))
+    .on_conflict_do_update(index_elements=["member_id"], set_={
+        "lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend"),
+        "balance": ACCOUNTS.c.balance + bindparam("b"), "pending": ACCOUNTS.c.pending + bindparam("p"),
+        "lifetime_earned": ACCOUNTS.c.lifetime_earned + bindparam("e"), "next_due_at": _NEXT_DUE_AT})
+    .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
 _EARN_ACCOUNT = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
     balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
     debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"),
-    next_due_at=case((or_(ACCOUNTS.c.next_due_at.is_(None), ACCOUNTS.c.next_due_at <= bindparam("due")),
-                      ACCOUNTS.c.next_due_at), else_=bindparam("due"))))
+    next_due_at=_NEXT_DUE_AT))
 # When the member's next lot matures (pending) or expires (open): what next_due_at is set to after a look.
 _NEXT_DUE = Prepared(select(
     select(func.min(LOTS.c.expires_at)).where(LOTS.c.member_id == bindparam("m"), LOTS.c.state == "open")
@@ -110,17 +121,34 @@ class Locked:
     lifetime_spend: int
 
 
-def lock(ctx: Context, member_id: str, spend: int = 0) -> Locked:
-    """Lock the member's account (creating it), settle due lots, and add `spend` to lifetime spend."""
-    row = _LOCK.first(ctx.conn, {"m": member_id, "shop": ctx.shop.slug, "spend": spend})
+@dataclass(frozen=True)
+class Credit:
+    """Points to add with the lock, as new lots owed no debt: `points` in all, `pending` or spendable now,
+    the soonest of the new lots maturing (pending) or expiring (open) at `due`."""
+
+    points: int
+    pending: bool
+    due: datetime
+
+
+def lock(ctx: Context, member_id: str, spend: int = 0, credit: Credit | None = None) -> Locked:
+    """Lock the member's account (creating it), settle due lots, and add `spend` to lifetime spend;
+    with `credit`, the same statement adds those points to the account (the caller adds their lots)."""
+    params = {"m": member_id, "shop": ctx.shop.slug, "spend": spend}
+    if credit is None:
+        row = _LOCK.first(ctx.conn, params)
+    else:
+        row = _LOCK_AND_EARN.first(ctx.conn, {**params, "b": 0 if credit.pending else credit.points,
+                                              "p": credit.points if credit.pending else 0, "e": credit.points,
+                                              "due": credit.due})
     locked = Locked(row.balance, row.debt, row.lifetime_spend)
     if row.next_due_at is None or row.next_due_at <= ctx.now:
         due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
         if due:
             _settle(ctx, member_id, due, locked)
-        soonest = _NEXT_DUE.first(ctx.conn, {"m": member_id})
+        soonest = [when for when in _NEXT_DUE.first(ctx.conn, {"m": member_id}) if when is not None]
         _SET_NEXT_DUE.cursor(ctx.conn, {"m": member_id, "due": min(
-            (when for when in soonest if when is not None), default=NEVER)})
+            [*soonest, credit.due] if credit else soonest, default=NEVER)})
     return locked
 
 
@@ -173,23 +201,31 @@ def _entry(ctx: Context, member_id: str, delta: int, reason: str, rule: str, ord
     })
 
 
-def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, locked: Locked, *,
-         order_id: str | None = None, available_at: datetime | None = None, actor: str | None = None,
-         note: str | None = None) -> None:
-    """Add points as a new lot; where a debt is owed (negative balance allowed) it is repaid first."""
+def add_lot(ctx: Context, member_id: str, points: int, remaining: int, reason: str, rule: str,
+            order_id: str | None = None, available_at: datetime | None = None, actor: str | None = None,
+            note: str | None = None) -> datetime:
+    """The entry and lot of an earn (the account is the caller's); returns when the lot falls due."""
     entry_id = _entry(ctx, member_id, points, reason, rule, order_id, actor, note)
     expires_at = expiry_for(ctx, ctx.now)
-    repay = min(locked.debt, points)
     pending = available_at is not None and available_at > ctx.now
-    remaining = points - repay
     _ADD_LOT.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "entry_id": entry_id, "order_id": order_id,
         "amount": points, "remaining": remaining, "state": "pending" if pending and remaining else
         ("open" if remaining else "closed"), "available_at": available_at or ctx.now, "expires_at": expires_at,
     })
+    return (available_at if pending else expires_at) if remaining else NEVER
+
+
+def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, locked: Locked, *,
+         order_id: str | None = None, available_at: datetime | None = None, actor: str | None = None,
+         note: str | None = None) -> None:
+    """Add points as a new lot; where a debt is owed (negative balance allowed) it is repaid first."""
+    repay = min(locked.debt, points)
+    pending = available_at is not None and available_at > ctx.now
+    remaining = points - repay
+    due = add_lot(ctx, member_id, points, remaining, reason, rule, order_id, available_at, actor, note)
     # balance = open lots - debt: repaying debt raises it even while the new lot is still pending
     balance_delta = repay if pending else points
-    due = (available_at if pending else expires_at) if remaining else NEVER
     _EARN_ACCOUNT.cursor(ctx.conn, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
                                     "r": repay, "e": points, "due": due})
     locked.debt -= repay
@@ -355,13 +391,21 @@ def purchase_grants(settings: PointsSettings, total: int, lines, paid_at: dateti
 
 def earn_for_order(ctx: Context, order) -> list[Effect]:
     settings = settings_of(ctx)
-    locked = lock(ctx, order.member_id, spend=order.total)
     available_at = order.paid_at + timedelta(days=settings.pending_days) if settings.pending_days else None
     effects = []
-    tier = ctx.member_tier(order.member_id)
-    for grant in purchase_grants(settings, order.total, order.lines, order.paid_at, tier):
-        earn(ctx, order.member_id, grant.points, "EARN", grant.rule, locked, order_id=order.order_id,
-             available_at=available_at)
+    grants = purchase_grants(settings, order.total, order.lines, order.paid_at, ctx.member_tier(order.member_id))
+    if settings.allow_negative_balance:  # a debt may be owed: each earn repays it first
+        locked = lock(ctx, order.member_id, spend=order.total)
+        for grant in grants:
+            earn(ctx, order.member_id, grant.points, "EARN", grant.rule, locked, order_id=order.order_id,
+                 available_at=available_at)
+    else:  # no debt: the lock's own upsert credits the points, then each grant adds its entry and lot
+        pending = available_at is not None and available_at > ctx.now
+        credit = Credit(sum(g.points for g in grants), pending, available_at if pending else expiry_for(ctx, ctx.now))
+        locked = lock(ctx, order.member_id, spend=order.total, credit=credit if credit.points else None)
+        for grant in grants:
+            add_lot(ctx, order.member_id, grant.points, grant.points, "EARN", grant.rule, order.order_id, available_at)
+    for grant in grants:
         effects.append(Effect(PLUGIN, "POINTS_EARNED", f"points +{grant.points} ({grant.why})", rule=grant.rule))
     before = locked.lifetime_spend - order.total
     for milestone in settings.milestones:
