@@ -223,3 +223,23 @@ def test_a_shop_that_stops_enabling_a_plugin_keeps_migrating(fresh_database, set
     migrate.upgrade(after)  # the points revision stays locatable: no "Can't locate revision"
     assert migrate.is_current(after) and "points_lot" in tables(after)  # and its data stays
     after.db.dispose()
+
+
+def test_member_order_counts_are_backfilled_from_the_orders_already_paid(fresh_runtime):
+    """core_0003 adds core_member.paid_orders; members who paid before it count their orders from then on."""
+    runtime = fresh_runtime()
+    config = migrate.alembic_config(runtime)
+    command.upgrade(config, "core@core_0002")
+    now = "2026-01-01 00:00:00"
+    with runtime.db.engine.begin() as conn:
+        for member in ("m1", "m2"):
+            conn.execute(text("INSERT INTO core_member (id, shop, external_id, joined_at, tags, created_at) "
+                              "VALUES (:m, 'demo', :m, :t, '[]', :t)"), {"m": member, "t": now})
+        for n in range(3):
+            conn.execute(text("INSERT INTO core_order (shop, order_id, member_id, currency, total, refunded, paid_at, "
+                              "detail) VALUES ('demo', :o, 'm1', 'CNY', 100, 0, :t, '{}')"), {"o": f"o{n}", "t": now})
+    migrate.upgrade(runtime)
+    with runtime.db.engine.connect() as conn:
+        counts = dict(conn.execute(text("SELECT id, paid_orders FROM core_member")).all())
+    assert counts == {"m1": 3, "m2": 0}
+    assert schema_diff(runtime) == []

@@ -75,3 +75,43 @@ def test_a_plugin_cannot_replace_cores_member_fields():
 
     with pytest.raises(ValueError, match="cannot replace core's Member field 'coupons'"):
         SchemaBuilder(()).member_field("coupons", lambda root: [])
+
+
+def test_input_objects_are_built_exactly_as_strawberry_builds_them():
+    """schema/inputs.py plans each input type once; the value it builds equals strawberry's own conversion."""
+    from datetime import UTC, date, datetime
+
+    from strawberry.types.arguments import InputContext, convert_argument
+
+    from core import settings as settings_module
+    from schema.builder import build_schema
+    from schema.inputs import InputPlan
+
+    plugins = settings_module.load(ROOT / "plugins.toml").shops["demo"].plugins
+    schema = build_schema(plugins)
+    definitions = {name: t.definition for name, t in schema.schema_converter.type_map.items()
+                   if getattr(t.definition, "is_input", False)}
+    assert definitions and all(isinstance(d.from_input, InputPlan) for d in definitions.values())
+    registry = schema.schema_converter.scalar_registry
+    values = {
+        "OrderPaidInput": {"orderId": "o-1", "memberId": "mem_1", "total": 9900, "couponCodes": None,
+                           "lines": [{"sku": "A", "quantity": 2, "unitPrice": 5000, "category": "shoes"},
+                                     {"sku": "B", "quantity": 1, "unitPrice": 100}],
+                           "paidAt": datetime(2026, 5, 1, 12, tzinfo=UTC), "reservationIds": ["fr_1"]},
+        "SignUpMemberInput": {"externalId": "u-1", "birthday": date(1990, 2, 28), "tags": ["vip"], "phone": None},
+        "CartInput": {"lines": [{"sku": "A", "quantity": 1, "unitPrice": 100}], "couponCodes": []},
+    }
+    for name, value in values.items():
+        definition = definitions[name]
+        context = InputContext(info=None, config=schema.config, scalar_registry=registry, path=())
+        ours = convert_argument(value, definition.origin, registry, schema.config)
+        plans = {n: d.from_input for n, d in definitions.items()}
+        try:
+            for d in definitions.values():
+                d.from_input = None  # strawberry's generic conversion, nested inputs included
+            theirs = convert_argument(value, definition.origin, registry, schema.config)
+        finally:
+            for n, d in definitions.items():
+                d.from_input = plans[n]
+        assert ours == theirs, name
+        assert ours == plans[name](definition.origin, value, context)
