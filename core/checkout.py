@@ -92,7 +92,42 @@ def percent_off(lines: tuple[OrderLine, ...], subtotal: int, percent: int) -> in
     return sum(share * percent // 100 for share in line_shares(lines, subtotal))
 
 
+def spread(amounts: list[int], amount: int) -> list[int]:
+    """Split `amount` over lines in proportion to `amounts`, each share rounded towards zero and the units
+    left over given one each to the lines with the largest remainders (the first on a tie), so the shares add
+    up to `amount` exactly; a discount no larger than the lines' sum takes no line below zero."""
+    base = sum(amounts)
+    if not amount or base <= 0:
+        return [0] * len(amounts)
+    size = abs(amount)
+    shares = [size * a // base for a in amounts]
+    by_remainder = sorted(range(len(amounts)), key=lambda i: (-(size * amounts[i] % base), i))
+    for i in by_remainder[:size - sum(shares)]:
+        shares[i] += 1
+    return [share if amount > 0 else -share for share in shares]
+
+
+def _apply_to_lines(totals: list[int], lines: tuple[OrderLine, ...], adjustment: Adjustment) -> None:
+    """An adjustment for one product goes to its lines; any other to every line, by what each costs now."""
+    chosen = [i for i, line in enumerate(lines) if adjustment.sku is not None and line.sku == adjustment.sku]
+    if not chosen or (adjustment.amount < 0 and sum(totals[i] for i in chosen) < -adjustment.amount):
+        chosen = list(range(len(lines)))
+    for i, share in zip(chosen, spread([totals[i] for i in chosen], adjustment.amount), strict=True):
+        totals[i] += share
+
+
 # ---------------------------------------------------------------- the quote
+
+
+@dataclass(frozen=True)
+class QuoteLine:
+    """A cart line's list amount and its share of the price after every adjustment: a refund of the line
+    gives back `total`, which is what the order charged for it."""
+
+    sku: str
+    quantity: int
+    subtotal: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -116,20 +151,23 @@ class Quote:
     coupon_problems: tuple[CouponProblem, ...] = ()
     coupon_codes: tuple[str, ...] = ()
     points_used: int = 0
+    lines: tuple[QuoteLine, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {"currency": self.currency, "subtotal": self.subtotal, "total": self.total,
                 "adjustments": [asdict(a) for a in self.adjustments], "points_to_earn": self.points_to_earn,
                 "denials": [asdict(d) for d in self.denials],
                 "coupon_problems": [asdict(p) for p in self.coupon_problems],
-                "coupon_codes": list(self.coupon_codes), "points_used": self.points_used}
+                "coupon_codes": list(self.coupon_codes), "points_used": self.points_used,
+                "lines": [asdict(line) for line in self.lines]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Quote:
         return cls(data["currency"], data["subtotal"], tuple(Adjustment(**a) for a in data["adjustments"]),
                    data["total"], data["points_to_earn"], tuple(PurchaseDenial(**d) for d in data["denials"]),
                    tuple(CouponProblem(**p) for p in data.get("coupon_problems", [])),
-                   tuple(data.get("coupon_codes", [])), data.get("points_used", 0))
+                   tuple(data.get("coupon_codes", [])), data.get("points_used", 0),
+                   tuple(QuoteLine(**line) for line in data.get("lines", [])))
 
 
 def _flatten(results: list[Any]) -> list[Any]:
@@ -199,6 +237,7 @@ def _coupon_stage(ctx: Context, cart: Cart, price: int) -> tuple[list[Adjustment
 def quote(ctx: Context, cart: Cart) -> Quote:
     """Price `cart` (reads only): the same cart and the same data always give the same quote."""
     subtotal = price = sum(line.amount for line in cart.lines)
+    line_totals = [line.amount for line in cart.lines]
     applied: list[Adjustment] = []
     problems: list[CouponProblem] = []
     coupon_codes: list[str] = []
@@ -217,13 +256,16 @@ def quote(ctx: Context, cart: Cart) -> Quote:
                 uses = uses * amount // adjustment.amount  # a clamped adjustment uses its share only
             price += amount
             applied.append(replace(adjustment, amount=amount, uses=uses))
+            _apply_to_lines(line_totals, cart.lines, applied[-1])
             if stage is PriceStage.POINTS:
                 points_used += uses
     total = max(price, 0)
     earn = sum(n for n in ctx.hook.points_to_earn(ctx=ctx, cart=cart, total=total) if n)
     denials = tuple(_flatten(ctx.hook.purchase_denials(ctx=ctx, cart=cart)))
+    lines = tuple(QuoteLine(line.sku, line.quantity, line.amount, line_total)
+                  for line, line_total in zip(cart.lines, line_totals, strict=True))
     return Quote(ctx.shop.currency, subtotal, tuple(applied), total, earn, denials, tuple(problems),
-                 tuple(coupon_codes), points_used)
+                 tuple(coupon_codes), points_used, lines)
 
 
 # ---------------------------------------------------------------- startCheckout

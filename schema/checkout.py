@@ -51,6 +51,15 @@ class CouponProblem:
     message: str
 
 
+@strawberry.type(description="A cart line's list amount and its share of the price after every adjustment "
+                             "(rounded to the minor unit): refunding the line gives back its total.")
+class QuoteLine:
+    sku: str
+    quantity: int
+    subtotal: Money
+    total: Money
+
+
 @strawberry.type(description="What the member would pay, and why: list price, then each adjustment in order.")
 class Quote:
     subtotal: Money
@@ -61,6 +70,8 @@ class Quote:
     coupon_problems: list[CouponProblem]
     coupon_codes: list[str] = strawberry.field(description="the coupons the price uses")
     points_used: int = strawberry.field(description="the points the price uses as cash")
+    lines: list[QuoteLine] = strawberry.field(description="each line's share of every adjustment; the lines' "
+                                                          "totals add up to the quote's total")
 
     @classmethod
     def of(cls, quote: checkout_core.Quote) -> Quote:
@@ -74,7 +85,9 @@ class Quote:
             denials=[PurchaseDenial(sku=d.sku, code=d.code, message=d.message) for d in quote.denials],
             coupon_problems=[CouponProblem(coupon_code=p.coupon_code, code=p.code, message=p.message)
                              for p in quote.coupon_problems],
-            coupon_codes=list(quote.coupon_codes), points_used=quote.points_used)
+            coupon_codes=list(quote.coupon_codes), points_used=quote.points_used,
+            lines=[QuoteLine(sku=line.sku, quantity=line.quantity, subtotal=money(line.subtotal),
+                             total=money(line.total)) for line in quote.lines])
 
 
 @strawberry.enum

@@ -129,7 +129,8 @@ TOKEN = """mutation($id: ID!) { createMemberToken(memberId: $id) { token errors 
 QUOTE = """query($input: CartInput!) { quoteCart(input: $input) {
   subtotal { amount currency } total { amount currency } pointsToEarn pointsUsed couponCodes
   adjustments { plugin code label sku amount { amount currency } }
-  denials { sku code message } couponProblems { couponCode code message } } }"""
+  denials { sku code message } couponProblems { couponCode code message }
+  lines { sku quantity subtotal { amount } total { amount } } } }"""
 START = """mutation($input: CheckoutInput!) { startCheckout(input: $input) {
   duplicate errors { code field message }
   checkout { id status expiresAt quote { total { amount } pointsUsed couponCodes
@@ -174,6 +175,48 @@ def test_the_price_is_built_stage_by_stage_in_the_rules_order(shop):
     assert shop.coupon_row(welcome) == ("AVAILABLE", None, None)
     assert shop.points(member_id) == (100000, 0)
     assert shop.read(select(func.count()).select_from(Checkout)) == [(0,)]
+
+
+def test_each_line_keeps_its_share_of_every_discount(shop):
+    """RULES.md section 6: shares rounded to the fen per line, adding up to the total, so refunding a line
+    gives back exactly what the order charged for it; a member price stays with its own line."""
+    member_id, token = shop.member("u-1", points=100000)
+    welcome = shop.coupon(member_id, "WELCOME_10")
+    cart = [line("member-tee", 10000, 2), line("socks", 333, 3), line("cap", 1999)]
+    quote = shop.quote(token, cart, couponCodes=[welcome], pointsToRedeem=100000)
+    shares = [(ln["sku"], ln["quantity"], ln["subtotal"]["amount"], ln["total"]["amount"]) for ln in quote["lines"]]
+    assert [s[:3] for s in shares] == [("member-tee", 2, 20000), ("socks", 3, 999), ("cap", 1, 1999)]
+    assert sum(s[3] for s in shares) == quote["total"]["amount"]
+    assert all(0 <= s[3] <= s[2] for s in shares)
+    # member price -2000 on the tee only; everything after it in proportion to what each line costs then
+    after_member_price = [18000, 999, 1999]
+    left = quote["total"]["amount"] / sum(after_member_price)
+    assert all(abs(s[3] - amount * left) < 1 + len(quote["adjustments"]) for s, amount in zip(shares,
+                                                                                            after_member_price))
+    held = shop.start(token, "k-1", cart, couponCodes=[welcome], pointsToRedeem=100000)["checkout"]
+    assert held["quote"]["total"]["amount"] == quote["total"]["amount"]
+    [row] = shop.read(select(Checkout.quote).where(Checkout.id == held["id"]))
+    assert [ln["total"] for ln in row.quote["lines"]] == [s[3] for s in shares]  # kept with the checkout
+
+
+def test_spread_splits_exactly_and_in_proportion():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.lists(st.integers(0, 10**7), min_size=1, max_size=30), st.data())
+    def check(amounts, data):
+        total = sum(amounts)
+        amount = data.draw(st.integers(-total, 10**7))
+        shares = checkout_core.spread(amounts, amount)
+        if total == 0:
+            assert shares == [0] * len(amounts)
+            return
+        assert sum(shares) == amount
+        for a, share in zip(amounts, shares, strict=True):
+            assert abs(share - amount * a / total) < 1
+            assert amount > 0 or 0 <= a + share <= a  # a discount takes no line below zero
+
+    check()
 
 
 def test_a_threshold_coupon_is_checked_on_the_price_so_far_and_one_coupon_per_order(shop):
