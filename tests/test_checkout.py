@@ -191,8 +191,8 @@ def test_each_line_keeps_its_share_of_every_discount(shop):
     # member price -2000 on the tee only; everything after it in proportion to what each line costs then
     after_member_price = [18000, 999, 1999]
     left = quote["total"]["amount"] / sum(after_member_price)
-    assert all(abs(s[3] - amount * left) < 1 + len(quote["adjustments"]) for s, amount in zip(shares,
-                                                                                            after_member_price))
+    slack = 1 + len(quote["adjustments"])  # a fen of rounding per adjustment at most
+    assert all(abs(s[3] - amount * left) < slack for s, amount in zip(shares, after_member_price, strict=True))
     held = shop.start(token, "k-1", cart, couponCodes=[welcome], pointsToRedeem=100000)["checkout"]
     assert held["quote"]["total"]["amount"] == quote["total"]["amount"]
     [row] = shop.read(select(Checkout.quote).where(Checkout.id == held["id"]))
