@@ -50,3 +50,13 @@ class Context:
     def member_tier(self, member_id: str):
         """The member's tier through the tiering plugin's hook; None where the shop has no tiering."""
         return self.hook.member_tier(ctx=self, member_id=member_id)
+
+    def member_tiers(self, member_ids: list[str]) -> dict[str, Any] | None:
+        """Many members' tiers in a few reads (member id -> TierInfo); None where the shop has no tiering.
+        A tier plugin that answers only `member_tier` is asked member by member."""
+        tiers = self.hook.member_tiers(ctx=self, member_ids=member_ids)
+        if tiers is None and self.hook.member_tier.get_hookimpls():
+            tiers = {member_id: self.member_tier(member_id) for member_id in member_ids}
+            if not any(tiers.values()):
+                return None
+        return tiers

@@ -161,6 +161,12 @@ def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
 
 
 @hookspec(firstresult=True)
+def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
+    """Return the current tier of each of ``member_ids`` (in a few reads, not one per member), or ``None``
+    when the shop has no tiering: for jobs that go over every member of a shop."""
+
+
+@hookspec(firstresult=True)
 def tier_catalog(ctx: Context) -> list[TierInfo] | None:
     """Return the shop's tiers in rank order, or ``None`` when the shop has no tiering."""
 

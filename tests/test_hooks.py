@@ -139,8 +139,10 @@ def test_plugins_share_the_tier_through_core(shops, recorders):
     member_id = sign_up(api, key, "u-1")
     with runtime.reading(runtime.shop("alpha")) as ctx:
         assert ctx.member_tier(member_id).points_multiplier_permille == 1200
+        assert ctx.member_tiers([member_id]) == {member_id: ctx.member_tier(member_id)}
     with runtime.reading(runtime.shop("beta")) as ctx:
         assert ctx.member_tier(member_id) is None  # beta has no tiering: neutral
+        assert ctx.member_tiers([member_id]) is None
 
 
 def test_a_refused_redemption_leaves_nothing_of_the_plugins_writes(recorders, make_runtime, make_api, monkeypatch):

@@ -458,6 +458,27 @@ def test_monthly_coupon_for_silver_and_above_once_a_month(shops):
     assert timer == ["not due"]  # the hourly timer: it ran just now
 
 
+def test_the_monthly_coupon_job_reads_every_members_tier_at_once(shops):
+    runtime, api, key = shops
+    members = [sign_up(api, key, f"u-{n}") for n in range(6)]
+    for n, member_id in enumerate(members[:3]):
+        pay(api, key, member_id, f"o-{n}", 50000)
+    reads: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "tiering_member" in statement:
+            reads.append(statement)
+
+    clock.set_now(local(2026, 5, 1, 9))
+    event.listen(runtime.db.engine, "before_cursor_execute", record)
+    try:
+        with runtime.transaction(runtime.shop("alpha")) as ctx:
+            assert rules.monthly_coupons(ctx) == "3 monthly coupon(s) issued for 2026-05"
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", record)
+    assert len(reads) == 1, reads  # one read for six members, not one each
+
+
 # ---------------------------------------------------------------- a shop without tiering or referral
 
 

@@ -378,10 +378,16 @@ def test_a_tier_set_by_hand_ends_at_its_expiry(shops):
                                      "expiresAt": expiry, "idempotencyKey": "k-1"}}, key)["setMemberTier"]
     assert again["duplicate"] is True and len(history(runtime, member_id)) == 2
     assert member(api, key, member_id)["tierProgress"]["setUntil"] == "2026-03-31T15:59:59+00:00"
+    newcomer = sign_up(api, key, "u-2")  # no tiering row yet: the lowest tier
+    with runtime.reading(runtime.shop("alpha")) as ctx:  # many members at once agree with one at a time
+        assert {m: t.code for m, t in ctx.member_tiers([member_id, newcomer]).items()} == \
+            {member_id: "DIAMOND", newcomer: "REGULAR"}
     clock.set_now(datetime(2026, 4, 1, tzinfo=UTC))
     assert tier(api, key, member_id) == "SILVER"  # reads see the expiry at once, without writing
     with runtime.reading(runtime.shop("alpha")) as ctx:
         assert ctx.member_tier(member_id).code == "SILVER"
+        assert ctx.member_tiers([member_id, newcomer]) == {member_id: ctx.member_tier(member_id),
+                                                           newcomer: ctx.member_tier(newcomer)}
     run_jobs(runtime, "alpha")
     run_jobs(runtime, "alpha")
     assert history(runtime, member_id) == [("REGULAR", "SILVER", "order"), ("SILVER", "DIAMOND", "manual"),

@@ -328,8 +328,9 @@ def monthly_coupons(ctx: Context) -> str:
     members = ctx.conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.shop == ctx.shop.slug, ~given.exists())
                                .order_by(MEMBERS.c.id)).scalars().all()
     issued = 0
+    tiers: dict[str, TierInfo] = (ctx.member_tiers(list(members)) or {}) if min_rank is not None else {}
     for member_id in members:
-        tier: TierInfo | None = ctx.member_tier(member_id) if min_rank is not None else None
+        tier = tiers.get(member_id)
         if min_rank is not None and (tier is None or tier.rank < min_rank):
             continue
         if not claim(ctx.conn, MONTHLY, dict(member_id=member_id, month=month, shop=ctx.shop.slug,

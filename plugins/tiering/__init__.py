@@ -62,6 +62,15 @@ def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
 
 
 @hookimpl
+def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
+    s = st.settings(ctx)
+    rows = st.load_rows(ctx, member_ids)
+    return {member_id: st.tier_info(st.effective(s, st.State.of(rows[member_id]), ctx.now, rows[member_id])
+                                    if member_id in rows else s.tiers[0])
+            for member_id in member_ids}
+
+
+@hookimpl
 def price_adjustments(ctx: Context, cart, stage: PriceStage, subtotal: int) -> list[Adjustment] | None:
     """The tier's member discount at the PERCENT stage, in the exclusive group "percent" (core keeps the
     largest of it, first order, birthday and member day); neutral for a 0% tier and for anonymous carts."""

@@ -173,6 +173,16 @@ _LOCK = Prepared({"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)})
 ADD_ORDER = Prepared(ORDERS.insert())
 
 
+def load_rows(ctx: Context, member_ids: list[str], chunk: int = 500) -> dict[str, Any]:
+    """Many members' rows, a chunk of ids per statement; members without a row are absent."""
+    rows: dict[str, Any] = {}
+    for start in range(0, len(member_ids), chunk):
+        found = ctx.conn.execute(select(*_COLUMNS).where(
+            MEMBERS.c.shop == ctx.shop.slug, MEMBERS.c.member_id.in_(member_ids[start:start + chunk])))
+        rows.update((row.member_id, row) for row in found)
+    return rows
+
+
 def load_row(ctx: Context, member_id: str):
     return _LOAD.first(ctx.conn, {"p_shop": ctx.shop.slug, "p_member": member_id})
 
