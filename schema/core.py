@@ -5,11 +5,12 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from core import auth, events
 from core.auth import MAX_TOKEN_TTL
 from core.context import Context
+from core.db import Prepared
 from core.models import Coupon as CouponRow
 from core.models import Member as MemberRow
 from core.models import MemberPersonal
@@ -68,14 +69,20 @@ def coupon_view(row: Any, ctx: Context) -> Coupon:
     )
 
 
+_MEMBER_ROW = (select(MemberRow.id, MemberRow.external_id, MemberRow.joined_at, MemberRow.tags,
+                      MemberPersonal.birthday)
+               .outerjoin(MemberPersonal, MemberPersonal.member_id == MemberRow.id)
+               .where(MemberRow.shop == bindparam("shop")))
+_MEMBER_BY_ID = Prepared(_MEMBER_ROW.where(MemberRow.id == bindparam("id")))
+_MEMBER_BY_EXTERNAL_ID = Prepared(_MEMBER_ROW.where(MemberRow.external_id == bindparam("id")))
+
+
 def member_fields(ctx: Context, member_id: str | None = None, external_id: str | None = None) -> dict | None:
     """A member's fields (personal data joined from its one table), or None if not in this shop."""
-    query = (select(MemberRow.id, MemberRow.external_id, MemberRow.joined_at, MemberRow.tags,
-                    MemberPersonal.birthday)
-             .outerjoin(MemberPersonal, MemberPersonal.member_id == MemberRow.id)
-             .where(MemberRow.shop == ctx.shop.slug))
-    query = query.where(MemberRow.id == member_id) if member_id else query.where(MemberRow.external_id == external_id)
-    row = ctx.conn.execute(query).first()
+    if member_id:
+        row = _MEMBER_BY_ID.first(ctx.conn, {"shop": ctx.shop.slug, "id": member_id})
+    else:
+        row = _MEMBER_BY_EXTERNAL_ID.first(ctx.conn, {"shop": ctx.shop.slug, "id": external_id})
     if row is None:
         return None
     return {"id": strawberry.ID(row.id), "external_id": row.external_id, "joined_at": row.joined_at,

@@ -521,9 +521,15 @@ def expiring(ctx: Context, member_id: str, groups: int = 3) -> list[tuple[int, d
 
 def history(ctx: Context, member_id: str, first: int, before_id: int | None):
     """Newest first, keyset-paged on (member_id, id): as fast for 10,000 entries as for 10."""
-    query = select(ENTRIES.c.id, ENTRIES.c.delta, ENTRIES.c.reason, ENTRIES.c.rule, ENTRIES.c.order_id,
-                   ENTRIES.c.note, ENTRIES.c.created_at).where(ENTRIES.c.member_id == member_id,
-                                                                ENTRIES.c.shop == ctx.shop.slug)
-    if before_id is not None:
-        query = query.where(ENTRIES.c.id < before_id)
-    return ctx.conn.execute(query.order_by(ENTRIES.c.id.desc()).limit(first + 1)).all()
+    params = {"m": member_id, "shop": ctx.shop.slug, "n": first + 1}
+    if before_id is None:
+        return _HISTORY.all(ctx.conn, params)
+    return _HISTORY_BEFORE.all(ctx.conn, {**params, "before": before_id})
+
+
+_HISTORY_PAGE = (select(ENTRIES.c.id, ENTRIES.c.delta, ENTRIES.c.reason, ENTRIES.c.rule, ENTRIES.c.order_id,
+                        ENTRIES.c.note, ENTRIES.c.created_at)
+                 .where(ENTRIES.c.member_id == bindparam("m"), ENTRIES.c.shop == bindparam("shop"))
+                 .order_by(ENTRIES.c.id.desc()).limit(bindparam("n")))
+_HISTORY = Prepared(_HISTORY_PAGE)
+_HISTORY_BEFORE = Prepared(_HISTORY_PAGE.where(ENTRIES.c.id < bindparam("before")))
