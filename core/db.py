@@ -53,8 +53,10 @@ class Database:
         self.url = database_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._sqlite_engine() if self.is_sqlite else self._postgres_engine()
-        # SQLite has one writer: queue writers of this process here instead of in SQLite's busy loop.
+        # SQLite has one writer: queue writers of this process here instead of in SQLite's busy loop, and
+        # keep that writer's connection open between transactions rather than checking one out each time.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._writer: Connection | None = None
 
     def _sqlite_engine(self) -> Engine:
         engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -83,8 +85,11 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One transaction that commits on success and rolls back on any exception."""
         if self._write_lock is not None:
-            with self._write_lock, self.engine.begin() as conn:
-                yield conn
+            with self._write_lock:
+                if self._writer is None or self._writer.closed or self._writer.invalidated:
+                    self._writer = self.engine.connect()
+                with self._writer.begin():
+                    yield self._writer
         else:
             with self.engine.begin() as conn:
                 yield conn
@@ -97,6 +102,11 @@ class Database:
                 yield conn
 
     def dispose(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
         self.engine.dispose()
 
 
