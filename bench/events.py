@@ -1,6 +1,6 @@
 """Paid orders per second through `memberkit serve`, against the stack floor, measured in the same run.
 
-    /tmp/venv/bin/python bench/events.py [--duration 10] [--connections 8] [--threads 1] [--rounds 1]
+    /tmp/venv/bin/python bench/events.py [--duration 10] [--connections 8] [--threads 1] [--rounds 5]
 
 memberkit: `memberkit serve --workers 1` on a fresh SQLite file with the repo's plugins.toml (demo shop);
 wrk POSTs recordOrderPaid with a fresh order id per request (secret key, a few signed-up members).
@@ -369,7 +369,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1; 2 cores in mind)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per server (default 2)")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the two servers this often (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, median taken (default 5)")
     parser.add_argument("--members", type=int, default=5, help="members the orders are spread over")
     parser.add_argument("--shop", default="demo")
     parser.add_argument("--config", default=str(ROOT / "plugins.toml"), help="settings file (repo's)")

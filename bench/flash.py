@@ -1,7 +1,7 @@
 """Flash-sale reservations/s through `memberkit serve --workers 4` on PostgreSQL, against the stack floor,
 measured in the same run on the same database, with an oversell check after every run.
 
-    /tmp/venv/bin/python bench/flash.py [--duration 10] [--connections 64] [--threads 2] [--rounds 1]
+    /tmp/venv/bin/python bench/flash.py [--duration 10] [--connections 64] [--threads 2] [--rounds 3]
 
 memberkit: a fresh PostgreSQL database (created on 127.0.0.1:5432 as user postgres, dropped afterwards),
 `memberkit migrate`, the repo's plugins.toml (demo shop), a sale of 1,000,000 units with a per-member limit
@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, median taken (default 3)")
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a PostgreSQL server URL; a fresh database is created on it and dropped")
