@@ -15,13 +15,10 @@ import os
 
 import strawberry
 import uvicorn
+from floor_app import UserError, stack_app
 from sqlalchemy import create_engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from strawberry.asgi import GraphQL
-from strawberry.extensions import ParserCache, ValidationCache
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS floor_stock (
     id TEXT PRIMARY KEY, stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0, sold INTEGER NOT NULL DEFAULT 0)"""
@@ -35,12 +32,6 @@ def prepare(url: str, sale_id: str, stock: int) -> None:
         conn.execute(text("INSERT INTO floor_stock (id, stock) VALUES (:id, :stock) ON CONFLICT (id) DO NOTHING"),
                      {"id": sale_id, "stock": stock})
     engine.dispose()
-
-
-@strawberry.type
-class UserError:
-    code: str
-    message: str
 
 
 @strawberry.type
@@ -58,12 +49,6 @@ def create_app() -> Starlette:
             return conn.execute(RESERVE, {"id": sale_id, "q": quantity}).scalar()
 
     @strawberry.type
-    class Query:
-        @strawberry.field
-        def ok(self) -> bool:
-            return True
-
-    @strawberry.type
     class Mutation:
         @strawberry.mutation
         async def reserve(self, sale_id: str, quantity: int, key: str | None = None) -> ReservePayload:
@@ -71,14 +56,7 @@ def create_app() -> Starlette:
             errors = [] if held is not None else [UserError(code="SOLD_OUT", message="sold out")]
             return ReservePayload(held=held, errors=errors)
 
-    async def healthz(request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    schema = strawberry.Schema(query=Query, mutation=Mutation,
-                               extensions=[lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)])
-    return Starlette(routes=[Route("/graphql", GraphQL(schema, graphql_ide=None, allow_queries_via_get=False),
-                                   methods=["GET", "POST"]),
-                             Route("/healthz", healthz)])
+    return stack_app(Mutation)
 
 
 def main() -> None:
