@@ -55,19 +55,13 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
 
 @hookimpl
 def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
-    s = st.settings(ctx)
-    row = st.load_row(ctx, member_id)
-    tier = st.effective(s, st.State.of(row), ctx.now, row) if row is not None else s.tiers[0]
-    return st.tier_info(tier)
+    return st.tier_info(st.current(st.settings(ctx), st.load_row(ctx, member_id), ctx.now))
 
 
 @hookimpl
 def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
-    s = st.settings(ctx)
-    rows = st.load_rows(ctx, member_ids)
-    return {member_id: st.tier_info(st.effective(s, st.State.of(rows[member_id]), ctx.now, rows[member_id])
-                                    if member_id in rows else s.tiers[0])
-            for member_id in member_ids}
+    s, rows = st.settings(ctx), st.load_rows(ctx, member_ids)
+    return {member_id: st.tier_info(st.current(s, rows.get(member_id), ctx.now)) for member_id in member_ids}
 
 
 @hookimpl

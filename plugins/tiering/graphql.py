@@ -79,7 +79,7 @@ class RecordTierUpgradeInput:
 def tier_of(ctx: Context, member_id: str) -> Tier:
     s = st.settings(ctx)
     row = st.load_row(ctx, member_id)
-    return Tier.of(st.effective(s, st.State.of(row), ctx.now, row) if row is not None else s.tiers[0])
+    return Tier.of(st.current(s, row, ctx.now))
 
 
 def progress_of(ctx: Context, member_id: str) -> TierProgress:

@@ -152,6 +152,11 @@ def effective(s: TieringSettings, state: State, now: datetime, row: Any | None =
     return override_stands(s, state, now) or standing_tier(s, state, row)
 
 
+def current(s: TieringSettings, row: Any | None, now: datetime) -> TierSettings:
+    """The tier a member's stored row gives now (the effective one); the lowest for a member without a row."""
+    return effective(s, State.of(row), now, row) if row is not None else s.tiers[0]
+
+
 _COLUMNS = [MEMBERS.c[name] for name in ("member_id", "tier_code", "spend", "orders", "override_code",
                                          "override_until", "override_reason", "grace_since", "refund_pending",
                                          "updated_at")]
