@@ -121,6 +121,11 @@ class Locked:
     lifetime_spend: int
 
 
+def _may_be_due(next_due_at: datetime | None, now: datetime) -> bool:
+    """Whether a lot of the account may have matured or expired by `now` (NULL: not known, so it may)."""
+    return next_due_at is None or next_due_at <= now
+
+
 @dataclass(frozen=True)
 class Credit:
     """Points to add with the lock, as new lots owed no debt: `points` in all, `pending` or spendable now,
@@ -142,7 +147,7 @@ def lock(ctx: Context, member_id: str, spend: int = 0, credit: Credit | None = N
                                               "p": credit.points if credit.pending else 0, "e": credit.points,
                                               "due": credit.due})
     locked = Locked(row.balance, row.debt, row.lifetime_spend)
-    if row.next_due_at is None or row.next_due_at <= ctx.now:
+    if _may_be_due(row.next_due_at, ctx.now):
         due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
         if due:
             _settle(ctx, member_id, due, locked)
@@ -495,8 +500,8 @@ def account_view(ctx: Context, member_id: str) -> AccountView:
     if row is None:
         return AccountView(0, 0, 0)
     matured = expired = 0
-    due = row.next_due_at is None or row.next_due_at <= ctx.now
-    for lot in _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now}) if due else ():
+    due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now}) if _may_be_due(row.next_due_at, ctx.now) else ()
+    for lot in due:
         if lot.state == "pending":
             matured += lot.remaining
         if lot.state == "open" or lot.expires_at <= ctx.now:
