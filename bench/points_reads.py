@@ -69,9 +69,11 @@ end
 def seed(env: dict, entries: dict[str, int]) -> dict[str, str]:
     """Sign up one member per name and write `entries[name]` ledger entries for each; returns the ids."""
     os.environ.update(env)
-    from core import events, migrate
-    from core.runtime import Runtime
-    from plugins.points import ledger
+    from memberkit.core import events
+    from memberkit.core.runtime import Runtime
+    from memberkit.plugins.points import ledger
+
+    from memberkit import migrate
 
     runtime = Runtime.from_env()
     migrate.upgrade(runtime)

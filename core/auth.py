@@ -16,10 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from memberkit.core import clock
+from memberkit.core.models import ApiKey
 from sqlalchemy import Connection, insert, select, update
-
-from core import clock
-from core.models import ApiKey
 
 log = logging.getLogger("memberkit.auth")
 

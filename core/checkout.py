@@ -26,15 +26,24 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.events import EventResult, load_member, require_key, run_event
+from memberkit.core.models import Checkout as CheckoutRow
+from memberkit.core.models import Coupon
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import (
+    Adjustment,
+    Cart,
+    Effect,
+    EffectKind,
+    OrderLine,
+    PaidOrder,
+    PriceStage,
+    PurchaseDenial,
+    Refused,
+)
 from sqlalchemy import select, update
-
-from core.context import Context
-from core.events import EventResult, load_member, require_key, run_event
-from core.models import Checkout as CheckoutRow
-from core.models import Coupon
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import Adjustment, Cart, Effect, EffectKind, OrderLine, PaidOrder, PriceStage, PurchaseDenial, Refused
 
 CHECKOUTS = CheckoutRow.__table__
 MAX_LINES = 200
@@ -49,8 +58,8 @@ def make_cart(member_id: str | None, lines: list[dict[str, Any]] | None, coupon_
               points_to_redeem: int | None = None, reservation_ids: list[str] | None = None,
               checkout_id: str | None = None) -> Cart:
     """A validated cart; malformed input raises ``Refused`` with the field it concerns."""
-    from core.events import _order_lines
-    from core.wallet import normalise_code
+    from memberkit.core.events import _order_lines
+    from memberkit.core.wallet import normalise_code
 
     if lines is not None and len(lines) > MAX_LINES:
         raise Refused("TOO_MANY_LINES", f"a cart has at most {MAX_LINES} lines", "lines")

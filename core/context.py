@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 if TYPE_CHECKING:
-    from core.settings import Shop
-    from core.wallet import Wallet
+    from memberkit.core.settings import Shop
+    from memberkit.core.wallet import Wallet
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Context:
 
     @cached_property
     def wallet(self) -> Wallet:
-        from core.wallet import Wallet
+        from memberkit.core.wallet import Wallet
 
         return Wallet(self)
 

@@ -9,16 +9,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
-from core import auth
-from core.context import Context
-from core.db import Prepared
-from core.models import Event, Member, MemberPersonal, Order
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import (
+from memberkit.core import auth
+from memberkit.core.context import Context
+from memberkit.core.db import Prepared
+from memberkit.core.models import Event, Member, MemberPersonal, Order
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import (
     Effect,
     EffectKind,
     MemberChanges,
@@ -31,6 +28,8 @@ from core.types import (
     Refused,
     SignUp,
 )
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 log = logging.getLogger("memberkit.events")
 
@@ -311,7 +310,7 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
                       coupon_codes: list[str] | None = None, points_redeemed: int | None = None,
                       reservation_ids: list[str] | None = None, checkout_id: str | None = None,
                       paid_at: datetime | None = None) -> EventResult:
-    from core.wallet import normalise_code
+    from memberkit.core.wallet import normalise_code
 
     payload = {"order_id": order_id, "member_id": member_id, "total": total, "lines": lines,
                "coupon_codes": coupon_codes, "points_redeemed": points_redeemed,
@@ -346,7 +345,7 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
             # The checkout decides what the order uses: completed, its holds turn into use (order.checkout_id
             # stays set for plugins to capture theirs); expired, released or unknown, a CONFLICT says so and
             # what is still free is taken below as for an order without a checkout (checkout_id cleared).
-            from core.checkout import checkout_for_order
+            from memberkit.core.checkout import checkout_for_order
 
             order, effects, held_points = checkout_for_order(ctx, order)
         _INSERT_ORDER.cursor(ctx.conn, dict(

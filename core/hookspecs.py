@@ -26,10 +26,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from core.context import Context
-    from core.types import (
+    from memberkit.core.context import Context
+    from memberkit.core.types import (
         Adjustment,
         Cart,
         Effect,
@@ -45,7 +43,8 @@ if TYPE_CHECKING:
         SignUp,
         TierInfo,
     )
-    from schema.builder import SchemaBuilder
+    from memberkit.schema.builder import SchemaBuilder
+    from pydantic import BaseModel
 
 hookspec = pluggy.HookspecMarker("memberkit")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from memberkit.core.db import UTCDateTime
 from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
-
-from core.db import UTCDateTime
 
 
 def _when(nullable: bool = False, index: bool = False) -> Any:

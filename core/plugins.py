@@ -8,20 +8,19 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 import pluggy
-
-from core import hookspecs
+from memberkit.core import hookspecs
 
 PROJECT = "memberkit"
 ENTRY_POINT_GROUP = "memberkit"
 
 # Built-in plugins, by the name a shop enables them with: "package" or "module:attribute".
 BUILTIN_PLUGINS: dict[str, str] = {
-    "points": "plugins.points",
-    "tiering": "plugins.tiering",
-    "referral": "plugins.referral",
-    "perks": "plugins.perks",
-    "member_only": "plugins.member_only",
-    "flash_sale": "plugins.flash_sale",
+    "points": "memberkit.plugins.points",
+    "tiering": "memberkit.plugins.tiering",
+    "referral": "memberkit.plugins.referral",
+    "perks": "memberkit.plugins.perks",
+    "member_only": "memberkit.plugins.member_only",
+    "flash_sale": "memberkit.plugins.flash_sale",
 }
 
 

@@ -7,13 +7,12 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import pluggy
-
-from core import clock
-from core import plugins as plugin_registry
-from core import settings as settings_module
-from core.context import Context
-from core.db import Database
-from core.settings import Settings, Shop
+from memberkit.core import clock
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
+from memberkit.core.context import Context
+from memberkit.core.db import Database
+from memberkit.core.settings import Settings, Shop
 
 
 class Runtime:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from memberkit.core import plugins as plugin_registry
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -23,8 +24,6 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-
-from core import plugins as plugin_registry
 
 DEFAULT_CONFIG = "plugins.toml"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.context import Context
+    from memberkit.core.context import Context
 
 
 class EffectKind(str, enum.Enum):

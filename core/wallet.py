@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from memberkit.core.models import Coupon
+from memberkit.core.types import Effect, EffectKind, Refused
 from sqlalchemy import and_, insert, or_, select, update
 
-from core.models import Coupon
-from core.types import Effect, EffectKind, Refused
-
 if TYPE_CHECKING:
-    from core.context import Context
+    from memberkit.core.context import Context
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from memberkit.core import plugins as plugin_registry
+from memberkit.schema.context import VisibleError
+from memberkit.schema.inputs import plan_inputs
 from strawberry.extensions import (
     MaskErrors,
     ParserCache,
@@ -20,10 +23,6 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
-
-from core import plugins as plugin_registry
-from schema.context import VisibleError
-from schema.inputs import plan_inputs
 
 log = logging.getLogger("memberkit.graphql")
 
@@ -63,7 +62,7 @@ class SchemaBuilder:
 
     def member_field(self, name: str, resolver: Callable[..., Any], **options: Any) -> None:
         """Add a field to Member; `resolver(root, info, ...)` gets the Member as `root`."""
-        from schema.core import MemberBase
+        from memberkit.schema.core import MemberBase
 
         if name in {f.python_name for f in MemberBase.__strawberry_definition__.fields}:
             raise ValueError(f"a plugin cannot replace core's Member field {name!r}")
@@ -82,7 +81,7 @@ class SchemaBuilder:
         self.types.append(cls)
 
     def build(self, development: bool = False) -> strawberry.Schema:
-        from schema import core as core_schema
+        from memberkit.schema import core as core_schema
 
         core_schema.contribute(self)
         pm = plugin_registry.manager(self.plugins)

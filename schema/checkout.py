@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any, Optional
 
 import strawberry
-
-from core import checkout as checkout_core
-from core.events import EventResult
-from core.types import Refused
-from schema.context import RequestContext, VisibleError
-from schema.types import Money, OrderLineInput, UserError
+from memberkit.core import checkout as checkout_core
+from memberkit.core.events import EventResult
+from memberkit.core.types import Refused
+from memberkit.schema.context import RequestContext, VisibleError
+from memberkit.schema.types import Money, OrderLineInput, UserError
 
 
 class CartError(VisibleError):

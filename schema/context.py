@@ -6,13 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from memberkit.core.auth import Principal
+from memberkit.core.context import Context
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import Refused
 from starlette.concurrency import run_in_threadpool
-
-from core.auth import Principal
-from core.context import Context
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import Refused
 
 T = TypeVar("T")
 MAX_IDEMPOTENCY_KEY = 120  # leaves room in the event key (200) for the scope it is recorded under
@@ -85,7 +84,7 @@ class RequestContext:
 
         `idempotency_key`, the caller's own, is checked (1 to 120 characters) and scoped by `key` (e.g. the
         member: two members' equal keys are different events)."""
-        from core.events import EventResult, require_key, run_event
+        from memberkit.core.events import EventResult, require_key, run_event
 
         if idempotency_key is not None:
             try:

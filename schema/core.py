@@ -5,18 +5,16 @@ from datetime import date, datetime
 from typing import Any, Optional
 
 import strawberry
-from sqlalchemy import bindparam, select
-
-from core import auth, events
-from core.auth import MAX_TOKEN_TTL
-from core.context import Context
-from core.db import Prepared
-from core.models import Coupon as CouponRow
-from core.models import Member as MemberRow
-from core.models import MemberPersonal
-from core.wallet import available_clause
-from schema.context import RequestContext, VisibleError
-from schema.types import (
+from memberkit.core import auth, events
+from memberkit.core.auth import MAX_TOKEN_TTL
+from memberkit.core.context import Context
+from memberkit.core.db import Prepared
+from memberkit.core.models import Coupon as CouponRow
+from memberkit.core.models import Member as MemberRow
+from memberkit.core.models import MemberPersonal
+from memberkit.core.wallet import available_clause
+from memberkit.schema.context import RequestContext, VisibleError
+from memberkit.schema.types import (
     Coupon,
     CouponKind,
     CouponStatus,
@@ -30,6 +28,7 @@ from schema.types import (
     UpdateMemberInput,
     UserError,
 )
+from sqlalchemy import bindparam, select
 
 
 @strawberry.type(description="Member's core fields; each schema adds its plugins' fields to it.")
@@ -238,6 +237,6 @@ def contribute(builder) -> None:
     builder.mutation_field("record_order_refunded", record_order_refunded)
     builder.mutation_field("create_member_token", create_member_token)
 
-    from schema import checkout
+    from memberkit.schema import checkout
 
     checkout.contribute(builder)  # quoteCart, startCheckout, releaseCheckout

@@ -7,9 +7,8 @@ from datetime import date, datetime
 from typing import Optional
 
 import strawberry
-
-from core.events import UserErrorData
-from core.types import Effect as EffectData
+from memberkit.core.events import UserErrorData
+from memberkit.core.types import Effect as EffectData
 
 
 @strawberry.type

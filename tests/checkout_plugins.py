@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import hookimpl
-from core.types import Adjustment, Effect, PriceStage, PurchaseDenial, Refused
+from memberkit.core import hookimpl
+from memberkit.core.types import Adjustment, Effect, PriceStage, PurchaseDenial, Refused
 
 MEMBER_PRICE_OFF = 1000  # per unit of a "member-" sku, for members only
 

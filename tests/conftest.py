@@ -21,12 +21,14 @@ from starlette.testclient import TestClient
 os.environ.setdefault("MEMBERKIT_TOKEN_SECRETS", "test-token-secret-new,test-token-secret-old")
 os.environ.setdefault("MEMBERKIT_PII_KEY", "test-pii-key")
 
-from core import clock, migrate  # noqa: E402
-from core import plugins as plugin_registry  # noqa: E402
-from core import settings as settings_module  # noqa: E402
-from core.app import create_app  # noqa: E402
-from core.db import Database  # noqa: E402
-from core.runtime import Runtime  # noqa: E402
+from memberkit.core import clock  # noqa: E402
+from memberkit.core import plugins as plugin_registry  # noqa: E402
+from memberkit.core import settings as settings_module  # noqa: E402
+from memberkit.core.db import Database  # noqa: E402
+from memberkit.core.runtime import Runtime  # noqa: E402
+
+from memberkit import migrate  # noqa: E402
+from memberkit.server import create_app  # noqa: E402
 
 TEST_DATABASE_URL = os.environ.get("MEMBERKIT_TEST_DATABASE_URL")
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +187,7 @@ class Api:
         return body["errors"]
 
     def key(self, shop: str, kind: str = "secret") -> str:
-        from core import auth
+        from memberkit.core import auth
 
         with self.runtime.db.write() as conn:
             return auth.create_key(conn, shop, kind)[1]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from memberkit.core import hookimpl
+from memberkit.core.types import Effect, RedemptionRefused, RedemptionResult, Refused, TierInfo
 from pydantic import BaseModel, ConfigDict
-
-from core import hookimpl
-from core.types import Effect, RedemptionRefused, RedemptionResult, Refused, TierInfo
 
 
 class RecorderSettings(BaseModel):

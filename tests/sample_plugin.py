@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
+from memberkit.core import hookimpl
+from memberkit.core import plugins as plugin_registry
 from pydantic import BaseModel, ConfigDict, Field
-
-from core import hookimpl
-from core import plugins as plugin_registry
 
 
 class DummySettings(BaseModel):

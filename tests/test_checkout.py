@@ -11,14 +11,15 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from memberkit.core import checkout as checkout_core
+from memberkit.core import clock
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.models import Checkout, Coupon, Event
+from memberkit.plugins.points import ledger
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsHold
 from sqlalchemy import func, select
 
-from core import checkout as checkout_core
-from core import clock, jobs
-from core import plugins as plugin_registry
-from core.models import Checkout, Coupon, Event
-from plugins.points import ledger
-from plugins.points.models import PointsAccount, PointsEntry, PointsHold
+from memberkit import jobs
 from tests import checkout_plugins
 from tests.conftest import ORDER_PAID, ROOT, SHARED, postgres_only, sign_up
 
@@ -526,8 +527,8 @@ def test_the_demo_schema_keeps_the_whole_contract(tmp_path):
     missing = [name for name in ("member_only", "flash_sale") if name not in plugin_registry.BUILTIN_PLUGINS]
     if missing:
         pytest.skip(f"the full contract needs every built-in plugin; not yet registered: {', '.join(missing)}")
-    from core import settings as settings_module
-    from schema.builder import build_schema
+    from memberkit.core import settings as settings_module
+    from memberkit.schema.builder import build_schema
 
     shop = settings_module.load(ROOT / "plugins.toml").shop("demo")
     sdl = tmp_path / "demo.graphql"
@@ -538,7 +539,7 @@ def test_the_demo_schema_keeps_the_whole_contract(tmp_path):
 
 
 def test_the_checkout_part_of_the_contract_is_served_by_core_alone(tmp_path):
-    from schema.builder import build_schema
+    from memberkit.schema.builder import build_schema
 
     sdl = tmp_path / "core.graphql"
     sdl.write_text(build_schema(()).as_str())
@@ -551,7 +552,7 @@ def test_the_checkout_part_of_the_contract_is_served_by_core_alone(tmp_path):
 
 
 def test_checkout_settings_are_validated_per_shop(settings_file, gate):
-    from core import settings as settings_module
+    from memberkit.core import settings as settings_module
 
     bad = demo_config('[shops.demo.checkout]\nmax_coupons = -1\npercent_rule = "sum"\nhold_minutes = 0\n')
     with pytest.raises(settings_module.SettingsError) as raised:
@@ -564,8 +565,8 @@ def test_checkout_settings_are_validated_per_shop(settings_file, gate):
 
 
 def test_one_unit_price_per_line_even_when_every_percent_applies():
-    from core.checkout import fold
-    from core.types import Adjustment
+    from memberkit.core.checkout import fold
+    from memberkit.core.types import Adjustment
 
     member = Adjustment("member_only", "MEMBER_PRICE", "member price", -500, "A", "unit_price:A")
     flash = Adjustment("flash_sale", "FLASH_PRICE", "flash sale", -800, "A", "unit_price:A")

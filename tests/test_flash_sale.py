@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from memberkit.core import auth, clock
+from memberkit.core import settings as settings_module
+from memberkit.core.types import Cart, OrderLine, PaidOrder, PriceStage, Refused
+from memberkit.plugins.flash_sale import stock
+from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
 from sqlalchemy import select
 
-from core import auth, clock, jobs
-from core import settings as settings_module
-from core.types import Cart, OrderLine, PaidOrder, PriceStage, Refused
-from plugins.flash_sale import stock
-from plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
+from memberkit import jobs
 from tests.conftest import ORDER_PAID, ROOT, sign_up
 
 SETTINGS = """

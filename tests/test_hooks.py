@@ -6,12 +6,12 @@ import inspect
 import re
 
 import pytest
+from memberkit.core import hookspecs
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.models import Event, Member, Order
+from memberkit.core.types import PaidOrder, Refund, SignUp
 from sqlalchemy import func, select
 
-from core import hookspecs
-from core import plugins as plugin_registry
-from core.models import Event, Member, Order
-from core.types import PaidOrder, Refund, SignUp
 from tests import recording_plugins
 from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, TWO_SHOPS, sign_up
 

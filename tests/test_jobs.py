@@ -9,16 +9,17 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
 import pytest
+from memberkit.core import clock, hookimpl
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.db import Database
+from memberkit.core.models import Coupon, JobLease, Member
+from memberkit.core.runtime import Runtime
+from memberkit.core.types import Job
 from sqlalchemy import func, insert, select, update
 from typer.testing import CliRunner
 
-from core import clock, hookimpl, jobs
-from core import plugins as plugin_registry
-from core.cli import app
-from core.db import Database
-from core.models import Coupon, JobLease, Member
-from core.runtime import Runtime
-from core.types import Job
+from memberkit import jobs
+from memberkit.cli import app
 from tests import sample_plugin
 from tests.conftest import TEST_DATABASE_URL, postgres_only
 

@@ -9,15 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.models import Event
+from memberkit.core.types import Adjustment, Cart, OrderLine, PriceStage, PurchaseDenial
+from memberkit.plugins.member_only import rules
+from memberkit.plugins.member_only.models import ProductRule
+from memberkit.plugins.member_only.settings import MemberOnlySettings
 from sqlalchemy import func, select
 
-from core import clock
-from core import settings as settings_module
-from core.models import Event
-from core.types import Adjustment, Cart, OrderLine, PriceStage, PurchaseDenial
-from plugins.member_only import rules
-from plugins.member_only.models import ProductRule
-from plugins.member_only.settings import MemberOnlySettings
 from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import ORDER_PAID, ROOT, sign_up
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+import memberkit.core.models  # noqa: F401  (core's tables in SQLModel.metadata)
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
+from memberkit.core.db import Database, database_url
+from memberkit.core.runtime import Runtime
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-import core.models  # noqa: F401  (core's tables in SQLModel.metadata)
-from core import cli, migrate
-from core import plugins as plugin_registry
-from core import settings as settings_module
-from core.db import Database, database_url
-from core.runtime import Runtime
+from memberkit import cli, migrate
 from tests.conftest import ROOT, TEST_DATABASE_URL, TWO_SHOPS, postgres_only
 
 

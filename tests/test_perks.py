@@ -9,18 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.events import record_order_paid, update_member
+from memberkit.core.models import Coupon
+from memberkit.core.types import Cart, OrderLine, PriceStage
+from memberkit.plugins.perks import rules
+from memberkit.plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
+from memberkit.plugins.perks.settings import PerksSettings
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
-from core import clock, jobs
-from core import settings as settings_module
-from core.cli import app
-from core.events import record_order_paid, update_member
-from core.models import Coupon
-from core.types import Cart, OrderLine, PriceStage
-from plugins.perks import rules
-from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
-from plugins.perks.settings import PerksSettings
+from memberkit import jobs
+from memberkit.cli import app
 from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import MEMBER, ORDER_PAID, ROOT, SIGN_UP, sign_up
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from memberkit.core import clock
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
 from sqlalchemy import func, select
 
-from core import clock, jobs
-from plugins.points.models import PointsAccount, PointsEntry, PointsLot
+from memberkit import jobs
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, sign_up
 
 DEMO = (ROOT / "plugins.toml").read_text()
@@ -97,7 +98,7 @@ categories = ["bags"]
 @pytest.fixture
 def shop(make_runtime, make_api, monkeypatch):
     """A shop with its own points settings: `shop(pending=0, negative=False, tier=False)`."""
-    from core import plugins as plugin_registry
+    from memberkit.core import plugins as plugin_registry
 
     def make(pending: int = 0, negative: bool = False, tier: bool = False):
         if tier:
@@ -336,7 +337,8 @@ def test_demo_schema_keeps_the_points_part_of_the_contract(tmp_path):
     import subprocess
     import sys
 
-    from schema.builder import build_schema
+    from memberkit.schema.builder import build_schema
+
     from tests.conftest import SHARED
 
     sdl = tmp_path / "demo.graphql"
@@ -350,7 +352,7 @@ def test_demo_schema_keeps_the_points_part_of_the_contract(tmp_path):
 
 
 def test_points_to_earn_tells_a_quote_what_the_order_would_earn(demo):
-    from core.types import Cart, OrderLine
+    from memberkit.core.types import Cart, OrderLine
 
     runtime, api, key = demo
     member_id = sign_up(api, key, "u-1")

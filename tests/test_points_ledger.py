@@ -22,13 +22,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memberkit.core import clock, events
+from memberkit.core.types import Redemption
+from memberkit.plugins.points import ledger
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
 from sqlalchemy import delete, func, select, text
 from sqlmodel import SQLModel
 
-from core import clock, events, jobs
-from core.types import Redemption
-from plugins.points import ledger
-from plugins.points.models import PointsAccount, PointsEntry, PointsLot
+from memberkit import jobs
 from tests.conftest import ROOT, TEST_DATABASE_URL, _reset_postgres
 
 DEMO = (ROOT / "plugins.toml").read_text()

@@ -13,16 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.events import record_order_paid, sign_up_member
+from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.wallet import CODE_ALPHABET
+from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from core import clock, jobs
-from core import settings as settings_module
-from core.cli import app
-from core.events import record_order_paid, sign_up_member
-from core.models import Member, MemberPersonal
-from core.wallet import CODE_ALPHABET
-from plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
+from memberkit import jobs
+from memberkit.cli import app
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, postgres_only
 
 COUPONS = """
@@ -280,7 +281,7 @@ def test_a_fully_refunded_first_order_withdraws_the_unused_referral_coupons(shop
 
 
 def coupon_codes(runtime, member_id: str) -> list[str]:
-    from core.models import Coupon
+    from memberkit.core.models import Coupon
 
     with runtime.db.read() as conn:
         return conn.execute(select(Coupon.code).where(Coupon.member_id == member_id)
@@ -322,7 +323,7 @@ def test_a_withdrawn_bonus_is_earned_again_but_a_used_one_is_never_paid_twice(sh
 
 
 def latest_bonus(runtime, member_id: str) -> str:
-    from core.models import Coupon
+    from memberkit.core.models import Coupon
 
     with runtime.db.read() as conn:
         return conn.execute(select(Coupon.code).where(Coupon.member_id == member_id,

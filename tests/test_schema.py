@@ -7,8 +7,8 @@ import sys
 
 from typer.testing import CliRunner
 
-from core.app import GraphQLDispatcher
-from core.cli import app
+from memberkit.cli import app
+from memberkit.server import GraphQLDispatcher
 from tests.conftest import ROOT, SHARED
 
 THREE_SHOPS = """
@@ -70,8 +70,7 @@ def test_alias_and_token_limits(api):
 
 def test_a_plugin_cannot_replace_cores_member_fields():
     import pytest
-
-    from schema.builder import SchemaBuilder
+    from memberkit.schema.builder import SchemaBuilder
 
     with pytest.raises(ValueError, match="cannot replace core's Member field 'coupons'"):
         SchemaBuilder(()).member_field("coupons", lambda root: [])
@@ -81,11 +80,10 @@ def test_input_objects_are_built_exactly_as_strawberry_builds_them():
     """schema/inputs.py plans each input type once; the value it builds equals strawberry's own conversion."""
     from datetime import UTC, date, datetime
 
+    from memberkit.core import settings as settings_module
+    from memberkit.schema.builder import build_schema
+    from memberkit.schema.inputs import InputPlan
     from strawberry.types.arguments import InputContext, convert_argument
-
-    from core import settings as settings_module
-    from schema.builder import build_schema
-    from schema.inputs import InputPlan
 
     plugins = settings_module.load(ROOT / "plugins.toml").shops["demo"].plugins
     schema = build_schema(plugins)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
 from typer.testing import CliRunner
 
-from core import plugins as plugin_registry
-from core import settings as settings_module
-from core.cli import app
+from memberkit.cli import app
 from tests import sample_plugin
 from tests.conftest import ROOT, TWO_SHOPS
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
+from memberkit.core.db import Database
+from memberkit.core.runtime import Runtime
 from sqlalchemy import inspect, select
 from sqlmodel import SQLModel
 
-from core import migrate
-from core import plugins as plugin_registry
-from core import settings as settings_module
-from core.db import Database
-from core.runtime import Runtime
+from memberkit import migrate
 from tests.conftest import ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL
 
 PLUGIN_SOURCE = Path(__file__).parent / "thirdparty" / "mk_stamps"

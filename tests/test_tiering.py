@@ -7,18 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from memberkit.core import clock, hookimpl
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
+from memberkit.core.events import record_order_paid
+from memberkit.core.models import Event
+from memberkit.core.runtime import Runtime
+from memberkit.core.types import Effect, RedemptionRefused, RedemptionResult
+from memberkit.plugins.tiering.models import TierChange, TierMember
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from core import clock, hookimpl, jobs
-from core import plugins as plugin_registry
-from core import settings as settings_module
-from core.cli import app
-from core.events import record_order_paid
-from core.models import Event
-from core.runtime import Runtime
-from core.types import Effect, RedemptionRefused, RedemptionResult
-from plugins.tiering.models import TierChange, TierMember
+from memberkit import jobs
+from memberkit.cli import app
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, postgres_only, sign_up
 
 TIERS = """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from memberkit.core import clock, events
+from memberkit.core.models import Coupon, Order
 from sqlalchemy import select
 
-from core import clock, events
-from core.models import Coupon, Order
 from tests.conftest import MEMBER, ORDER_PAID, postgres_only, sign_up
 
 

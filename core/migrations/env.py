@@ -1,21 +1,13 @@
-"""Alembic environment: runs on the runtime's engine (so SQLite gets WAL) against every model's metadata."""
+"""Alembic environment: the runner (``memberkit.migrate``) hands over the engine and the tables to compare."""
 
 from alembic import context
-from sqlmodel import SQLModel
-
-import core.models  # noqa: F401  (core's tables)
-from core import plugins as plugin_registry
-from core.migrate import plugin_names
 
 config = context.config
-runtime = config.attributes["runtime"]
-for name in plugin_names(runtime):
-    plugin_registry.load(name)  # a plugin's import registers its tables
-
-with runtime.db.engine.connect() as connection:
+with config.attributes["engine"].connect() as connection:
     context.configure(
         connection=connection,
-        target_metadata=SQLModel.metadata,
+        target_metadata=config.attributes["target_metadata"],
+        include_object=config.attributes.get("include_object"),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

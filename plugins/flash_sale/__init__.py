@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import hookimpl, package_hooks
-from core.context import Context
-from core.types import Adjustment, Cart, Effect, Job, PaidOrder, PriceStage
-from plugins.flash_sale import stock
-from plugins.flash_sale.settings import FlashSaleSettings
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.context import Context
+from memberkit.core.types import Adjustment, Cart, Effect, Job, PaidOrder, PriceStage
+from memberkit.plugins.flash_sale import stock
+from memberkit.plugins.flash_sale.settings import FlashSaleSettings
 
 EXPIRY_EVERY = timedelta(minutes=1)
 

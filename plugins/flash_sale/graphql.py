@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
+from memberkit.core.events import EventResult
+from memberkit.core.types import Effect, Refused
+from memberkit.plugins.flash_sale import stock
+from memberkit.schema.context import RequestContext
+from memberkit.schema.types import Money, UserError
 from strawberry.dataloader import DataLoader
-
-from core.events import EventResult
-from core.types import Effect, Refused
-from plugins.flash_sale import stock
-from schema.context import RequestContext
-from schema.types import Money, UserError
 
 
 @strawberry.enum
@@ -156,7 +155,7 @@ async def _sale_payload(context: RequestContext, result: EventResult) -> FlashSa
 
 
 def _key(value: Optional[str]) -> Optional[str]:
-    from core.events import require_key
+    from memberkit.core.events import require_key
 
     return require_key(value, "idempotencyKey") if value is not None else None
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from memberkit.core.db import UTCDateTime
 from sqlalchemy import Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
-
-from core.db import UTCDateTime
 
 
 class FlashSaleSale(SQLModel, table=True):

@@ -13,14 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from memberkit.core.context import Context
+from memberkit.core.db import Prepared
+from memberkit.core.types import Effect, EffectKind, PaidOrder, Refused
+from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
+from memberkit.plugins.flash_sale.settings import FlashSaleSettings
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.db import Prepared
-from core.types import Effect, EffectKind, PaidOrder, Refused
-from plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
-from plugins.flash_sale.settings import FlashSaleSettings
 
 PLUGIN = "flash_sale"
 SALES, RESERVATIONS, MEMBERS = FlashSaleSale.__table__, FlashSaleReservation.__table__, FlashSaleMember.__table__
@@ -408,7 +407,7 @@ def sales_by_id(ctx: Context, ids) -> dict:
 
 def unit_price_adjustments(ctx: Context, cart) -> list:
     """Flash prices for the cart's reservations HELD by its member and not expired (reads only)."""
-    from core.types import Adjustment
+    from memberkit.core.types import Adjustment
 
     if not cart.member_id or not cart.reservation_ids:
         return []

@@ -10,11 +10,11 @@ never from the tiering plugin itself; who gets early access and how early are se
 
 from __future__ import annotations
 
-from core import hookimpl, package_hooks
-from core.context import Context
-from core.types import Adjustment, Cart, PriceStage, PurchaseDenial
-from plugins.member_only import rules
-from plugins.member_only.settings import MemberOnlySettings
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.context import Context
+from memberkit.core.types import Adjustment, Cart, PriceStage, PurchaseDenial
+from memberkit.plugins.member_only import rules
+from memberkit.plugins.member_only.settings import MemberOnlySettings
 
 settings_model, migrations_location, graphql_schema = package_hooks(__name__, MemberOnlySettings)
 

@@ -5,10 +5,9 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
-
-from plugins.member_only import rules
-from schema.context import RequestContext, VisibleError
-from schema.types import Money, UserError
+from memberkit.plugins.member_only import rules
+from memberkit.schema.context import RequestContext, VisibleError
+from memberkit.schema.types import Money, UserError
 
 MAX_SKUS = 100
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from memberkit.core.db import UTCDateTime
 from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
-
-from core.db import UTCDateTime
 
 
 class ProductRule(SQLModel, table=True):

@@ -26,16 +26,15 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.events import EventResult, require_aware, run_event
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import Adjustment, Cart, Effect, PurchaseDenial, Refused, TierInfo
+from memberkit.plugins.member_only.models import ProductRule
+from memberkit.plugins.member_only.settings import MemberOnlySettings
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.events import EventResult, require_aware, run_event
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import Adjustment, Cart, Effect, PurchaseDenial, Refused, TierInfo
-from plugins.member_only.models import ProductRule
-from plugins.member_only.settings import MemberOnlySettings
 
 NAME = "member_only"
 RULES: Table = ProductRule.__table__

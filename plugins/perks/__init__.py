@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import hookimpl, package_hooks
-from core.context import Context
-from core.types import (
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.context import Context
+from memberkit.core.types import (
     Adjustment,
     Cart,
     Effect,
@@ -26,8 +26,8 @@ from core.types import (
     Refused,
     SignUp,
 )
-from plugins.perks import rules
-from plugins.perks.settings import PerksSettings
+from memberkit.plugins.perks import rules
+from memberkit.plugins.perks.settings import PerksSettings
 
 JOBS_EVERY = timedelta(hours=1)
 

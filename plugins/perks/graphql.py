@@ -5,8 +5,7 @@ from datetime import date
 from typing import Optional
 
 import strawberry
-
-from plugins.perks import rules
+from memberkit.plugins.perks import rules
 
 
 @strawberry.type(description="The member's perks today, in the shop's calendar.")

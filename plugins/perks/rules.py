@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.types import (
+    Adjustment,
+    Cart,
+    Effect,
+    EffectKind,
+    MemberInfo,
+    OrderLine,
+    PaidOrder,
+    Refused,
+    TierInfo,
+)
+from memberkit.plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksFirstOrderHold, PerksMonthlyCoupon
+from memberkit.plugins.perks.settings import PerksSettings
 from sqlalchemy import Connection, Table, and_, extract, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.models import Member, MemberPersonal
-from core.types import Adjustment, Cart, Effect, EffectKind, MemberInfo, OrderLine, PaidOrder, Refused, TierInfo
-from plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksFirstOrderHold, PerksMonthlyCoupon
-from plugins.perks.settings import PerksSettings
 
 NAME = "perks"
 PERCENT_GROUP = "percent"

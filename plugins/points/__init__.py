@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import hookimpl, package_hooks
-from core.types import Adjustment, Effect, Job, PriceStage, RedemptionResult
-from plugins.points import ledger
-from plugins.points.settings import PointsSettings
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.types import Adjustment, Effect, Job, PriceStage, RedemptionResult
+from memberkit.plugins.points import ledger
+from memberkit.plugins.points.settings import PointsSettings
 
 settings_model, migrations_location, graphql_schema = package_hooks(__name__, PointsSettings)
 

@@ -5,17 +5,16 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
+from memberkit.core import clock
+from memberkit.core.events import EventResult, load_member
+from memberkit.core.models import Coupon as CouponRow
+from memberkit.core.types import Effect, Refused
+from memberkit.plugins.points import ledger
+from memberkit.schema.context import RequestContext, VisibleError
+from memberkit.schema.core import coupon_view, event_payload, payload_of
+from memberkit.schema.core import load_member as load_member_view
+from memberkit.schema.types import Coupon, PageInfo, UserError
 from sqlalchemy import select
-
-from core import clock
-from core.events import EventResult, load_member
-from core.models import Coupon as CouponRow
-from core.types import Effect, Refused
-from plugins.points import ledger
-from schema.context import RequestContext, VisibleError
-from schema.core import coupon_view, event_payload, payload_of
-from schema.core import load_member as load_member_view
-from schema.types import Coupon, PageInfo, UserError
 
 MAX_PAGE = 100
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
-from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.db import Prepared
-from core.types import Effect, RedemptionRefused, Refused, TierInfo
-from plugins.points.models import (
+from memberkit.core.context import Context
+from memberkit.core.db import Prepared
+from memberkit.core.types import Effect, RedemptionRefused, Refused, TierInfo
+from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
     PointsEntry,
@@ -21,7 +18,9 @@ from plugins.points.models import (
     PointsLot,
     PointsMilestone,
 )
-from plugins.points.settings import PointsSettings
+from memberkit.plugins.points.settings import PointsSettings
+from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
 
 PLUGIN = "points"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the expiry of points that do not expire

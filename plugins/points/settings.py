@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Self
 
+from memberkit.core.settings import CouponTemplateName
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-
-from core.settings import CouponTemplateName
 
 
 class _Strict(BaseModel):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import hookimpl, package_hooks
-from core.context import Context
-from core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp
-from plugins.referral import rewards
-from plugins.referral.settings import ReferralSettings
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.context import Context
+from memberkit.core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp
+from memberkit.plugins.referral import rewards
+from memberkit.plugins.referral.settings import ReferralSettings
 
 NAME = rewards.NAME
 

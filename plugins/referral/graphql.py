@@ -4,9 +4,8 @@ the bonuses that stand)."""
 from typing import Optional
 
 import strawberry
-
-from core.context import Context
-from plugins.referral import rewards
+from memberkit.core.context import Context
+from memberkit.plugins.referral import rewards
 
 
 @strawberry.type(description="The member's referral code and what it brought: friends who signed up with it "

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.types import Effect, EffectKind, MemberInfo, PaidOrder, Refund, SignUp
+from memberkit.core.wallet import new_code
+from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
+from memberkit.plugins.referral.settings import ReferralSettings
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.models import Member, MemberPersonal
-from core.types import Effect, EffectKind, MemberInfo, PaidOrder, Refund, SignUp
-from core.wallet import new_code
-from plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
-from plugins.referral.settings import ReferralSettings
 
 NAME = "referral"
 CODES, FRIENDS, MONTHS = ReferralCode.__table__, ReferralFriend.__table__, ReferralMonth.__table__

@@ -9,9 +9,8 @@ from __future__ import annotations
 import string
 from typing import Literal, Self
 
+from memberkit.core.settings import CouponTemplateName
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from core.settings import CouponTemplateName
 
 
 class ReferralSettings(BaseModel):

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from memberkit.core import hookimpl, package_hooks
+from memberkit.core.checkout import percent_off
+from memberkit.core.context import Context
+from memberkit.core.types import Adjustment, Effect, Job, MemberInfo, PaidOrder, PriceStage, Refund, SignUp, TierInfo
+from memberkit.plugins.tiering import actions
+from memberkit.plugins.tiering import standing as st
+from memberkit.plugins.tiering.settings import TieringSettings
 from sqlalchemy import insert
-
-from core import hookimpl, package_hooks
-from core.checkout import percent_off
-from core.context import Context
-from core.types import Adjustment, Effect, Job, MemberInfo, PaidOrder, PriceStage, Refund, SignUp, TierInfo
-from plugins.tiering import actions
-from plugins.tiering import standing as st
-from plugins.tiering.settings import TieringSettings
 
 NAME = st.NAME
 EVALUATE_EVERY = timedelta(hours=1)

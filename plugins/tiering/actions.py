@@ -7,15 +7,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.events import EventResult, load_member, require_aware, require_key, run_event
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import Effect, PaidOrder, Redemption, Refund, Refused
+from memberkit.plugins.tiering import standing as st
+from memberkit.plugins.tiering.settings import TieringSettings, TierSettings
 from sqlalchemy import select, update
-
-from core.context import Context
-from core.events import EventResult, load_member, require_aware, require_key, run_event
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import Effect, PaidOrder, Redemption, Refund, Refused
-from plugins.tiering import standing as st
-from plugins.tiering.settings import TieringSettings, TierSettings
 
 MAX_REASON = 300
 

@@ -5,14 +5,13 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
-
-from core.context import Context
-from plugins.tiering import actions
-from plugins.tiering import standing as st
-from plugins.tiering.models import TierChange as TierChangeRow
-from plugins.tiering.settings import TierSettings
-from schema.core import event_payload, payload_of
-from schema.types import Money
+from memberkit.core.context import Context
+from memberkit.plugins.tiering import actions
+from memberkit.plugins.tiering import standing as st
+from memberkit.plugins.tiering.models import TierChange as TierChangeRow
+from memberkit.plugins.tiering.settings import TierSettings
+from memberkit.schema.core import event_payload, payload_of
+from memberkit.schema.types import Money
 
 MAX_HISTORY = 100
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from memberkit.core.db import UTCDateTime
 from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
-
-from core.db import UTCDateTime
 
 
 class TierMember(SQLModel, table=True):

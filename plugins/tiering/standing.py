@@ -14,14 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from memberkit.core.context import Context
+from memberkit.core.db import Prepared
+from memberkit.core.types import Effect, TierInfo
+from memberkit.plugins.tiering.models import TierChange, TierMember, TierOrder
+from memberkit.plugins.tiering.settings import TieringSettings, TierSettings
 from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-
-from core.context import Context
-from core.db import Prepared
-from core.types import Effect, TierInfo
-from plugins.tiering.models import TierChange, TierMember, TierOrder
-from plugins.tiering.settings import TieringSettings, TierSettings
 
 NAME = "tiering"
 MEMBERS, ORDERS, HISTORY = TierMember.__table__, TierOrder.__table__, TierChange.__table__

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memberkit.core import hookimpl
+from memberkit.core.context import Context
+from memberkit.core.types import Effect, MemberInfo, PaidOrder, SignUp
 from sqlalchemy import insert
 
-from core import hookimpl
-from core.context import Context
-from core.types import Effect, MemberInfo, PaidOrder, SignUp
 from mk_stamps import graphql
 from mk_stamps.models import StampEntry
 from mk_stamps.settings import StampsSettings

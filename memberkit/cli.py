@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core import settings as settings_module
+from memberkit.core import settings as settings_module
 
 app = typer.Typer(help="memberkit: a headless, plugin-based membership programme.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -26,8 +26,8 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", envvar="M
 
 
 def _runtime(config: str | None):
-    from core.db import Database
-    from core.runtime import Runtime
+    from memberkit.core.db import Database
+    from memberkit.core.runtime import Runtime
 
     try:
         settings = settings_module.load(config)
@@ -39,7 +39,7 @@ def _runtime(config: str | None):
 
 
 def _ensure_migrated(runtime) -> None:
-    from core import migrate
+    from memberkit import migrate
 
     try:
         if runtime.db.is_sqlite:
@@ -76,7 +76,7 @@ def check(file: Annotated[Optional[str], typer.Argument(help="Settings file (def
 @app.command()
 def migrate(config: ConfigOption = None):
     """Upgrade the database to every head: core's branch and each enabled plugin's."""
-    from core import migrate as migrations
+    from memberkit import migrate as migrations
 
     runtime = _runtime(config)
     try:
@@ -107,17 +107,17 @@ def serve(
     if dev:
         os.environ["MEMBERKIT_ENV"] = "development"
     os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
-    from core.auth import server_secrets
+    from memberkit.core.auth import server_secrets
 
     server_secrets()  # create the development secrets file once, before workers race to
-    uvicorn.run("core.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("memberkit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=False)
 
 
 @app.command()
 def schema(shop: Annotated[str, typer.Option("--shop", help="Shop slug.")], config: ConfigOption = None):
     """Print the GraphQL SDL the shop's storefronts and integrators see."""
-    from schema.builder import build_schema
+    from memberkit.schema.builder import build_schema
 
     runtime = _runtime(config)
     typer.echo(build_schema(_shop(runtime, shop).plugins).as_str())
@@ -131,7 +131,7 @@ def keys_create(
     config: ConfigOption = None,
 ):
     """Make a key; it is printed once, alone on the last line, and only its hash is stored."""
-    from core import auth
+    from memberkit.core import auth
 
     runtime = _runtime(config)
     _shop(runtime, shop)
@@ -147,7 +147,7 @@ def keys_create(
 def keys_revoke(key: Annotated[str, typer.Argument(help="The key id (key_...) or the key itself.")],
                 config: ConfigOption = None):
     """End a key: calls with it fail from now on."""
-    from core import auth
+    from memberkit.core import auth
 
     runtime = _runtime(config)
     _ensure_migrated(runtime)
@@ -162,7 +162,7 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key id (key_...) or
 @keys_app.command("list")
 def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, config: ConfigOption = None):
     """List keys (id, shop, kind, prefix, created, revoked); never the keys themselves."""
-    from core import auth
+    from memberkit.core import auth
 
     runtime = _runtime(config)
     _ensure_migrated(runtime)
@@ -180,7 +180,7 @@ def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only th
              force: Annotated[bool, typer.Option(help="Run jobs that are not due yet.")] = False,
              config: ConfigOption = None):
     """Run every due job of every enabled plugin (safe to repeat, and beside running servers)."""
-    from core import jobs
+    from memberkit import jobs
 
     runtime = _runtime(config)
     _ensure_migrated(runtime)

@@ -16,10 +16,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from core import auth, jobs
-from core.runtime import Runtime
-from schema.builder import build_schema
-from schema.context import RequestContext
+from memberkit import jobs
+from memberkit.core import auth
+from memberkit.core.runtime import Runtime
+from memberkit.schema.builder import build_schema
+from memberkit.schema.context import RequestContext
 
 log = logging.getLogger("memberkit.app")
 

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core import clock
-from core import plugins as plugin_registry
-from core.models import JobLease
-from core.runtime import Runtime
-from core.settings import Shop
-from core.types import Job
+from memberkit.core import clock
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.models import JobLease
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import Job
 
 log = logging.getLogger("memberkit.jobs")
 LEASE = timedelta(minutes=10)  # a crashed runner's lease lapses after this
@@ -37,7 +37,7 @@ CORE = "core"
 
 def core_jobs() -> list[Job]:
     """Core's own jobs, run for every shop before the plugins'."""
-    from core.checkout import expire_checkouts
+    from memberkit.core.checkout import expire_checkouts
 
     return [Job("expire_checkouts", timedelta(minutes=1), expire_checkouts, CORE)]
 

@@ -11,11 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import inspect
+from sqlmodel import SQLModel
 
-from core import plugins as plugin_registry
-from core.runtime import Runtime
+import memberkit.core.models  # noqa: F401  (core's tables)
+from memberkit.core import migrations as core_migrations
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.runtime import Runtime
 
-HERE = Path(__file__).parent / "migrations"
+HERE = Path(core_migrations.__file__).parent
 
 
 def plugin_names(runtime: Runtime) -> list[str]:
@@ -36,7 +39,10 @@ def alembic_config(runtime: Runtime) -> Config:
     locations += [str(location) for name in plugin_registry.installed() if (location := _location(name))]
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.pathsep.join(locations))
-    config.attributes["runtime"] = runtime
+    for name in plugin_names(runtime):
+        plugin_registry.load(name)  # a plugin's import registers its tables
+    config.attributes["engine"] = runtime.db.engine
+    config.attributes["target_metadata"] = SQLModel.metadata
     return config
 
 
