@@ -164,8 +164,8 @@ def main() -> int:
 
 
 def bench(args, url: str, tmp: Path) -> int:
-    from memberkit.core import auth
     from memberkit.core.models import Member
+    from memberkit.schema import auth
 
     env = {**os.environ, "MEMBERKIT_DATABASE_URL": url, "MEMBERKIT_CONFIG": str(ROOT / "plugins.toml"),
            "MEMBERKIT_ENV": "production", "FLOOR_DATABASE_URL": url}

@@ -69,18 +69,17 @@ end
 def seed(env: dict, entries: dict[str, int]) -> dict[str, str]:
     """Sign up one member per name and write `entries[name]` ledger entries for each; returns the ids."""
     os.environ.update(env)
-    from memberkit.core import events
+    from memberkit import migrate
+    from memberkit.core import members
     from memberkit.core.runtime import Runtime
     from memberkit.plugins.points import ledger
-
-    from memberkit import migrate
 
     runtime = Runtime.from_env()
     migrate.upgrade(runtime)
     shop = runtime.shop("demo")
     ids = {}
     for name, count in entries.items():
-        member_id = events.sign_up_member(runtime, shop, None, external_id=name).member_id
+        member_id = members.sign_up_member(runtime, shop, None, external_id=name).member_id
         ids[name] = member_id
         done = 0
         while done < count:

@@ -6,14 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-if TYPE_CHECKING:
-    from memberkit.core.settings import Shop
-    from memberkit.core.wallet import Wallet
+from memberkit.core.settings import Shop
+from memberkit.core.wallet import Wallet
 
 
 @dataclass
@@ -43,8 +42,7 @@ class Context:
 
     @cached_property
     def wallet(self) -> Wallet:
-        from memberkit.core.wallet import Wallet
-
+        """The shop's coupon wallet in this transaction: issue, hold, use and withdraw coupons."""
         return Wallet(self)
 
     def member_tier(self, member_id: str):

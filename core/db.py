@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, create_engine, event
+from sqlalchemy import Connection, DateTime, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -108,6 +109,37 @@ class Database:
                     self._writer.close()
                     self._writer = None
         self.engine.dispose()
+
+
+class ByDialect(dict):
+    """One statement per dialect name (what PostgreSQL and SQLite spell differently), for `Prepared` or
+    ``conn.execute(statement.on(conn), params)``."""
+
+    def on(self, conn: Connection):
+        return self[conn.dialect.name]
+
+
+def upsert(table: Table, *, on: list[str] | None = None, update: Any = None, where: Any = None,
+           values: dict[str, Any] | None = None, returning: tuple = ()) -> ByDialect:
+    """INSERT ... ON CONFLICT on both dialects: the unique constraint decides, never a read before the write.
+
+    Without `update` a row that exists is left as it is (DO NOTHING; RETURNING then gives no row). `update`
+    maps columns to their new values, or is a function of the proposed row (``excluded``) that does; `where`
+    limits that UPDATE; `on` names the conflicting columns (default: the primary key).
+    """
+    statements = ByDialect()
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite)):
+        statement = dialect.insert(table)
+        if values is not None:
+            statement = statement.values(values)
+        if update is None:
+            statement = statement.on_conflict_do_nothing(index_elements=on)
+        else:
+            on = on or [column.name for column in table.primary_key]
+            set_ = update(statement.excluded) if callable(update) else update
+            statement = statement.on_conflict_do_update(index_elements=on, set_=set_, where=where)
+        statements[name] = statement.returning(*returning) if returning else statement
+    return statements
 
 
 _NO_VALUE = object()

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from memberkit.core.db import UTCDateTime
 from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from memberkit.core.db import UTCDateTime
 
-def _when(nullable: bool = False, index: bool = False) -> Any:
+
+def timestamp(nullable: bool = False, index: bool = False) -> Any:
+    """A UTC timestamp column (aware datetimes in and out on every database)."""
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def member_column(primary_key: bool = False) -> Column:
+    """The member a row belongs to: a foreign key onto core's members (``Field(sa_column=member_column())``)."""
+    return Column(String(32), ForeignKey("core_member.id"), primary_key=primary_key, nullable=False)
 
 
 class ApiKey(SQLModel, table=True):
@@ -25,8 +32,8 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64, unique=True)
     prefix: str = Field(max_length=16)  # the first characters, to tell keys apart in listings
     label: str = Field(default="", max_length=200)
-    created_at: datetime = _when()
-    revoked_at: datetime | None = _when(nullable=True)
+    created_at: datetime = timestamp()
+    revoked_at: datetime | None = timestamp(nullable=True)
 
 
 class Member(SQLModel, table=True):
@@ -36,9 +43,9 @@ class Member(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64)
     external_id: str = Field(max_length=200)
-    joined_at: datetime = _when()
+    joined_at: datetime = timestamp()
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = _when()
+    created_at: datetime = timestamp()
     paid_orders: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # orders recorded, refunds too
 
 
@@ -51,12 +58,12 @@ class MemberPersonal(SQLModel, table=True):
         Index("ix_core_member_personal_shop_email", "shop", "email_hash"),
     )
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     phone_hash: str | None = Field(default=None, max_length=64)
     email_hash: str | None = Field(default=None, max_length=64)
     birthday: date | None = None
-    birthday_changed_at: datetime | None = _when(nullable=True)
+    birthday_changed_at: datetime | None = timestamp(nullable=True)
 
 
 class Event(SQLModel, table=True):
@@ -74,7 +81,7 @@ class Event(SQLModel, table=True):
     api_key_id: str | None = Field(default=None, max_length=32)
     member_id: str | None = Field(default=None, max_length=32)
     settings_version: str = Field(max_length=32)
-    created_at: datetime = _when()
+    created_at: datetime = timestamp()
 
 
 class Order(SQLModel, table=True):
@@ -89,11 +96,11 @@ class Order(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
     order_id: str = Field(max_length=200)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     currency: str = Field(max_length=3)
     total: int
     refunded: int = 0
-    paid_at: datetime = _when()
+    paid_at: datetime = timestamp()
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -108,7 +115,7 @@ class Coupon(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     code: str = Field(max_length=32)
     template: str = Field(max_length=64)
     title: str = Field(max_length=200)
@@ -117,12 +124,12 @@ class Coupon(SQLModel, table=True):
     min_spend: int = 0
     source: str = Field(max_length=120)  # "plugin:rule"
     status: str = Field(default="AVAILABLE", max_length=12)  # AVAILABLE | USED | WITHDRAWN
-    issued_at: datetime = _when()
-    valid_until: datetime | None = _when(nullable=True)
-    used_at: datetime | None = _when(nullable=True)
+    issued_at: datetime = timestamp()
+    valid_until: datetime | None = timestamp(nullable=True)
+    used_at: datetime | None = timestamp(nullable=True)
     used_order_id: str | None = Field(default=None, max_length=200)
     held_by: str | None = Field(default=None, max_length=64)  # a checkout holding it
-    held_until: datetime | None = _when(nullable=True)
+    held_until: datetime | None = timestamp(nullable=True)
 
 
 class JobLease(SQLModel, table=True):
@@ -133,32 +140,6 @@ class JobLease(SQLModel, table=True):
     shop: str = Field(primary_key=True, max_length=64)
     job: str = Field(primary_key=True, max_length=120)
     owner: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = _when(nullable=True)
-    last_run_at: datetime | None = _when(nullable=True)
+    lease_until: datetime | None = timestamp(nullable=True)
+    last_run_at: datetime | None = timestamp(nullable=True)
     last_result: str | None = Field(default=None, max_length=500)
-
-
-class Checkout(SQLModel, table=True):
-    """A member's checkout: the quote it was started with and what it holds until paid, released or expired.
-
-    HELD holds the coupons (core_coupon.held_by) and, through the checkout hooks, plugins' points and
-    reservations; COMPLETED, RELEASED and EXPIRED are final. `cart` is what the storefront sent; `quote` is
-    the price built from it, with the coupon codes and points it uses.
-    """
-
-    __tablename__ = "core_checkout"
-    __table_args__ = (
-        Index("ix_core_checkout_shop_status_expiry", "shop", "status", "expires_at"),
-        Index("ix_core_checkout_member", "member_id"),
-    )
-
-    id: str = Field(primary_key=True, max_length=64)
-    shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
-    status: str = Field(max_length=12)  # HELD | COMPLETED | RELEASED | EXPIRED
-    cart: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    quote: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = _when()
-    expires_at: datetime = _when()
-    settled_at: datetime | None = _when(nullable=True)
-    order_id: str | None = Field(default=None, max_length=200)

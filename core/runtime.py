@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import pluggy
+
 from memberkit.core import clock
 from memberkit.core import plugins as plugin_registry
 from memberkit.core import settings as settings_module

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from memberkit.core import plugins as plugin_registry
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -24,6 +23,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+from memberkit.core import plugins as plugin_registry
 
 DEFAULT_CONFIG = "plugins.toml"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -72,24 +73,12 @@ class CouponTemplate(StrictModel):
         return value
 
 
-class CheckoutSettings(StrictModel):
-    """How a shop's cart price is folded and how long a checkout holds (``[shops.X.checkout]``)."""
-
-    max_coupons: int = Field(1, ge=0, le=10, description="coupons one order may use (the demo: one, plus points)")
-    hold_minutes: int = Field(15, ge=1, le=24 * 60,
-                              description="how long startCheckout holds coupons, points and reservations")
-    percent_rule: Literal["largest", "all"] = Field(
-        "largest", description='adjustments of one exclusive group (e.g. "percent": tier, first order, birthday, '
-                               'member day): "largest" keeps the largest discount only, "all" applies each')
-
-
 class ShopFile(StrictModel):
     name: str = Field(min_length=1)
     currency: str
     timezone: str
     plugins: list[str] = Field(default_factory=list)
     coupons: dict[str, CouponTemplate] = Field(default_factory=dict)
-    checkout: CheckoutSettings = Field(default_factory=CheckoutSettings)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("currency")
@@ -167,7 +156,6 @@ class Shop:
     coupons: dict[str, CouponTemplate]
     plugin_settings: dict[str, BaseModel]
     version: str  # a hash of everything above: stored on each event as the settings in force
-    checkout: CheckoutSettings = field(default_factory=CheckoutSettings)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         return self.plugin_settings.get(plugin)
@@ -213,7 +201,7 @@ def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[st
             problems.append(Problem(file, slug, plugin, "plugins",
                                     f"an installed plugin; installed: {', '.join(installed) or 'none'}"))
             continue
-        model = plugin_registry.call_one(plugin_registry.manager((plugin,)), "settings_model", plugin)
+        model = plugin_registry.load(plugin).settings
         values = settings.get(plugin, {})
         if model is None:
             if values:
@@ -269,7 +257,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
             continue
         listed = shop.get("plugins", [])
         listed = listed if isinstance(listed, list) else []
-        enabled = list(dict.fromkeys(p for p in listed if isinstance(p, str)))
+        enabled = list(plugin_registry.enabled(list(dict.fromkeys(p for p in listed if isinstance(p, str)))))
         settings = shop.get("settings", {})
         settings = settings if isinstance(settings, dict) else {}
         coupons = shop.get("coupons", {})
@@ -285,6 +273,6 @@ def load(path: str | os.PathLike | None = None) -> Settings:
         in_force = {**shop.model_dump(mode="json"),
                     "settings": {p: m.model_dump(mode="json") for p, m in plugin_settings[slug].items()}}
         version = hashlib.sha256(json.dumps(in_force, sort_keys=True).encode()).hexdigest()[:16]
-        shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone), tuple(shop.plugins),
-                           dict(shop.coupons), plugin_settings[slug], version, shop.checkout)
+        shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone),
+                           plugin_registry.enabled(shop.plugins), dict(shop.coupons), plugin_settings[slug], version)
     return Settings(name, shops)

@@ -6,10 +6,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from memberkit.core.context import Context
+from typing import Any
 
 
 class EffectKind(str, enum.Enum):
@@ -189,10 +186,21 @@ class PurchaseDenial:
 
 
 @dataclass(frozen=True)
+class CheckoutPayment:
+    """What an order paid with a checkout uses: the order as recorded (the checkout's coupons, reservations
+    and points; ``checkout_id`` cleared where the checkout no longer holds them), effects to report, and the
+    points the checkout held, which their plugin captures in ``order_paid`` instead of redeeming them again."""
+
+    order: PaidOrder
+    effects: tuple[Effect, ...] = ()
+    held_points: int = 0
+
+
+@dataclass(frozen=True)
 class Job:
     """A time-driven task a plugin owns; `run` must be safe to repeat and to run late."""
 
     name: str
     every: timedelta
-    run: Callable[[Context], str | None]
+    run: Callable[[Any], str | None]  # run(ctx) in a transaction; returns what it did
     plugin: str = field(default="")

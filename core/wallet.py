@@ -5,20 +5,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
 
 from memberkit.core.models import Coupon
 from memberkit.core.types import Effect, EffectKind, Refused
-from sqlalchemy import and_, insert, or_, select, update
-
-if TYPE_CHECKING:
-    from memberkit.core.context import Context
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
-
-
-def normalise_code(code: str) -> str:
-    return code.strip().upper()
+COUPONS = Coupon.__table__
 
 
 def new_code(length: int = 10) -> str:
@@ -39,9 +34,9 @@ def available_clause(now: datetime):
 
 
 class Wallet:
-    """Coupons of one shop, inside the caller's transaction."""
+    """Coupons of one shop, inside the caller's transaction (``ctx.wallet``)."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx):
         self.ctx = ctx
 
     def issue(self, member_id: str, template: str, *, source: str) -> IssuedCoupon:
@@ -62,6 +57,44 @@ class Wallet:
     def issued_effect(self, plugin: str, coupon: IssuedCoupon, rule: str | None = None) -> Effect:
         return Effect(plugin, EffectKind.COUPON_ISSUED, f"coupon {coupon.title} ({coupon.code}) issued",
                       rule=rule or coupon.template)
+
+    def lookup(self, codes: tuple[str, ...] | list[str]) -> dict[str, Any]:
+        """The shop's coupons with these codes (reads only), by code: what a price or a hold checks."""
+        if not codes:
+            return {}
+        rows = self.ctx.conn.execute(select(COUPONS).where(COUPONS.c.shop == self.ctx.shop.slug,
+                                                           COUPONS.c.code.in_(list(codes))))
+        return {row.code: row for row in rows}
+
+    def coupon(self, coupon_id: str) -> Any:
+        """One coupon of the shop by its id (reads only), e.g. to show the one just issued."""
+        return self.ctx.conn.execute(select(COUPONS).where(COUPONS.c.shop == self.ctx.shop.slug,
+                                                           COUPONS.c.id == coupon_id)).one()
+
+    def problem(self, coupon: Any | None, member_id: str, spend: int | None = None,
+                checkout_id: str | None = None) -> tuple[str, str] | None:
+        """Why `coupon` (a row of :meth:`lookup`) cannot be used by the member now, as (code, reason), or
+        None; a hold of `checkout_id` is the member's own, and `spend` is checked against a minimum."""
+        now = self.ctx.now
+        if coupon is None:
+            return "COUPON_UNKNOWN", "no such coupon"
+        if coupon.member_id != member_id:
+            return "COUPON_NOT_OWNED", "it belongs to another member"
+        if coupon.status == "USED":
+            return "COUPON_ALREADY_USED", "already used"
+        if coupon.status != "AVAILABLE":
+            return "COUPON_WITHDRAWN", "withdrawn"
+        if coupon.valid_until is not None and coupon.valid_until <= now:
+            return "COUPON_EXPIRED", "expired"
+        if coupon.held_by not in (None, checkout_id) and coupon.held_until is not None and coupon.held_until > now:
+            return "COUPON_HELD", "held by another checkout until it is paid, released or expires"
+        if spend is not None and coupon.min_spend > spend:
+            return "COUPON_MIN_SPEND_NOT_MET", f"needs a spend of {coupon.min_spend}, got {spend}"
+        return None
+
+    def _why_unusable(self, member_id: str, code: str, spend: int | None, checkout_id: str | None) -> tuple[str, str]:
+        found = self.problem(self.lookup([code]).get(code), member_id, spend, checkout_id)
+        return found or ("COUPON_HELD", "held by another checkout")
 
     def use(self, member_id: str, codes: tuple[str, ...], order_id: str, spend: int,
             checkout_id: str | None = None) -> list[Effect]:
@@ -84,7 +117,7 @@ class Wallet:
             if used:
                 effects.append(Effect("core", EffectKind.COUPON_USED, f"coupon {code} used", rule="wallet"))
             else:
-                reason, text = self._why_unusable(member_id, code, spend)
+                reason, text = self._why_unusable(member_id, code, spend, checkout_id)
                 effects.append(Effect("core", EffectKind.CONFLICT, f"coupon {code} not applied: {text}",
                                       code=reason, rule="wallet"))
         return effects
@@ -102,7 +135,7 @@ class Wallet:
                 .values(held_by=checkout_id, held_until=until)
             ).rowcount
             if not held:
-                reason, text = self._why_unusable(member_id, code, None)
+                reason, text = self._why_unusable(member_id, code, None, None)
                 raise Refused(reason, f"coupon {code} cannot be held: {text}", "couponCodes")
 
     def release(self, checkout_id: str) -> int:
@@ -119,22 +152,3 @@ class Wallet:
             update(Coupon).where(Coupon.id == coupon_id, Coupon.shop == self.ctx.shop.slug,
                                  Coupon.status == "AVAILABLE", Coupon.held_by.is_(None))
             .values(status="WITHDRAWN", used_at=self.ctx.now, used_order_id=f"withdrawn: {reason}"[:200])).rowcount)
-
-    def _why_unusable(self, member_id: str, code: str, spend: int | None) -> tuple[str, str]:
-        row = self.ctx.conn.execute(
-            select(Coupon.member_id, Coupon.status, Coupon.valid_until, Coupon.min_spend)
-            .where(Coupon.shop == self.ctx.shop.slug, Coupon.code == code)
-        ).first()
-        if row is None:
-            return "COUPON_UNKNOWN", "no such coupon"
-        if row.member_id != member_id:
-            return "COUPON_NOT_OWNED", "it belongs to another member"
-        if row.status == "USED":
-            return "COUPON_ALREADY_USED", "already used"
-        if row.status == "WITHDRAWN":
-            return "COUPON_WITHDRAWN", "withdrawn"
-        if row.valid_until is not None and row.valid_until <= self.ctx.now:
-            return "COUPON_EXPIRED", "expired"
-        if spend is not None and row.min_spend > spend:
-            return "COUPON_MIN_SPEND_NOT_MET", f"needs a spend of {row.min_spend}, the order has {spend}"
-        return "COUPON_HELD", "held by another checkout"

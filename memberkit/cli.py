@@ -107,7 +107,7 @@ def serve(
     if dev:
         os.environ["MEMBERKIT_ENV"] = "development"
     os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
-    from memberkit.core.auth import server_secrets
+    from memberkit.core.hashing import server_secrets
 
     server_secrets()  # create the development secrets file once, before workers race to
     uvicorn.run("memberkit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -131,7 +131,7 @@ def keys_create(
     config: ConfigOption = None,
 ):
     """Make a key; it is printed once, alone on the last line, and only its hash is stored."""
-    from memberkit.core import auth
+    from memberkit.schema import auth
 
     runtime = _runtime(config)
     _shop(runtime, shop)
@@ -147,7 +147,7 @@ def keys_create(
 def keys_revoke(key: Annotated[str, typer.Argument(help="The key id (key_...) or the key itself.")],
                 config: ConfigOption = None):
     """End a key: calls with it fail from now on."""
-    from memberkit.core import auth
+    from memberkit.schema import auth
 
     runtime = _runtime(config)
     _ensure_migrated(runtime)
@@ -162,7 +162,7 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key id (key_...) or
 @keys_app.command("list")
 def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, config: ConfigOption = None):
     """List keys (id, shop, kind, prefix, created, revoked); never the keys themselves."""
-    from memberkit.core import auth
+    from memberkit.schema import auth
 
     runtime = _runtime(config)
     _ensure_migrated(runtime)

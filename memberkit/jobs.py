@@ -1,4 +1,4 @@
-"""Running core's and plugins' jobs: every due job of every shop, one process at a time per job (a lease row)."""
+"""Running plugins' jobs: every due job of every shop, one process at a time per job (a lease row)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from memberkit.core import clock
 from memberkit.core import plugins as plugin_registry
+from memberkit.core.db import upsert
 from memberkit.core.models import JobLease
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
@@ -32,29 +32,15 @@ class JobRun:
     result: str | None = None
 
 
-CORE = "core"
-
-
-def core_jobs() -> list[Job]:
-    """Core's own jobs, run for every shop before the plugins'."""
-    from memberkit.core.checkout import expire_checkouts
-
-    return [Job("expire_checkouts", timedelta(minutes=1), expire_checkouts, CORE)]
-
-
-def shop_jobs(runtime: Runtime, shop: Shop) -> list[Job]:
-    found = [Job(f"{CORE}.{job.name}", job.every, job.run, CORE) for job in core_jobs()]
-    pm = runtime.managers[shop.slug]
-    for plugin in shop.plugins:
-        for job in plugin_registry.call_one(pm, "jobs", plugin) or []:
-            found.append(Job(f"{plugin}.{job.name}", job.every, job.run, plugin))
-    return found
+def shop_jobs(shop: Shop) -> list[Job]:
+    """The jobs of the shop's plugins, in the shop's plugin order, each named "plugin.job"."""
+    return [Job(f"{name}.{job.name}", job.every, job.run, name)
+            for name in shop.plugins for job in plugin_registry.load(name).jobs]
 
 
 def _acquire(runtime: Runtime, shop: str, job: str, owner: str, now: datetime) -> tuple[bool, datetime | None]:
     with runtime.db.write() as conn:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(JobLease).values(shop=shop, job=job).on_conflict_do_nothing())
+        conn.execute(upsert(JobLease.__table__).on(conn), {"shop": shop, "job": job})
         row = conn.execute(
             update(JobLease)
             .where(JobLease.shop == shop, JobLease.job == job,
@@ -94,7 +80,7 @@ def run_due(runtime: Runtime, shop_slug: str | None = None, force: bool = False)
     for shop in runtime.settings.shops.values():
         if shop_slug and shop.slug != shop_slug:
             continue
-        for job in shop_jobs(runtime, shop):
+        for job in shop_jobs(shop):
             now = clock.now()
             acquired, last_run = _acquire(runtime, shop.slug, job.name, owner, now)
             if not acquired:

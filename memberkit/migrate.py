@@ -1,24 +1,33 @@
-"""Alembic, driven from code: core's branch plus one branch per enabled plugin, all heads upgraded."""
+"""Alembic, driven from code: core's branch plus one branch per plugin that owns tables, all heads upgraded,
+and new revisions written from a plugin's declared tables (``memberkit migrations new``)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import memberkit.core.models  # noqa: F401  (core's tables)
 from memberkit.core import migrations as core_migrations
 from memberkit.core import plugins as plugin_registry
+from memberkit.core.db import Database
 from memberkit.core.runtime import Runtime
 
 HERE = Path(core_migrations.__file__).parent
+
+
+class MigrationError(Exception):
+    """The database and the installed migrations do not fit; the message says what to do."""
 
 
 def plugin_names(runtime: Runtime) -> list[str]:
@@ -27,32 +36,30 @@ def plugin_names(runtime: Runtime) -> list[str]:
 
 
 def _location(name: str) -> str | None:
-    return plugin_registry.call_one(plugin_registry.manager((name,)), "migrations_location", name)
+    return plugin_registry.load(name).migrations
 
 
-def alembic_config(runtime: Runtime) -> Config:
+def _config(engine: Engine) -> Config:
     """Revisions of core and of every installed plugin are found (a plugin a shop stopped enabling keeps
-    its tables and its revisions stay locatable); only enabled plugins are upgraded."""
+    its tables and its revisions stay locatable)."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
     locations = [str(HERE / "versions")]
-    locations += [str(location) for name in plugin_registry.installed() if (location := _location(name))]
+    locations += [location for name in plugin_registry.installed() if (location := _location(name))]
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.pathsep.join(locations))
-    for name in plugin_names(runtime):
-        plugin_registry.load(name)  # a plugin's import registers its tables
-    config.attributes["engine"] = runtime.db.engine
+    config.attributes["engine"] = engine
     config.attributes["target_metadata"] = SQLModel.metadata
     return config
+
+
+def alembic_config(runtime: Runtime) -> Config:
+    return _config(runtime.db.engine)
 
 
 def branches(runtime: Runtime) -> list[str]:
     """Core's branch and the branch of each enabled plugin that owns tables (labelled with its name)."""
     return ["core"] + [name for name in plugin_names(runtime) if _location(name)]
-
-
-class MigrationError(Exception):
-    """The database and the installed migrations do not fit; the message says what to do."""
 
 
 def _explain(exc: CommandError) -> MigrationError:
@@ -81,3 +88,71 @@ def is_current(runtime: Runtime) -> bool:
             return False
         current = set(MigrationContext.configure(conn).get_current_heads())
     return heads <= {rev.revision for head in current for rev in script.iterate_revisions(head, "base")}
+
+
+def owned_by(name: str):
+    """Alembic's `include_object` for one plugin: its declared tables and what belongs to them, nothing else."""
+    tables = {model.__table__.name for model in plugin_registry.load(name).tables}
+
+    def include(obj, object_name, type_, reflected, compare_to) -> bool:
+        table = object_name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return table in tables
+
+    return include
+
+
+def pending_changes(engine: Engine, name: str) -> list:
+    """What the plugin's declared tables have that the database (at its heads) does not: autogenerate's diff."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": owned_by(name)})
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def _branch_revisions(script: ScriptDirectory, name: str) -> list[str]:
+    """The revisions of the plugin's own branch (down revisions only, not what it depends on)."""
+    try:
+        todo = list(script.get_revisions(f"{name}@head"))
+    except CommandError:
+        return []  # no revision of the plugin yet
+    found: list[str] = []
+    while todo:
+        rev = todo.pop()
+        if rev.revision not in found:
+            found.append(rev.revision)
+            down = rev.down_revision
+            todo += [script.get_revision(d) for d in ((down,) if isinstance(down, str) else down or ())]
+    return found
+
+
+def new_revision(name: str, message: str) -> Path:
+    """Write the plugin's next Alembic revision, generated from its declared tables: a scratch SQLite
+    database is upgraded to core's head and the plugin's, and autogenerate compares it with the tables.
+
+    The first revision starts the plugin's branch (labelled with its name, depending on core's head).
+    """
+    plugin = plugin_registry.load(name)
+    if not plugin.tables or not plugin.migrations:
+        raise MigrationError(f"plugin {name!r} declares no tables, so it has no migrations: add its table "
+                             "models to its Plugin(tables=...)")
+    location = Path(plugin.migrations)
+    location.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        db = Database(f"sqlite:///{Path(scratch) / 'scratch.db'}")
+        try:
+            config = _config(db.engine)
+            script = ScriptDirectory.from_config(config)
+            command.upgrade(config, "core@head")
+            earlier = _branch_revisions(script, name)
+            if earlier:
+                command.upgrade(config, f"{name}@head")
+            if not pending_changes(db.engine, name):
+                raise MigrationError(f"plugin {name!r}: its tables and its migrations agree; nothing to write")
+            config.attributes["include_object"] = owned_by(name)
+            options = {"head": f"{name}@head"} if earlier else {
+                "head": "base", "branch_label": name,
+                "depends_on": [rev.revision for rev in script.get_revisions("core@head")]}
+            written = command.revision(config, message=message, autogenerate=True, version_path=str(location),
+                                       rev_id=f"{name}_{len(earlier) + 1:04d}", **options)
+        finally:
+            db.dispose()
+    return Path(written.path)

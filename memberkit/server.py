@@ -17,8 +17,8 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from memberkit import jobs
-from memberkit.core import auth
 from memberkit.core.runtime import Runtime
+from memberkit.schema import auth
 from memberkit.schema.builder import build_schema
 from memberkit.schema.context import RequestContext
 

@@ -13,9 +13,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from memberkit.core import plugins as plugin_registry
-from memberkit.schema.context import VisibleError
-from memberkit.schema.inputs import plan_inputs
 from strawberry.extensions import (
     MaskErrors,
     ParserCache,
@@ -23,6 +20,12 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
+
+from memberkit.core import plugins as plugin_registry
+from memberkit.schema import member, mutations
+from memberkit.schema.context import VisibleError
+from memberkit.schema.inputs import plan_inputs
+from memberkit.schema.member import MemberBase
 
 log = logging.getLogger("memberkit.graphql")
 
@@ -62,8 +65,6 @@ class SchemaBuilder:
 
     def member_field(self, name: str, resolver: Callable[..., Any], **options: Any) -> None:
         """Add a field to Member; `resolver(root, info, ...)` gets the Member as `root`."""
-        from memberkit.schema.core import MemberBase
-
         if name in {f.python_name for f in MemberBase.__strawberry_definition__.fields}:
             raise ValueError(f"a plugin cannot replace core's Member field {name!r}")
         self._add(self.member_fields, "Member", name, strawberry.field(resolver=resolver, **options))
@@ -81,12 +82,13 @@ class SchemaBuilder:
         self.types.append(cls)
 
     def build(self, development: bool = False) -> strawberry.Schema:
-        from memberkit.schema import core as core_schema
-
-        core_schema.contribute(self)
-        pm = plugin_registry.manager(self.plugins)
-        pm.hook.graphql_schema(builder=self)
-        member_type = strawberry.type(type("Member", (core_schema.MemberBase,), dict(self.member_fields)),
+        member.contribute(self)
+        mutations.contribute(self)
+        for name in self.plugins:
+            contribute = plugin_registry.load(name).graphql
+            if contribute is not None:
+                contribute(self)
+        member_type = strawberry.type(type("Member", (MemberBase,), dict(self.member_fields)),
                                       description="A member of the shop's programme.")
 
         def operations(name: str, factories: dict[str, Factory], field: Callable[..., Any]) -> type:

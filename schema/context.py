@@ -6,12 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from memberkit.core.auth import Principal
+from starlette.concurrency import run_in_threadpool
+
+from memberkit.core.checks import require_key
 from memberkit.core.context import Context
+from memberkit.core.intake import EventResult, run_event
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Refused
-from starlette.concurrency import run_in_threadpool
+from memberkit.schema.auth import Principal
 
 T = TypeVar("T")
 MAX_IDEMPOTENCY_KEY = 120  # leaves room in the event key (200) for the scope it is recorded under
@@ -80,12 +83,10 @@ class RequestContext:
 
     async def event(self, kind: str, key: str | None, payload: dict[str, Any],
                     handler: Callable[[Context], Any], *, idempotency_key: str | None = None) -> Any:
-        """A plugin's own idempotent event (core.events.run_event), recorded under the caller's key.
+        """A plugin's own idempotent event (``run_event``), recorded under the caller's key.
 
         `idempotency_key`, the caller's own, is checked (1 to 120 characters) and scoped by `key` (e.g. the
         member: two members' equal keys are different events)."""
-        from memberkit.core.events import EventResult, require_key, run_event
-
         if idempotency_key is not None:
             try:
                 own = require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)

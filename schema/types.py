@@ -7,7 +7,8 @@ from datetime import date, datetime
 from typing import Optional
 
 import strawberry
-from memberkit.core.events import UserErrorData
+
+from memberkit.core.intake import UserErrorData
 from memberkit.core.types import Effect as EffectData
 
 
@@ -90,6 +91,14 @@ class OrderLineInput:
     quantity: int
     unit_price: int
     category: Optional[str] = None
+
+
+def line_dicts(lines: list[OrderLineInput] | None) -> list[dict] | None:
+    """Input lines as the events take them."""
+    if lines is None:
+        return None
+    return [{"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price, "category": line.category}
+            for line in lines]
 
 
 @strawberry.input

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from memberkit.core import hookimpl
-from memberkit.core.types import Adjustment, Effect, PriceStage, PurchaseDenial, Refused
+from memberkit.plugin import Adjustment, Effect, Plugin, PriceStage, PurchaseDenial, Refused, hookimpl
 
 MEMBER_PRICE_OFF = 1000  # per unit of a "member-" sku, for members only
 
 
 class Gate:
+    plugin = Plugin("gate")
+
     def __init__(self) -> None:
         self.held: list[tuple[str, object]] = []
         self.released: list[tuple[str, str]] = []

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from memberkit.core import hookimpl
-from memberkit.core.types import Effect, RedemptionRefused, RedemptionResult, Refused, TierInfo
 from pydantic import BaseModel, ConfigDict
+
+from memberkit.plugin import Effect, Plugin, RedemptionRefused, RedemptionResult, Refused, TierInfo, hookimpl
 
 
 class RecorderSettings(BaseModel):
@@ -18,15 +18,12 @@ class Recorder:
 
     def __init__(self, name: str):
         self.name = name
+        self.plugin = Plugin(name, settings=RecorderSettings)
         self.calls: list[tuple[str, str, object]] = []
 
     def _record(self, ctx, hook: str, subject: object) -> list[Effect]:
         self.calls.append((ctx.shop.slug, hook, subject))
         return [Effect(self.name, hook.upper(), f"{self.name} saw {hook}", rule="record")]
-
-    @hookimpl
-    def settings_model(self):
-        return RecorderSettings
 
     @hookimpl
     def member_signup(self, ctx, member, signup):
@@ -53,6 +50,8 @@ class Recorder:
 class Wallet:
     """Owns a currency called "points" with a fixed balance of 100, and answers the tier hooks."""
 
+    plugin = Plugin("wallet")
+
     @hookimpl
     def redemption(self, ctx, member_id, redemption):
         if redemption.currency != "points":
@@ -74,6 +73,8 @@ wallet = Wallet()
 class GoldTier:
     """Says every member is gold, earning 1.5x: a stand-in for the tiering plugin's `member_tier`."""
 
+    plugin = Plugin("gold")
+
     @hookimpl
     def member_tier(self, ctx, member_id):
         return TierInfo("GOLD", "Gold", 3, points_multiplier_permille=1500)
@@ -84,6 +85,8 @@ gold_tier = GoldTier()
 
 class HalfHearted:
     """Owns "points", writes a coupon, then refuses: the refusal must undo the coupon."""
+
+    plugin = Plugin("halfhearted")
 
     @hookimpl
     def redemption(self, ctx, member_id, redemption):

@@ -11,14 +11,15 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from memberkit.core import auth, clock
-from memberkit.core.auth import server_secrets
-from memberkit.core.models import ApiKey, Coupon, Event, Member, MemberPersonal, Order
-from memberkit.schema import core as schema_core
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from memberkit import cli
+from memberkit.core import clock
+from memberkit.core.hashing import server_secrets
+from memberkit.core.models import ApiKey, Coupon, Event, Member, MemberPersonal, Order
+from memberkit.schema import auth
+from memberkit.schema import member as schema_member
 from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, SIGN_UP, sign_up
 
 UNAUTHENTICATED = {"errors": [{"message": "authentication required",
@@ -316,7 +317,7 @@ def test_unexpected_errors_are_masked_outside_development(api, runtime, make_api
     def broken(*args, **kwargs):
         raise RuntimeError("connection to db-internal:5432 refused")
 
-    monkeypatch.setattr(schema_core, "member_fields", broken)
+    monkeypatch.setattr(schema_member, "member_fields", broken)
     for client, message in [(api, "Internal server error"), (make_api(runtime, development=True), None)]:
         response = client.post(MEMBER, {"id": "mem_x"}, client.key("alpha"))
         errors = response.json()["errors"]

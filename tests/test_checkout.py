@@ -11,15 +11,17 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from memberkit.core import checkout as checkout_core
-from memberkit.core import clock
-from memberkit.core import plugins as plugin_registry
-from memberkit.core.models import Checkout, Coupon, Event
-from memberkit.plugins.points import ledger
-from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsHold
 from sqlalchemy import func, select
 
 from memberkit import jobs
+from memberkit.core import clock
+from memberkit.core import plugins as plugin_registry
+from memberkit.core.models import Coupon, Event
+from memberkit.plugin import spread
+from memberkit.plugins.checkout import holds
+from memberkit.plugins.checkout.models import Checkout
+from memberkit.plugins.points import ledger
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsHold
 from tests import checkout_plugins
 from tests.conftest import ORDER_PAID, ROOT, SHARED, postgres_only, sign_up
 
@@ -33,7 +35,7 @@ def demo_config(extra: str = "", tiers: dict[str, int] | None = None) -> str:
     kept, skipping = [], False
     for line in text.splitlines():
         if line.startswith("["):
-            skipping = bool(re.match(r"^\[\[?shops\.demo\.(settings\.member_only|settings\.flash_sale|checkout)\b",
+            skipping = bool(re.match(r"^\[\[?shops\.demo\.settings\.(member_only|flash_sale|checkout)\b",
                                      line))  # checkout: the defaults, which `extra` may set
         if not skipping:
             kept.append(line)
@@ -46,9 +48,8 @@ def demo_config(extra: str = "", tiers: dict[str, int] | None = None) -> str:
 
 
 @pytest.fixture
-def gate(monkeypatch):
-    monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, "gate", "tests.checkout_plugins:gate")
-    plugin_registry.refresh()
+def gate(add_plugin):
+    add_plugin(checkout_plugins.gate)
     checkout_plugins.gate.clear()
     return checkout_plugins.gate
 
@@ -161,7 +162,7 @@ def test_the_price_is_built_stage_by_stage_in_the_rules_order(shop):
     quote = shop.quote(token, [line("member-tee", 10000, 2)], couponCodes=[welcome.lower()], pointsToRedeem=100000)
     assert steps(quote) == [
         ("gate", "MEMBER_PRICE", -2000),  # UNIT_PRICE: 20000 -> 18000
-        ("core", "COUPON", -1000),  # COUPON: 10 yuan, no threshold -> 17000
+        ("checkout", "COUPON", -1000),  # COUPON: 10 yuan, no threshold -> 17000
         ("perks", "FIRST_ORDER", -5100),  # PERCENT: 30% of the price so far -> 11900
         ("points", "POINTS_AS_CASH", -5950),  # POINTS: at most 50% of 11900 -> 5950
     ]
@@ -208,7 +209,7 @@ def test_spread_splits_exactly_and_in_proportion():
     def check(amounts, data):
         total = sum(amounts)
         amount = data.draw(st.integers(-total, 10**7))
-        shares = checkout_core.spread(amounts, amount)
+        shares = spread(amounts, amount)
         if total == 0:
             assert shares == [0] * len(amounts)
             return
@@ -231,14 +232,14 @@ def test_a_threshold_coupon_is_checked_on_the_price_so_far_and_one_coupon_per_or
     assert quote["couponCodes"] == []
     # without a member price the price so far is 305: it applies; a second coupon is over the shop's limit
     quote = shop.quote(token, [line("bag", 30500)], couponCodes=[threshold, welcome])
-    assert steps(quote) == [("core", "COUPON", -5000), ("perks", "FIRST_ORDER", -7650)]
+    assert steps(quote) == [("checkout", "COUPON", -5000), ("perks", "FIRST_ORDER", -7650)]
     assert problems(quote) == [(welcome, "COUPON_LIMIT")]
     assert quote["total"]["amount"] == 30500 - 5000 - 7650
 
 
 def test_coupon_problems_are_named_and_percent_coupons_take_their_share(make_shop):
     shop = make_shop('[shops.demo.coupons.FIVE_PERCENT]\ntitle = "5% off"\nkind = "PERCENT"\nvalue = 5\n\n'
-                     "[shops.demo.checkout]\nmax_coupons = 2\n")
+                     "[shops.demo.settings.checkout]\nmax_coupons = 2\n")
     member_id, token = shop.member("u-1")
     other_id, _ = shop.member("u-2")
     five, welcome = shop.coupon(member_id, "FIVE_PERCENT"), shop.coupon(member_id, "WELCOME_10")
@@ -246,7 +247,7 @@ def test_coupon_problems_are_named_and_percent_coupons_take_their_share(make_sho
     shop.pay(member_id, "o-1", 100)  # no first order discount from here on
     quote = shop.quote(token, [line("tee", 9999)], couponCodes=[welcome, five, theirs, "NOPE"])
     # 5% of what is left after the first coupon (89.99), rounded down: each coupon sees the price so far
-    assert steps(quote) == [("core", "COUPON", -1000), ("core", "COUPON", -449)]
+    assert steps(quote) == [("checkout", "COUPON", -1000), ("checkout", "COUPON", -449)]
     assert problems(quote) == [(theirs, "COUPON_NOT_OWNED"), ("NOPE", "COUPON_UNKNOWN")]
     clock.set_now(NOW + timedelta(days=31))
     quote = shop.quote(shop.token(member_id), [line("tee", 9999)], couponCodes=[welcome])
@@ -257,7 +258,7 @@ def test_percent_discounts_keep_the_largest_only_unless_the_shop_says_all(make_s
     for rule, expected in (("largest", [("perks", "FIRST_ORDER", -3000)]),
                            ("all", [("perks", "FIRST_ORDER", -3000), ("perks", "BIRTHDAY_MONTH", -500),
                                     ("perks", "MEMBER_DAY", -500)])):
-        shop = make_shop(f'[shops.demo.checkout]\npercent_rule = "{rule}"\n')
+        shop = make_shop(f'[shops.demo.settings.checkout]\npercent_rule = "{rule}"\n')
         clock.set_now(datetime(2026, 11, 15, 12, 0, tzinfo=UTC))  # member day, in the birthday month
         _, token = shop.member(f"u-{rule}", birthday="1990-11-03")
         assert steps(shop.quote(token, [line("tee", 10000)])) == expected
@@ -290,7 +291,7 @@ def test_the_total_is_never_negative(shop):
     member_id, token = shop.member("u-1", points=1000)
     welcome = shop.coupon(member_id, "WELCOME_10")
     quote = shop.quote(token, [line("tee", 500)], couponCodes=[welcome], pointsToRedeem=1000)
-    assert steps(quote) == [("core", "COUPON", -500)]
+    assert steps(quote) == [("checkout", "COUPON", -500)]
     assert (quote["total"]["amount"], quote["pointsUsed"], quote["pointsToEarn"]) == (0, 0, 0)
 
 
@@ -398,7 +399,7 @@ def test_expiry_gives_everything_back_once(shop, gate):
     assert jobs.run_due(shop.runtime, "demo", force=True)[0].result == "0 checkout(s) expired"
     clock.set_now(NOW + timedelta(minutes=15))
     runs = {r.job: r for r in jobs.run_due(shop.runtime, "demo", force=True)}
-    assert (runs["core.expire_checkouts"].status, runs["core.expire_checkouts"].result) == ("done",
+    assert (runs["checkout.expire_checkouts"].status, runs["checkout.expire_checkouts"].result) == ("done",
                                                                                            "1 checkout(s) expired")
     assert shop.checkout_status(checkout["id"]) == "EXPIRED"
     assert shop.coupon_row(welcome) == ("AVAILABLE", None, None)
@@ -417,7 +418,7 @@ def test_paying_with_the_checkout_completes_it_and_uses_its_holds(shop, gate):
     checkout = shop.start(token, "k", [line("tee", 3000)], couponCodes=[welcome], pointsToRedeem=1000)["checkout"]
     payload = shop.pay(member_id, "o-1", 700, [line("tee", 3000)], checkoutId=checkout["id"])
     kinds = [(e["plugin"], e["kind"], e["code"]) for e in payload["effects"]]
-    assert ("core", "CHECKOUT_COMPLETED", None) in kinds and ("core", "COUPON_USED", None) in kinds
+    assert ("checkout", "CHECKOUT_COMPLETED", None) in kinds and ("core", "COUPON_USED", None) in kinds
     assert ("points", "POINTS_SPENT", None) in kinds
     assert not [k for k in kinds if k[1] == "CONFLICT"], kinds
     assert shop.checkout_status(checkout["id"]) == "COMPLETED"
@@ -480,7 +481,7 @@ def race(shop: Shop, member_id: str, carts: list[dict]) -> list:
 
     def run(i: int) -> None:
         barrier.wait()
-        results[i] = checkout_core.start_checkout(shop.runtime, shop.runtime.shop("demo"), None,
+        results[i] = holds.start_checkout(shop.runtime, shop.runtime.shop("demo"), None,
                                                   member_id=member_id, idempotency_key=f"race-{i}", **carts[i])
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(carts))]
@@ -524,9 +525,6 @@ def test_checkouts_racing_for_the_last_points_exactly_one_holds_them(shop):
 
 
 def test_the_demo_schema_keeps_the_whole_contract(tmp_path):
-    missing = [name for name in ("member_only", "flash_sale") if name not in plugin_registry.BUILTIN_PLUGINS]
-    if missing:
-        pytest.skip(f"the full contract needs every built-in plugin; not yet registered: {', '.join(missing)}")
     from memberkit.core import settings as settings_module
     from memberkit.schema.builder import build_schema
 
@@ -538,11 +536,11 @@ def test_the_demo_schema_keeps_the_whole_contract(tmp_path):
     assert check.returncode == 0 and "contract kept" in check.stdout, check.stdout
 
 
-def test_the_checkout_part_of_the_contract_is_served_by_core_alone(tmp_path):
+def test_the_checkout_part_of_the_contract_is_served_by_the_default_plugins_alone(tmp_path):
     from memberkit.schema.builder import build_schema
 
-    sdl = tmp_path / "core.graphql"
-    sdl.write_text(build_schema(()).as_str())
+    sdl = tmp_path / "defaults.graphql"
+    sdl.write_text(build_schema(plugin_registry.enabled(())).as_str())
     check = subprocess.run([sys.executable, str(SHARED / "check-contract.py"), str(sdl)], capture_output=True,
                            text=True, check=False)
     ours = ("Adjustment", "PurchaseDenial", "Quote", "Checkout", "CartInput", "quoteCart", "startCheckout",
@@ -554,19 +552,19 @@ def test_the_checkout_part_of_the_contract_is_served_by_core_alone(tmp_path):
 def test_checkout_settings_are_validated_per_shop(settings_file, gate):
     from memberkit.core import settings as settings_module
 
-    bad = demo_config('[shops.demo.checkout]\nmax_coupons = -1\npercent_rule = "sum"\nhold_minutes = 0\n')
+    bad = demo_config('[shops.demo.settings.checkout]\nmax_coupons = -1\npercent_rule = "sum"\nhold_minutes = 0\n')
     with pytest.raises(settings_module.SettingsError) as raised:
         settings_module.load(settings_file(bad))
-    found = {(p.shop, p.key) for p in raised.value.problems}
-    assert found == {("demo", "checkout.max_coupons"), ("demo", "checkout.percent_rule"),
-                     ("demo", "checkout.hold_minutes")}, raised.value.problems
-    shop = settings_module.load(ROOT / "plugins.toml").shop("demo")
-    assert (shop.checkout.max_coupons, shop.checkout.hold_minutes, shop.checkout.percent_rule) == (1, 15, "largest")
+    found = {(p.shop, p.plugin, p.key) for p in raised.value.problems}
+    assert found == {("demo", "checkout", "max_coupons"), ("demo", "checkout", "percent_rule"),
+                     ("demo", "checkout", "hold_minutes")}, raised.value.problems
+    settings = settings_module.load(ROOT / "plugins.toml").shop("demo").settings_for("checkout")
+    assert (settings.max_coupons, settings.hold_minutes, settings.percent_rule) == (1, 15, "largest")
 
 
 def test_one_unit_price_per_line_even_when_every_percent_applies():
-    from memberkit.core.checkout import fold
-    from memberkit.core.types import Adjustment
+    from memberkit.plugin import Adjustment
+    from memberkit.plugins.checkout.pricing import fold
 
     member = Adjustment("member_only", "MEMBER_PRICE", "member price", -500, "A", "unit_price:A")
     flash = Adjustment("flash_sale", "FLASH_PRICE", "flash sale", -800, "A", "unit_price:A")
@@ -579,7 +577,7 @@ def test_one_unit_price_per_line_even_when_every_percent_applies():
 
 
 def test_a_coupon_that_would_take_nothing_is_not_held(make_shop):
-    shop = make_shop("[shops.demo.checkout]\nmax_coupons = 2\n")
+    shop = make_shop("[shops.demo.settings.checkout]\nmax_coupons = 2\n")
     member_id, token = shop.member("u-1")
     big, small = shop.coupon(member_id, "BIRTHDAY_50"), shop.coupon(member_id, "POINTS_10")
     quote = shop.quote(token, [line("tee", 4000)], couponCodes=[big, small])

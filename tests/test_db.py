@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from memberkit.core.db import Database, Prepared, UTCDateTime
 from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from memberkit.core.db import Database, Prepared, UTCDateTime
 from tests.conftest import TEST_DATABASE_URL
 
 metadata = MetaData()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from memberkit.core.models import Event, Member, MemberPersonal, Order
 from sqlalchemy import func, select
 
+from memberkit.core.models import Event, Member, MemberPersonal, Order
 from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, SIGN_UP, sign_up
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from memberkit.core import auth, clock
+from sqlalchemy import select
+
+from memberkit import jobs
+from memberkit.core import clock
 from memberkit.core import settings as settings_module
 from memberkit.core.types import Cart, OrderLine, PaidOrder, PriceStage, Refused
 from memberkit.plugins.flash_sale import stock
 from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
-from sqlalchemy import select
-
-from memberkit import jobs
+from memberkit.schema import auth
 from tests.conftest import ORDER_PAID, ROOT, sign_up
 
 SETTINGS = """
@@ -47,6 +48,7 @@ plugins = ["flash_sale"]
 """
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # Friday 20:00 in Shanghai
+HOLD = timedelta(minutes=15)  # how long a checkout holds
 SALE_FIELDS = "id sku title price { amount currency } startsAt endsAt stock remaining held sold perMemberLimit " \
               "membersOnly minTier status"
 CREATE = f"""mutation($input: FlashSaleInput!) {{ createFlashSale(input: $input) {{
@@ -335,16 +337,17 @@ def test_checkout_hooks_and_flash_price(shop):
         ("flash_sale", "FLASH_PRICE", "FLASH-1", (8910 - 9900) * 2)
 
     with pytest.raises(Refused) as refused, runtime.transaction(alpha) as ctx:
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", cart=cart)  # holds another member's reservation
+        # a cart that holds another member's reservation
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", expires_at=ctx.now + HOLD, cart=cart)
     assert refused.value.code == "RESERVATION_NOT_HELD"
     own = Cart(lines=cart.lines, member_id=member_id, reservation_ids=(mine,))
     with runtime.transaction(alpha) as ctx:
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", cart=own)
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", expires_at=ctx.now + HOLD, cart=own)
     with pytest.raises(Refused), runtime.transaction(alpha) as ctx:  # another checkout cannot take it
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-2", cart=own)
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-2", expires_at=ctx.now + HOLD, cart=own)
     with runtime.transaction(alpha) as ctx:
         ctx.hook.checkout_release(ctx=ctx, checkout_id="co-1", reason="released")
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-2", cart=own)
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-2", expires_at=ctx.now + HOLD, cart=own)
     # Core's checkout calls order_paid with the checkout's id (and may repeat its reservation ids).
     order = PaidOrder("o-1", member_id, 17820, "CNY", NOW, reservation_ids=(mine,), checkout_id="co-2")
     with runtime.transaction(alpha) as ctx:
@@ -357,7 +360,7 @@ def test_checkout_hooks_and_flash_price(shop):
         assert [a for g in ctx.hook.price_adjustments(ctx=ctx, cart=late, stage=PriceStage.UNIT_PRICE, subtotal=1)
                 if g for a in g] == []
     with pytest.raises(Refused), runtime.transaction(alpha) as ctx:
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-3", cart=late)
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-3", expires_at=ctx.now + HOLD, cart=late)
 
 
 def test_demo_sale_settings():
@@ -385,7 +388,7 @@ def test_a_reservation_an_open_checkout_holds_does_not_expire_under_it(shop):
     mine = shop.reserve(token, sale["id"])["reservation"]["id"]
     runtime, alpha = shop.runtime, shop.runtime.shop("alpha")
     with runtime.transaction(alpha) as ctx:
-        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", cart=Cart(
+        ctx.hook.checkout_hold(ctx=ctx, checkout_id="co-1", expires_at=ctx.now + HOLD, cart=Cart(
             lines=(OrderLine("FLASH-1", 1, 9900),), member_id=member_id, reservation_ids=(mine,)))
     clock.set_now(NOW + timedelta(minutes=20))  # past the reservation's 15 minutes, inside the checkout
     jobs.run_due(runtime, "alpha", force=True)

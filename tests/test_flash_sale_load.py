@@ -11,12 +11,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from memberkit.core import auth, clock
-from memberkit.core.models import Member
-from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
 from sqlalchemy import func, insert, select
 
 from memberkit import jobs
+from memberkit.core import clock
+from memberkit.core.models import Member
+from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
+from memberkit.schema import auth
 from tests.conftest import TEST_DATABASE_URL, memberkit_serve, postgres_only
 
 pytestmark = postgres_only()

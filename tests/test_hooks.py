@@ -6,12 +6,11 @@ import inspect
 import re
 
 import pytest
-from memberkit.core import hookspecs
-from memberkit.core import plugins as plugin_registry
-from memberkit.core.models import Event, Member, Order
-from memberkit.core.types import PaidOrder, Refund, SignUp
 from sqlalchemy import func, select
 
+from memberkit.core import hookspecs
+from memberkit.core.models import Event, Member, Order
+from memberkit.core.types import PaidOrder, Refund, SignUp
 from tests import recording_plugins
 from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, TWO_SHOPS, sign_up
 
@@ -38,10 +37,9 @@ HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunc
 
 
 @pytest.fixture
-def recorders(monkeypatch):
-    for name in ("first", "second", "wallet"):
-        monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, name, f"tests.recording_plugins:{name}")
-    plugin_registry.refresh()
+def recorders(add_plugin):
+    for plugin in (recording_plugins.first, recording_plugins.second, recording_plugins.wallet):
+        add_plugin(plugin)
     for recorder in (recording_plugins.first, recording_plugins.second):
         recorder.calls.clear()
     return recording_plugins
@@ -145,9 +143,8 @@ def test_plugins_share_the_tier_through_core(shops, recorders):
         assert ctx.member_tiers([member_id]) is None
 
 
-def test_a_refused_redemption_leaves_nothing_of_the_plugins_writes(recorders, make_runtime, make_api, monkeypatch):
-    monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, "halfhearted", "tests.recording_plugins:halfhearted")
-    plugin_registry.refresh()
+def test_a_refused_redemption_leaves_nothing_of_the_plugins_writes(recorders, make_runtime, make_api, add_plugin):
+    add_plugin(recording_plugins.halfhearted)
     runtime = make_runtime(TWO_SHOPS.replace('[shops.alpha.coupons.TEN_OFF]',
                                              'plugins = ["halfhearted"]\n\n[shops.alpha.coupons.TEN_OFF]', 1))
     api = make_api(runtime)

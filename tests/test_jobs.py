@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 
 import pytest
-from memberkit.core import clock, hookimpl
-from memberkit.core import plugins as plugin_registry
-from memberkit.core.db import Database
-from memberkit.core.models import Coupon, JobLease, Member
-from memberkit.core.runtime import Runtime
-from memberkit.core.types import Job
 from sqlalchemy import func, insert, select, update
 from typer.testing import CliRunner
 
 from memberkit import jobs
 from memberkit.cli import app
-from tests import sample_plugin
+from memberkit.core import clock
+from memberkit.core.db import Database
+from memberkit.core.models import Coupon, JobLease, Member
+from memberkit.core.runtime import Runtime
+from memberkit.core.types import Job
+from memberkit.plugin import Plugin
 from tests.conftest import TEST_DATABASE_URL, postgres_only
 
 SETTINGS = """
@@ -53,24 +50,14 @@ def broken(ctx) -> str:
 
 
 @pytest.fixture
-def chores(monkeypatch):
-    """Install the in-test plugin 'chores'; `chores(*jobs)` sets the jobs its `jobs` hook returns."""
-    module = ModuleType(f"tests_chores_{uuid.uuid4().hex}")
-    module.JOBS = [Job("issue", timedelta(hours=1), issue_coupon)]
-
-    @hookimpl
-    def jobs_hook():
-        return list(module.JOBS)
-
-    jobs_hook.__name__ = "jobs"
-    module.jobs = jobs_hook
-    sample_plugin.install(monkeypatch, "chores", module)
+def chores(add_plugin):
+    """The in-test plugin 'chores'; `chores(*jobs)` sets the jobs it declares."""
 
     def set_jobs(*found: Job) -> None:
-        module.JOBS = list(found)
+        add_plugin(Plugin("chores", jobs=found))
 
-    yield set_jobs
-    plugin_registry.refresh()
+    set_jobs(Job("issue", timedelta(hours=1), issue_coupon))
+    return set_jobs
 
 
 @pytest.fixture
@@ -95,8 +82,8 @@ def lease(runtime: Runtime, job: str) -> JobLease | None:
 
 
 def plugin_runs(runs: list[jobs.JobRun]) -> list[jobs.JobRun]:
-    """The runs of plugins' jobs: core's own (core.expire_checkouts) run for every shop too."""
-    return [run for run in runs if not run.job.startswith("core.")]
+    """The runs of the test's plugin: the default plugins' (checkout.expire_checkouts) run for every shop too."""
+    return [run for run in runs if not run.job.startswith("checkout.")]
 
 
 def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
@@ -105,8 +92,8 @@ def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
 
 def test_due_job_runs_once_then_is_not_due_until_forced_or_its_interval_passes(shop_runtime):
     runtime = shop_runtime
-    [core_run, run] = jobs.run_due(runtime)
-    assert (core_run.job, core_run.status) == ("core.expire_checkouts", "done")  # core's own job runs first
+    [default_run, run] = jobs.run_due(runtime)
+    assert (default_run.job, default_run.status) == ("checkout.expire_checkouts", "done")  # a default plugin's
     assert (run.shop, run.job, run.status) == ("alpha", "chores.issue", "done")
     assert run.result.startswith("issued ") and coupons(runtime) == 1
     row = lease(runtime, "chores.issue")
@@ -163,7 +150,7 @@ def test_jobs_run_command_prints_each_status(shop_runtime, chores, settings_file
     first = runner.invoke(app, ["jobs", "run"], env=env)
     assert first.exit_code == 0, (first.output, first.exception)
     lines = first.stdout.splitlines()
-    assert lines.pop(0) == "alpha core.expire_checkouts: done (0 checkout(s) expired)"  # core's own job first
+    assert lines.pop(0) == "alpha checkout.expire_checkouts: done (0 checkout(s) expired)"  # core's own job first
     assert len(lines) == 2 and lines[0].startswith("alpha chores.issue: done (issued ")
     assert lines[0].endswith(")")
     assert lines[1] == "alpha chores.noop: done"

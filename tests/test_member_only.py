@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
+
 from memberkit.core import clock
 from memberkit.core import settings as settings_module
 from memberkit.core.models import Event
@@ -16,8 +18,6 @@ from memberkit.core.types import Adjustment, Cart, OrderLine, PriceStage, Purcha
 from memberkit.plugins.member_only import rules
 from memberkit.plugins.member_only.models import ProductRule
 from memberkit.plugins.member_only.settings import MemberOnlySettings
-from sqlalchemy import func, select
-
 from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import ORDER_PAID, ROOT, sign_up
 

@@ -9,19 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from memberkit.core import clock
-from memberkit.core import settings as settings_module
-from memberkit.core.events import record_order_paid, update_member
-from memberkit.core.models import Coupon
-from memberkit.core.types import Cart, OrderLine, PriceStage
-from memberkit.plugins.perks import rules
-from memberkit.plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
-from memberkit.plugins.perks.settings import PerksSettings
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from memberkit import jobs
 from memberkit.cli import app
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.members import update_member
+from memberkit.core.models import Coupon
+from memberkit.core.orders import record_order_paid
+from memberkit.core.types import Cart, OrderLine, PriceStage
+from memberkit.plugins.perks import rules
+from memberkit.plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksMonthlyCoupon
+from memberkit.plugins.perks.settings import PerksSettings
 from tests.conftest import DEMO_TIERS as TIERS
 from tests.conftest import MEMBER, ORDER_PAID, ROOT, SIGN_UP, sign_up
 
@@ -487,7 +488,7 @@ def test_perks_without_tiering_or_referral_keep_the_tier_rules_neutral(shops):
     runtime, api, _ = shops
     key = api.key("plain")
     member_id = sign_up(api, key, "u-1", birthday="1990-03-10")
-    assert runtime.shop("plain").plugins == ("perks",)
+    assert runtime.shop("plain").plugins == ("checkout", "perks")  # checkout: a default plugin
     assert pay(api, key, member_id, "o-1", 600000) == [("COUPON_ISSUED", "first_order")]
     clock.set_now(local(2026, 3, 10, 9))
     assert adjustments(runtime, "plain", member_id, [SHOES, FRESH]) == {"BIRTHDAY_MONTH": -500}  # 5%: no tiers

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from memberkit.core import clock
-from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
 from sqlalchemy import func, select
 
 from memberkit import jobs
+from memberkit.core import clock
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, sign_up
 
 DEMO = (ROOT / "plugins.toml").read_text()
@@ -96,14 +96,13 @@ categories = ["bags"]
 
 
 @pytest.fixture
-def shop(make_runtime, make_api, monkeypatch):
+def shop(make_runtime, make_api, add_plugin):
     """A shop with its own points settings: `shop(pending=0, negative=False, tier=False)`."""
-    from memberkit.core import plugins as plugin_registry
+    from tests.recording_plugins import gold_tier
 
     def make(pending: int = 0, negative: bool = False, tier: bool = False):
         if tier:
-            monkeypatch.setitem(plugin_registry.BUILTIN_PLUGINS, "gold", "tests.recording_plugins:gold_tier")
-            plugin_registry.refresh()
+            add_plugin(gold_tier)
         names = '["points", "gold"]' if tier else '["points"]'
         runtime = make_runtime(SHOP.replace("PLUGINS", names).replace("PENDING", str(pending))
                                .replace("NEGATIVE", str(negative).lower()))
@@ -338,7 +337,6 @@ def test_demo_schema_keeps_the_points_part_of_the_contract(tmp_path):
     import sys
 
     from memberkit.schema.builder import build_schema
-
     from tests.conftest import SHARED
 
     sdl = tmp_path / "demo.graphql"

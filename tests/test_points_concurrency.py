@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlalchemy import func, select
+
 from memberkit.core.db import Database
 from memberkit.core.models import Coupon
 from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
-from sqlalchemy import func, select
-
 from tests.conftest import MEMBERKIT, ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, memberkit_serve, postgres_only
 
 pytestmark = postgres_only()

@@ -22,15 +22,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from memberkit.core import clock, events
-from memberkit.core.types import Redemption
-from memberkit.plugins.points import ledger
-from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
 from sqlalchemy import delete, func, select, text
 from sqlmodel import SQLModel
 
 from memberkit import jobs
-from tests.conftest import ROOT, TEST_DATABASE_URL, _reset_postgres
+from memberkit.core import clock, intake, members, orders
+from memberkit.core.types import Redemption
+from memberkit.plugins.points import ledger
+from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
+from memberkit.testing import reset_postgres
+from tests.conftest import ROOT, TEST_DATABASE_URL
 
 DEMO = (ROOT / "plugins.toml").read_text()
 START = datetime(2025, 1, 15, 4, 0, tzinfo=UTC)
@@ -82,9 +83,9 @@ def adjust_event(runtime, shop, member_id: str, delta: int, key: str):
             ledger.take_back(ctx, member_id, -delta, "ADJUST", "manual", None, "test", "hand")
         else:
             ledger.spend(ctx, member_id, -delta, "ADJUST", "manual", actor="test", note="hand")
-        return events.EventResult(member_id)
+        return intake.EventResult(member_id)
 
-    return events.run_event(runtime, shop, "points.adjust", key, {"member_id": member_id, "delta": delta}, handle)
+    return intake.run_event(runtime, shop, "points.adjust", key, {"member_id": member_id, "delta": delta}, handle)
 
 
 def redeem_event(runtime, shop, member_id: str, cost: int, key: str):
@@ -94,9 +95,9 @@ def redeem_event(runtime, shop, member_id: str, cost: int, key: str):
         spent = ctx.hook.redemption(ctx=ctx, member_id=member_id,
                                     redemption=Redemption("points", cost, "reward", key)).spent
         assert spent == cost
-        return events.EventResult(member_id, data={"spent": spent})
+        return intake.EventResult(member_id, data={"spent": spent})
 
-    return events.run_event(runtime, shop, "points.redeem_reward", key, {"cost": cost}, handle)
+    return intake.run_event(runtime, shop, "points.redeem_reward", key, {"cost": cost}, handle)
 
 
 # ---------------------------------------------------------------- checks
@@ -162,7 +163,7 @@ def check_invariant(runtime, shop, model: Model, allow_negative: bool) -> None:
 
 def reset(runtime) -> None:
     if TEST_DATABASE_URL:
-        _reset_postgres(runtime.db)
+        reset_postgres(runtime.db)
         return
     with runtime.db.write() as conn:
         present = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
@@ -187,8 +188,8 @@ def test_random_ledger_sequences_keep_the_invariant(points_runtime, operations):
     shop = runtime.shop("demo")
     reset(runtime)
     clock.set_now(START)
-    members = [events.sign_up_member(runtime, shop, None, external_id=f"m-{n}").member_id for n in range(2)]
-    model = Model(members)
+    signed_up = [members.sign_up_member(runtime, shop, None, external_id=f"m-{n}").member_id for n in range(2)]
+    model = Model(signed_up)
     check_invariant(runtime, shop, model, allow_negative)
     try:
         for op in operations:
@@ -205,7 +206,7 @@ def step(runtime, shop, model: Model, op: tuple, allow_negative: bool) -> None:
         order_id = model.next_id("o")
         args = dict(order_id=order_id, member_id=model.members[who], total=total, points_redeemed=points or None)
         before = available(runtime, shop, model.members[who])
-        result = events.record_order_paid(runtime, shop, None, **args)
+        result = orders.record_order_paid(runtime, shop, None, **args)
         assert not result.errors, result
         if total:
             model.orders.append((order_id, total))
@@ -218,7 +219,7 @@ def step(runtime, shop, model: Model, op: tuple, allow_negative: bool) -> None:
             if missing:
                 assert missing[0].code == "INSUFFICIENT_POINTS"
                 assert missing[0].description.startswith(f"{points - spent} of {points} points")
-        model.done.append(lambda: events.record_order_paid(runtime, shop, None, **args))
+        model.done.append(lambda: orders.record_order_paid(runtime, shop, None, **args))
     elif kind == "refund":
         _, pick, portion = op
         if not model.orders:
@@ -227,7 +228,7 @@ def step(runtime, shop, model: Model, op: tuple, allow_negative: bool) -> None:
         left = total - model.refunded.get(order_id, 0)
         amount = left if portion == "full" else max(1, left * portion // 100)
         args = dict(order_id=order_id, refund_id=model.next_id("r"), amount=max(amount, 1))
-        result = events.record_order_refunded(runtime, shop, None, **args)
+        result = orders.record_order_refunded(runtime, shop, None, **args)
         if left == 0:
             assert [e.code for e in result.errors] == ["REFUND_EXCEEDS_ORDER"]
             return
@@ -235,7 +236,7 @@ def step(runtime, shop, model: Model, op: tuple, allow_negative: bool) -> None:
         model.refunded[order_id] = model.refunded.get(order_id, 0) + amount
         shortfalls = [e for e in result.effects if e.kind == "POINTS_SHORTFALL"]
         assert not (allow_negative and shortfalls)
-        model.done.append(lambda: events.record_order_refunded(runtime, shop, None, **args))
+        model.done.append(lambda: orders.record_order_refunded(runtime, shop, None, **args))
     elif kind == "redeem":
         _, who, cost = op
         member_id, key = model.members[who], model.next_id("redeem")

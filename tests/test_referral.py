@@ -13,17 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
-from memberkit.core import clock
-from memberkit.core import settings as settings_module
-from memberkit.core.events import record_order_paid, sign_up_member
-from memberkit.core.models import Member, MemberPersonal
-from memberkit.core.wallet import CODE_ALPHABET
-from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
 from memberkit import jobs
 from memberkit.cli import app
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.members import sign_up_member
+from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.orders import record_order_paid
+from memberkit.core.wallet import CODE_ALPHABET
+from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, postgres_only
 
 COUPONS = """

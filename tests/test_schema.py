@@ -50,13 +50,13 @@ def test_schema_for_an_unknown_shop_names_the_shops(tmp_path, monkeypatch):
 def test_one_schema_per_distinct_plugin_set(make_runtime):
     runtime = make_runtime(THREE_SHOPS)
     dispatcher = GraphQLDispatcher(runtime, development=False)
-    assert list(dispatcher.apps) == [()]  # three shops, one plugin set, built once
+    assert list(dispatcher.apps) == [("checkout",)]  # three shops, one plugin set (the default one), built once
 
 
 def test_shop_query_describes_the_callers_shop(api):
     data = api("{ shop { slug name currency timezone plugins } }", key=api.key("beta"))
     assert data["shop"] == {"slug": "beta", "name": "Beta", "currency": "EUR", "timezone": "Europe/Berlin",
-                            "plugins": []}
+                            "plugins": ["checkout"]}
 
 
 def test_alias_and_token_limits(api):
@@ -70,6 +70,7 @@ def test_alias_and_token_limits(api):
 
 def test_a_plugin_cannot_replace_cores_member_fields():
     import pytest
+
     from memberkit.schema.builder import SchemaBuilder
 
     with pytest.raises(ValueError, match="cannot replace core's Member field 'coupons'"):
@@ -80,10 +81,11 @@ def test_input_objects_are_built_exactly_as_strawberry_builds_them():
     """schema/inputs.py plans each input type once; the value it builds equals strawberry's own conversion."""
     from datetime import UTC, date, datetime
 
+    from strawberry.types.arguments import InputContext, convert_argument
+
     from memberkit.core import settings as settings_module
     from memberkit.schema.builder import build_schema
     from memberkit.schema.inputs import InputPlan
-    from strawberry.types.arguments import InputContext, convert_argument
 
     plugins = settings_module.load(ROOT / "plugins.toml").shops["demo"].plugins
     schema = build_schema(plugins)

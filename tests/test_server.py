@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from memberkit.core.db import Database
-from memberkit.core.models import Order
 from sqlalchemy import func, select
 
+from memberkit.core.db import Database
+from memberkit.core.models import Order
 from tests.conftest import MEMBERKIT, ORDER_PAID, SIGN_UP, TEST_DATABASE_URL, TWO_SHOPS, memberkit_serve
 
 PHONE, EMAIL = "13912345678", "secret.person@example.com"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from typer.testing import CliRunner
 
 from memberkit.cli import app
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
 from tests import sample_plugin
 from tests.conftest import ROOT, TWO_SHOPS
 
@@ -34,19 +34,18 @@ def problems_of(path) -> list[settings_module.Problem]:
 
 
 @pytest.fixture
-def dummy_plugin(monkeypatch):
+def dummy_plugin(add_plugin):
     """The plugin 'dummy' (tests/sample_plugin.py): settings `batch_size`, a positive integer, default 10."""
-    sample_plugin.install(monkeypatch, "dummy")
-    yield "dummy"
-    plugin_registry.refresh()
+    add_plugin(sample_plugin)
+    return "dummy"
 
 
 def test_good_file_exits_0_with_an_ok_line_per_shop(settings_file):
     path = settings_file(TWO_SHOPS)
     code, problems, out = check(path)
     assert code == 0 and problems == []
-    assert out.splitlines() == [f"{path}: shop 'alpha' ok (no plugins)",
-                                f"{path}: shop 'beta' ok (no plugins)"]
+    assert out.splitlines() == [f"{path}: shop 'alpha' ok (checkout)",
+                                f"{path}: shop 'beta' ok (checkout)"]
 
 
 def test_repository_plugins_toml_passes():
@@ -126,7 +125,7 @@ def test_settings_for_a_plugin_the_shop_does_not_enable_are_refused(settings_fil
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', plugin 'dummy', key 'settings.dummy': "
-                        "settings only for enabled plugins (none)"]
+                        "settings only for enabled plugins (checkout)"]
 
 
 def test_unknown_plugin_names_shop_plugin_and_installed_plugins(settings_file, dummy_plugin):

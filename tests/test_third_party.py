@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
-from memberkit.core.db import Database
-from memberkit.core.runtime import Runtime
 from sqlalchemy import inspect, select
 from sqlmodel import SQLModel
 
 from memberkit import migrate
+from memberkit.core import plugins as plugin_registry
+from memberkit.core import settings as settings_module
+from memberkit.core.db import Database
+from memberkit.core.runtime import Runtime
 from tests.conftest import ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL
 
 PLUGIN_SOURCE = Path(__file__).parent / "thirdparty" / "mk_stamps"
@@ -160,11 +160,13 @@ def test_the_plugin_is_its_own_installed_distribution(stamps):
     assert (entry_point.name, entry_point.value) == ("stamps", MODULE)
 
     assert "stamps" in plugin_registry.installed()
-    module = plugin_registry.load("stamps")
-    assert Path(module.__file__).resolve().is_relative_to(stamps.target.resolve())
+    plugin = plugin_registry.load("stamps")
+    assert Path(plugin.hooks.__file__).resolve().is_relative_to(stamps.target.resolve())
+    assert Path(plugin.migrations).resolve() == (stamps.target / MODULE / "migrations").resolve()
 
     # Not a built-in: found by its entry point only.
-    assert "stamps" not in plugin_registry.BUILTIN_PLUGINS
+    assert f"memberkit.plugins.{MODULE}" not in plugin_registry.BUILTIN_PLUGINS and MODULE not in sys.modules[
+        "memberkit.plugins"].__dict__
     stamps.assert_repository_unchanged()
 
 

@@ -7,19 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from memberkit.core import clock, hookimpl
-from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
-from memberkit.core.events import record_order_paid
-from memberkit.core.models import Event
-from memberkit.core.runtime import Runtime
-from memberkit.core.types import Effect, RedemptionRefused, RedemptionResult
-from memberkit.plugins.tiering.models import TierChange, TierMember
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from memberkit import jobs
 from memberkit.cli import app
+from memberkit.core import clock
+from memberkit.core import settings as settings_module
+from memberkit.core.models import Event
+from memberkit.core.orders import record_order_paid
+from memberkit.core.runtime import Runtime
+from memberkit.core.types import Effect, RedemptionRefused, RedemptionResult
+from memberkit.plugin import Plugin, hookimpl
+from memberkit.plugins.tiering.models import TierChange, TierMember
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT, SIGN_UP, postgres_only, sign_up
 
 TIERS = """
@@ -447,6 +447,8 @@ def test_without_tiering_the_tier_is_neutral(make_runtime):
 class FakePoints:
     """Owns "points": every member holds 12,000; refuses to spend more than is left."""
 
+    plugin = Plugin("fakepoints")
+
     def __init__(self):
         self.spent: dict[str, int] = {}
 
@@ -467,10 +469,8 @@ FAKE_POINTS = FakePoints()
 
 
 @pytest.fixture
-def with_points(monkeypatch, make_runtime, make_api):
-    monkeypatch.setattr(plugin_registry, "BUILTIN_PLUGINS",
-                        {**plugin_registry.BUILTIN_PLUGINS, "fakepoints": "tests.test_tiering:FAKE_POINTS"})
-    plugin_registry.refresh()
+def with_points(add_plugin, make_runtime, make_api):
+    add_plugin(FAKE_POINTS)
     FAKE_POINTS.spent.clear()
     runtime = make_runtime(shop("alpha", plugins='"fakepoints", "tiering"') + "\n" + shop("plain"))
     api = make_api(runtime)

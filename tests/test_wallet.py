@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from memberkit.core import clock, events
-from memberkit.core.models import Coupon, Order
 from sqlalchemy import select
 
+from memberkit.core import clock, orders
+from memberkit.core.models import Coupon, Order
 from tests.conftest import MEMBER, ORDER_PAID, postgres_only, sign_up
 
 
@@ -93,7 +93,7 @@ def test_concurrent_orders_race_for_one_coupon(runtime, api):
     shop = runtime.shop("alpha")
 
     def order(n: int):
-        return events.record_order_paid(runtime, shop, None, order_id=f"o-{n}", member_id=member_id,
+        return orders.record_order_paid(runtime, shop, None, order_id=f"o-{n}", member_id=member_id,
                                         total=1000, coupon_codes=[code])
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -112,7 +112,7 @@ def test_concurrent_retries_of_one_order_record_it_once(runtime, api):
     shop = runtime.shop("alpha")
 
     def order(_: int):
-        return events.record_order_paid(runtime, shop, None, order_id="o-1", member_id=member_id, total=1000)
+        return orders.record_order_paid(runtime, shop, None, order_id="o-1", member_id=member_id, total=1000)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(order, range(24)))

@@ -12,21 +12,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.context import Context
-from memberkit.core.types import Adjustment, Cart, Effect, Job, PaidOrder, PriceStage
-from memberkit.plugins.flash_sale import stock
-from memberkit.plugins.flash_sale.settings import FlashSaleSettings
+from memberkit.plugin import Adjustment, Cart, Context, Effect, Job, PaidOrder, Plugin, PriceStage, hookimpl
+from memberkit.plugins.flash_sale import graphql, models, stock
+from memberkit.plugins.flash_sale.settings import NAME, FlashSaleSettings
 
-EXPIRY_EVERY = timedelta(minutes=1)
-
-
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, FlashSaleSettings)
-
-
-@hookimpl
-def jobs() -> list[Job]:
-    return [Job("expire_reservations", EXPIRY_EVERY, stock.expire_due)]
+plugin = Plugin(NAME, settings=FlashSaleSettings, graphql=graphql.contribute,
+                tables=(models.FlashSaleSale, models.FlashSaleReservation, models.FlashSaleMember),
+                jobs=(Job("expire_reservations", timedelta(minutes=1), stock.expire_due),))
 
 
 @hookimpl

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
-from memberkit.core.events import EventResult
-from memberkit.core.types import Effect, Refused
-from memberkit.plugins.flash_sale import stock
-from memberkit.schema.context import RequestContext
-from memberkit.schema.types import Money, UserError
 from strawberry.dataloader import DataLoader
+
+from memberkit.plugin import Effect, EventResult, Money, Refused, RequestContext, UserError, require_key
+from memberkit.plugins.flash_sale import stock
+from memberkit.plugins.flash_sale.settings import NAME
 
 
 @strawberry.enum
@@ -141,7 +140,7 @@ class ReserveFlashSalePayload:
 
 
 def _effect(kind: str, text: str) -> list[Effect]:
-    return [Effect(stock.PLUGIN, kind, text)]
+    return [Effect(NAME, kind, text)]
 
 
 async def _sale_payload(context: RequestContext, result: EventResult) -> FlashSalePayload:
@@ -155,8 +154,6 @@ async def _sale_payload(context: RequestContext, result: EventResult) -> FlashSa
 
 
 def _key(value: Optional[str]) -> Optional[str]:
-    from memberkit.core.events import require_key
-
     return require_key(value, "idempotencyKey") if value is not None else None
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column, timestamp
 
 
 class FlashSaleSale(SQLModel, table=True):
@@ -32,17 +33,17 @@ class FlashSaleSale(SQLModel, table=True):
     sku: str = Field(max_length=200)
     title: str = Field(max_length=200)
     price: int
-    starts_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    ends_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    starts_at: datetime = timestamp()
+    ends_at: datetime = timestamp()
     stock: int
     held: int = 0
     sold: int = 0
     per_member_limit: int
     members_only: bool
     min_tier: str | None = Field(default=None, max_length=32)
-    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    cancelled_at: datetime | None = timestamp(nullable=True)
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()
 
 
 class FlashSaleReservation(SQLModel, table=True):
@@ -58,14 +59,14 @@ class FlashSaleReservation(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64)
     sale_id: str = Field(max_length=32)  # no foreign key: see the module's docstring
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     quantity: int
     status: str = Field(max_length=16)
-    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = timestamp()
     checkout_id: str | None = Field(default=None, max_length=64)
     order_id: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()
 
 
 class FlashSaleMember(SQLModel, table=True):
@@ -74,7 +75,7 @@ class FlashSaleMember(SQLModel, table=True):
     __tablename__ = "flash_sale_member"
 
     sale_id: str = Field(primary_key=True, max_length=32)  # no foreign key: see the module's docstring
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     held: int = 0
     bought: int = 0

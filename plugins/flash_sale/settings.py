@@ -11,16 +11,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, time, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from memberkit.plugin import StrictModel
+
+NAME = "flash_sale"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class WeeklySale(BaseModel):
+class WeeklySale(StrictModel):
     """A sale that recurs every week at the same local time (the shop's timezone)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     weekday: str = Field(default="friday", description="monday .. sunday")
     start: time = Field(default=time(20, 0), description="local start time, e.g. 20:00")
@@ -63,10 +64,12 @@ class WeeklySale(BaseModel):
         raise AssertionError("unreachable: a week always has a next occurrence")
 
 
-class FlashSaleSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FlashSaleSettings(StrictModel):
     hold_minutes: int = Field(default=15, ge=1, le=24 * 60,
                               description="how long a reservation holds stock until the order is paid")
     max_quantity: int = Field(default=100, ge=1, description="the most units one reservation may ask for")
     weekly: WeeklySale | None = Field(default=None, description="a recurring weekly sale (the demo's Friday 20:00)")
+
+
+def settings_of(ctx) -> FlashSaleSettings:
+    return ctx.settings_for(NAME)

@@ -13,15 +13,22 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from memberkit.core.context import Context
-from memberkit.core.db import Prepared
-from memberkit.core.types import Effect, EffectKind, PaidOrder, Refused
-from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
-from memberkit.plugins.flash_sale.settings import FlashSaleSettings
 from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-PLUGIN = "flash_sale"
+from memberkit.plugin import (
+    Adjustment,
+    Context,
+    Effect,
+    EffectKind,
+    PaidOrder,
+    Prepared,
+    Refused,
+    require_aware,
+    upsert,
+)
+from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
+from memberkit.plugins.flash_sale.settings import NAME, settings_of
+
 SALES, RESERVATIONS, MEMBERS = FlashSaleSale.__table__, FlashSaleReservation.__table__, FlashSaleMember.__table__
 HELD, CONFIRMED, RELEASED, EXPIRED = "HELD", "CONFIRMED", "RELEASED", "EXPIRED"
 EXPIRY_BATCH = 500
@@ -30,12 +37,11 @@ EXPIRY_BATCH = 500
 _SALE = Prepared(select(SALES).where(SALES.c.id == bindparam("s"), SALES.c.shop == bindparam("shop")))
 # The per-member limit: one upsert of the member's counter row, whose UPDATE only happens within the limit
 # (and takes that row's lock); no row back means the limit would be passed.
-_MEMBER_HOLD = Prepared({name: dialect.insert(MEMBERS).values(
-    sale_id=bindparam("s"), member_id=bindparam("m"), shop=bindparam("shop"), held=bindparam("q"), bought=0)
-    .on_conflict_do_update(index_elements=["sale_id", "member_id"], set_={"held": MEMBERS.c.held + bindparam("q")},
-                           where=MEMBERS.c.held + MEMBERS.c.bought + bindparam("q") <= bindparam("limit"))
-    .returning(MEMBERS.c.held)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
+_MEMBER_HOLD = Prepared(upsert(
+    MEMBERS, values={"sale_id": bindparam("s"), "member_id": bindparam("m"), "shop": bindparam("shop"),
+                     "held": bindparam("q"), "bought": 0},
+    update={"held": MEMBERS.c.held + bindparam("q")},
+    where=MEMBERS.c.held + MEMBERS.c.bought + bindparam("q") <= bindparam("limit"), returning=(MEMBERS.c.held,)))
 # The stock: one conditional UPDATE on the sale row, inside the window and not cancelled.
 _SALE_HOLD = Prepared(SALES.update()
                       .where(SALES.c.id == bindparam("s"),
@@ -60,10 +66,6 @@ _SALE_TAKE = (SALES.update()
               .where(SALES.c.id == bindparam("s"), SALES.c.held + SALES.c.sold + bindparam("q") <= SALES.c.stock,
                      SALES.c.cancelled_at.is_(None))
               .values(sold=SALES.c.sold + bindparam("q")).returning(SALES.c.sold))
-
-
-def settings_of(ctx: Context) -> FlashSaleSettings:
-    return ctx.settings_for(PLUGIN) or FlashSaleSettings()
 
 
 def new_id(prefix: str) -> str:
@@ -100,10 +102,8 @@ class SaleFields:
 
 
 def check_fields(ctx: Context, f: SaleFields) -> None:
-    for name, moment in (("startsAt", f.starts_at), ("endsAt", f.ends_at)):
-        if moment.tzinfo is None:
-            raise Refused("TIMESTAMP_WITHOUT_OFFSET",
-                          f"{name} must carry a UTC offset, e.g. 2026-11-27T20:00:00+08:00", name)
+    require_aware(f.starts_at, "startsAt")
+    require_aware(f.ends_at, "endsAt")
     if not f.sku.strip() or len(f.sku) > 200:
         raise Refused("INVALID_SKU", "sku must be 1 to 200 characters", "sku")
     if not f.title.strip() or len(f.title) > 200:
@@ -283,7 +283,7 @@ def hold_for_checkout(ctx: Context, checkout_id: str, member_id: str | None, res
             raise Refused("RESERVATION_NOT_HELD", f"reservation {reservation_id!r} is not held for you "
                                                   "(expired, released, used, or in another checkout)",
                           "reservationIds")
-        effects.append(Effect(PLUGIN, "RESERVATION_HELD", f"reservation {reservation_id} ({done.quantity} units) "
+        effects.append(Effect(NAME, "RESERVATION_HELD", f"reservation {reservation_id} ({done.quantity} units) "
                                                           f"held for checkout {checkout_id}", rule="checkout"))
     return effects
 
@@ -312,7 +312,7 @@ def confirm_for_order(ctx: Context, order: PaidOrder) -> list[Effect]:
                                .returning(RESERVATIONS.c.sale_id, RESERVATIONS.c.quantity)).first()
         if row is not None:
             _move(ctx, [(row.sale_id, order.member_id, row.quantity, row.quantity)])
-            effects.append(Effect(PLUGIN, "RESERVATION_CONFIRMED",
+            effects.append(Effect(NAME, "RESERVATION_CONFIRMED",
                                   f"reservation {reservation_id}: {row.quantity} units sold", rule="paid"))
             continue
         effects.append(_confirm_lapsed(ctx, order, reservation_id, own))
@@ -323,10 +323,10 @@ def _confirm_lapsed(ctx: Context, order: PaidOrder, reservation_id: str, own) ->
     found = ctx.conn.execute(select(RESERVATIONS.c.status, RESERVATIONS.c.sale_id, RESERVATIONS.c.quantity)
                              .where(own)).first()
     if found is None:
-        return Effect(PLUGIN, EffectKind.CONFLICT, f"reservation {reservation_id} is not this member's",
+        return Effect(NAME, EffectKind.CONFLICT, f"reservation {reservation_id} is not this member's",
                       code="RESERVATION_NOT_FOUND", rule="paid")
     if found.status == CONFIRMED:
-        return Effect(PLUGIN, EffectKind.CONFLICT, f"reservation {reservation_id} was already used by an order",
+        return Effect(NAME, EffectKind.CONFLICT, f"reservation {reservation_id} was already used by an order",
                       code="RESERVATION_USED", rule="paid")
     # EXPIRED or RELEASED: the stock goes to this order if it is still there (one conditional UPDATE).
     taken = ctx.conn.execute(update(RESERVATIONS).where(own, RESERVATIONS.c.status == found.status)
@@ -337,12 +337,12 @@ def _confirm_lapsed(ctx: Context, order: PaidOrder, reservation_id: str, own) ->
         if ctx.conn.execute(_MEMBER_BUY, {"s": found.sale_id, "m": order.member_id, "q": found.quantity,
                                           "limit": limit}).first() is None:
             ctx.conn.execute(update(RESERVATIONS).where(own).values(status=found.status, order_id=None))
-            return Effect(PLUGIN, EffectKind.CONFLICT,
+            return Effect(NAME, EffectKind.CONFLICT,
                           f"reservation {reservation_id} was {found.status.lower()} before payment, and taking it "
                           f"now would pass the limit of {limit} units a member", code="LIMIT_EXCEEDED",
                           rule="paid_after_expiry")
         if ctx.conn.execute(_SALE_TAKE, {"s": found.sale_id, "q": found.quantity}).first() is not None:
-            return Effect(PLUGIN, "RESERVATION_CONFIRMED",
+            return Effect(NAME, "RESERVATION_CONFIRMED",
                           f"reservation {reservation_id} was {found.status.lower()} before payment; "
                           f"{found.quantity} units were still in stock and are sold", rule="paid_after_expiry")
         # Not there any more: undo this reservation's changes (the savepoint keeps the rest of the order).
@@ -351,7 +351,7 @@ def _confirm_lapsed(ctx: Context, order: PaidOrder, reservation_id: str, own) ->
                                         "bought": -found.quantity})
     code = "RESERVATION_EXPIRED" if found.status == EXPIRED else "RESERVATION_RELEASED"
     sold_out = taken is not None
-    return Effect(PLUGIN, EffectKind.CONFLICT,
+    return Effect(NAME, EffectKind.CONFLICT,
                   f"reservation {reservation_id} was {found.status.lower()} before payment"
                   + (" and the sale has no stock left for it" if sold_out else ""),
                   code="SOLD_OUT" if sold_out else code, rule="paid_after_expiry")
@@ -407,8 +407,6 @@ def sales_by_id(ctx: Context, ids) -> dict:
 
 def unit_price_adjustments(ctx: Context, cart) -> list:
     """Flash prices for the cart's reservations HELD by its member and not expired (reads only)."""
-    from memberkit.core.types import Adjustment
-
     if not cart.member_id or not cart.reservation_ids:
         return []
     rows = ctx.conn.execute(
@@ -429,7 +427,7 @@ def unit_price_adjustments(ctx: Context, cart) -> list:
         amount = (price - lines[0].unit_price) * units
         if amount < 0:
             # one unit price per line: the better of the member price and the flash price applies
-            adjustments.append(Adjustment(PLUGIN, "FLASH_PRICE", f"flash sale: {title} ({units} units)", amount,
+            adjustments.append(Adjustment(NAME, "FLASH_PRICE", f"flash sale: {title} ({units} units)", amount,
                                           sku=sku, exclusive_group=f"unit_price:{sku}"))
     return adjustments
 

@@ -10,13 +10,12 @@ never from the tiering plugin itself; who gets early access and how early are se
 
 from __future__ import annotations
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.context import Context
-from memberkit.core.types import Adjustment, Cart, PriceStage, PurchaseDenial
-from memberkit.plugins.member_only import rules
-from memberkit.plugins.member_only.settings import MemberOnlySettings
+from memberkit.plugin import Adjustment, Cart, Context, Plugin, PriceStage, PurchaseDenial, hookimpl
+from memberkit.plugins.member_only import graphql, rules
+from memberkit.plugins.member_only.models import ProductRule
+from memberkit.plugins.member_only.settings import NAME, MemberOnlySettings
 
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, MemberOnlySettings)
+plugin = Plugin(NAME, settings=MemberOnlySettings, tables=(ProductRule,), graphql=graphql.contribute)
 
 
 @hookimpl

@@ -5,9 +5,9 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
+
+from memberkit.plugin import Money, RequestContext, UserError, VisibleError
 from memberkit.plugins.member_only import rules
-from memberkit.schema.context import RequestContext, VisibleError
-from memberkit.schema.types import Money, UserError
 
 MAX_SKUS = 100
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
 from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import timestamp
 
 
 class ProductRule(SQLModel, table=True):
@@ -20,8 +21,8 @@ class ProductRule(SQLModel, table=True):
     sku: str = Field(sa_column=Column(String(200), primary_key=True))
     member_only: bool
     min_tier: str | None = Field(default=None, max_length=32)
-    launch_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    launch_at: datetime | None = timestamp(nullable=True)
     member_price: int | None = None
     event_id: int | None = None  # the core_event that last wrote the rule: who sent it, under which settings
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()
+    updated_at: datetime = timestamp()

@@ -26,17 +26,27 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from memberkit.core.context import Context
-from memberkit.core.events import EventResult, require_aware, run_event
-from memberkit.core.runtime import Runtime
-from memberkit.core.settings import Shop
-from memberkit.core.types import Adjustment, Cart, Effect, PurchaseDenial, Refused, TierInfo
-from memberkit.plugins.member_only.models import ProductRule
-from memberkit.plugins.member_only.settings import MemberOnlySettings
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-NAME = "member_only"
+from memberkit.plugin import (
+    Adjustment,
+    Cart,
+    Context,
+    Effect,
+    EventResult,
+    PurchaseDenial,
+    Refused,
+    Runtime,
+    Shop,
+    TierInfo,
+    money,
+    require_aware,
+    run_event,
+    upsert,
+)
+from memberkit.plugins.member_only.models import ProductRule
+from memberkit.plugins.member_only.settings import NAME, MemberOnlySettings, settings_of
+
 RULES: Table = ProductRule.__table__
 MAX_SKU_LENGTH = 200
 
@@ -44,10 +54,6 @@ MEMBERS_ONLY = "MEMBERS_ONLY"
 TIER_TOO_LOW = "TIER_TOO_LOW"
 NOT_LAUNCHED = "NOT_LAUNCHED"
 MEMBER_PRICE = "MEMBER_PRICE"
-
-
-def settings(ctx: Context) -> MemberOnlySettings:
-    return ctx.settings_for(NAME) or MemberOnlySettings()
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ def evaluate(ctx: Context, skus: Sequence[str], member_id: str | None) -> list[A
     one query for the rules, and the tier hooks at most once each."""
     wanted = [sku.strip() for sku in skus]
     rules = load_rules(ctx, set(wanted))
-    s, who = settings(ctx), Shopper(ctx, member_id)
+    s, who = settings_of(ctx), Shopper(ctx, member_id)
     return [decide(ctx, s, sku, rules.get(sku), who) for sku in wanted]
 
 
@@ -168,12 +174,6 @@ def denials(ctx: Context, cart: Cart) -> list[PurchaseDenial]:
     found = evaluate(ctx, [line.sku for line in cart.lines], cart.member_id)
     return [PurchaseDenial(access.sku, access.reason_code, access.reason)
             for access in found if not access.can_purchase and access.reason_code and access.reason]
-
-
-def money(amount: int) -> str:
-    """Minor units as major units with two decimals, without floats: 8900 -> "89.00"."""
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
 
 
 def member_prices(ctx: Context, cart: Cart) -> list[Adjustment]:
@@ -222,14 +222,8 @@ def check_min_tier(ctx: Context, min_tier: str | None, member_only: bool) -> str
     return code
 
 
-def _upsert(dialect: Any):
-    statement = dialect.insert(RULES)
-    kept = ("member_only", "min_tier", "launch_at", "member_price", "event_id", "updated_at")
-    return statement.on_conflict_do_update(index_elements=["shop", "sku"],
-                                           set_={name: statement.excluded[name] for name in kept})
-
-
-_UPSERT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+_UPSERT = upsert(RULES, update=lambda excluded: {name: excluded[name] for name in (
+    "member_only", "min_tier", "launch_at", "member_price", "event_id", "updated_at")})
 
 
 def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: str, member_only: bool,
@@ -254,7 +248,7 @@ def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: st
 
     def handle(ctx: Context) -> EventResult:
         code = checked["sku"]
-        ctx.conn.execute(_UPSERT[ctx.conn.dialect.name], {
+        ctx.conn.execute(_UPSERT.on(ctx.conn), {
             "shop": ctx.shop.slug, "sku": code, "member_only": member_only, "min_tier": checked["min_tier"],
             "launch_at": launch_at.astimezone(UTC) if launch_at else None, "member_price": member_price,
             "event_id": ctx.event_id, "created_at": ctx.now, "updated_at": ctx.now})

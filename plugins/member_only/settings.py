@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from memberkit.plugin import StrictModel
+
+NAME = "member_only"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
-class MemberOnlySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class MemberOnlySettings(StrictModel):
     early_access_min_tier: str | None = Field(
         default="GOLD", description="lowest tier code that may buy a new product before its launch (needs "
                                     "tiering; a tier the shop does not have gives nobody early access); "
@@ -32,3 +33,7 @@ class MemberOnlySettings(BaseModel):
         if value is not None and not re.fullmatch(TIER_CODE, value):
             raise ValueError("a tier code of upper-case letters, digits and _, e.g. GOLD")
         return value
+
+
+def settings_of(ctx) -> MemberOnlySettings:
+    return ctx.settings_for(NAME)

@@ -12,33 +12,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.context import Context
-from memberkit.core.types import (
+from memberkit.plugin import (
     Adjustment,
     Cart,
+    Context,
     Effect,
     Job,
     MemberChanges,
     MemberInfo,
     PaidOrder,
+    Plugin,
     PriceStage,
     Refused,
     SignUp,
+    hookimpl,
 )
-from memberkit.plugins.perks import rules
-from memberkit.plugins.perks.settings import PerksSettings
+from memberkit.plugins.perks import graphql, models, rules
+from memberkit.plugins.perks.settings import NAME, PerksSettings
 
-JOBS_EVERY = timedelta(hours=1)
-
-
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, PerksSettings)
-
-
-@hookimpl
-def jobs() -> list[Job]:
-    return [Job("birthday_coupons", JOBS_EVERY, rules.birthday_coupons),
-            Job("monthly_coupons", JOBS_EVERY, rules.monthly_coupons)]
+plugin = Plugin(NAME, settings=PerksSettings, graphql=graphql.contribute,
+                tables=(models.PerksFirstOrder, models.PerksBirthdayCoupon, models.PerksMonthlyCoupon,
+                        models.PerksFirstOrderHold),
+                jobs=(Job("birthday_coupons", timedelta(hours=1), rules.birthday_coupons),
+                      Job("monthly_coupons", timedelta(hours=1), rules.monthly_coupons)))
 
 
 @hookimpl
@@ -62,8 +58,8 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
 
 
 @hookimpl
-def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect]:
-    return rules.hold_first_order(ctx, checkout_id, cart)
+def checkout_hold(ctx: Context, checkout_id: str, cart: Cart, expires_at) -> list[Effect]:
+    return rules.hold_first_order(ctx, checkout_id, cart, expires_at)
 
 
 @hookimpl

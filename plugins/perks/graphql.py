@@ -5,6 +5,7 @@ from datetime import date
 from typing import Optional
 
 import strawberry
+
 from memberkit.plugins.perks import rules
 
 

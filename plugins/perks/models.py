@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-
-def _member_pk() -> Column:
-    return Column(String(32), ForeignKey("core_member.id"), primary_key=True)
+from memberkit.plugin import member_column, timestamp
 
 
 class PerksFirstOrder(SQLModel, table=True):
@@ -23,12 +20,12 @@ class PerksFirstOrder(SQLModel, table=True):
     __tablename__ = "perks_first_order"
     __table_args__ = (Index("ix_perks_first_order_shop_order", "shop", "order_id"),)
 
-    member_id: str = Field(sa_column=_member_pk())
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     order_id: str = Field(max_length=200)
     total: int
     coupon_id: str | None = Field(default=None, max_length=32)  # None: the order was below the minimum
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()
 
 
 class PerksBirthdayCoupon(SQLModel, table=True):
@@ -36,11 +33,11 @@ class PerksBirthdayCoupon(SQLModel, table=True):
 
     __tablename__ = "perks_birthday_coupon"
 
-    member_id: str = Field(sa_column=_member_pk())
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     year: int = Field(primary_key=True)
     shop: str = Field(max_length=64)
     coupon_id: str | None = Field(default=None, max_length=32)
-    issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    issued_at: datetime = timestamp()
 
 
 class PerksMonthlyCoupon(SQLModel, table=True):
@@ -48,12 +45,12 @@ class PerksMonthlyCoupon(SQLModel, table=True):
 
     __tablename__ = "perks_monthly_coupon"
 
-    member_id: str = Field(sa_column=_member_pk())
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     month: str = Field(primary_key=True, max_length=7)
     shop: str = Field(max_length=64)
     tier_code: str | None = Field(default=None, max_length=32)
     coupon_id: str | None = Field(default=None, max_length=32)
-    issued_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    issued_at: datetime = timestamp()
 
 
 class PerksFirstOrderHold(SQLModel, table=True):
@@ -61,7 +58,7 @@ class PerksFirstOrderHold(SQLModel, table=True):
 
     __tablename__ = "perks_first_order_hold"
 
-    member_id: str = Field(sa_column=_member_pk())
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     checkout_id: str = Field(max_length=64)
-    held_until: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    held_until: datetime = timestamp()

@@ -12,35 +12,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from memberkit.core.context import Context
-from memberkit.core.models import Member, MemberPersonal
-from memberkit.core.types import (
+from sqlalchemy import Connection, Table, and_, extract, func, select, update
+
+from memberkit.plugin import (
     Adjustment,
     Cart,
+    Context,
     Effect,
     EffectKind,
     MemberInfo,
-    OrderLine,
+    MemberPersonalRow,
+    MemberRow,
     PaidOrder,
     Refused,
     TierInfo,
+    percent_off,
+    upsert,
 )
 from memberkit.plugins.perks.models import PerksBirthdayCoupon, PerksFirstOrder, PerksFirstOrderHold, PerksMonthlyCoupon
-from memberkit.plugins.perks.settings import PerksSettings
-from sqlalchemy import Connection, Table, and_, extract, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from memberkit.plugins.perks.settings import NAME, PerksSettings, settings_of
 
-NAME = "perks"
 PERCENT_GROUP = "percent"
-MEMBERS, PERSONAL = Member.__table__, MemberPersonal.__table__
+MEMBERS, PERSONAL = MemberRow.__table__, MemberPersonalRow.__table__
 FIRST_ORDERS: Table = PerksFirstOrder.__table__
 FIRST_ORDER_HOLDS: Table = PerksFirstOrderHold.__table__
 BIRTHDAYS: Table = PerksBirthdayCoupon.__table__
 MONTHLY: Table = PerksMonthlyCoupon.__table__
-
-
-def settings(ctx: Context) -> PerksSettings:
-    return ctx.settings_for(NAME) or PerksSettings()
 
 
 def today(ctx: Context) -> date:
@@ -50,9 +47,8 @@ def today(ctx: Context) -> date:
 def claim(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT the row unless its key exists: True if this call made it. The constraint decides, so two
     transactions racing for one gift cannot both win (the loser waits for the winner, then finds its row)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return conn.execute(statement.returning(table.c.member_id)).first() is not None  # rowcount: -1 on psycopg
+    statement = upsert(table, returning=(table.c.member_id,)).on(conn)
+    return conn.execute(statement, values).first() is not None
 
 
 def _issue(ctx: Context, member_id: str, template: str, rule: str) -> tuple[str | None, Effect]:
@@ -139,31 +135,10 @@ def shopper(ctx: Context, member_id: str) -> Shopper | None:
     return Shopper(row.id, row.birthday, row.orders) if row else None
 
 
-def line_bases(lines: Iterable[OrderLine], subtotal: int) -> list[int]:
-    """Each line's share of the price so far: its list amount, or, when earlier stages took something off
-    (subtotal below the lines' sum), its proportional share of `subtotal`, rounded down."""
-    amounts = [line.amount for line in lines]
-    total = sum(amounts)
-    if total <= 0 or subtotal <= 0:
-        return [0] * len(amounts)
-    if subtotal >= total:
-        return amounts
-    return [amount * subtotal // total for amount in amounts]
-
-
-def percent_off(lines: tuple[OrderLine, ...], subtotal: int, percent: int,
-                excluded: Iterable[str] = ()) -> int:
-    """The discount (positive) of `percent` on the lines, rounded down to the minor unit on each line;
-    excluded categories get nothing. Never more than a line's share: percent is at most 100."""
-    skip = set(excluded)
-    return sum(base * percent // 100 for line, base in zip(lines, line_bases(lines, subtotal), strict=True)
-               if line.category not in skip)
-
-
 def percent_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustment]:
     """First order, birthday month and member day: each its own adjustment in the exclusive group
     "percent", where core keeps the largest (with the tier discount and any other percent)."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     who = shopper(ctx, cart.member_id) if cart.member_id else None
     if who is None or not cart.lines:
         return []
@@ -188,7 +163,7 @@ def percent_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustm
 def coupon_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustment]:
     """The threshold variant of the first-order discount: a fixed amount off once the price so far
     reaches the threshold (满100减30)."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     if s.first_order_discount != "threshold" or not cart.member_id or subtotal < max(s.first_order_threshold, 1):
         return []
     who = shopper(ctx, cart.member_id)
@@ -198,14 +173,13 @@ def coupon_adjustments(ctx: Context, cart: Cart, subtotal: int) -> list[Adjustme
     return [Adjustment(NAME, "FIRST_ORDER", f"first order {off} off orders of {s.first_order_threshold}", -off)]
 
 
-def hold_first_order(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect]:
+def hold_first_order(ctx: Context, checkout_id: str, cart: Cart, held_until: datetime) -> list[Effect]:
     """A checkout whose cart gets the first-order discount holds it, so a second open checkout of the same
     new member cannot be priced as a first order too (the last one to be paid would not be)."""
     subtotal = sum(line.amount for line in cart.lines)
     offered = percent_adjustments(ctx, cart, subtotal) + coupon_adjustments(ctx, cart, subtotal)
     if not cart.member_id or not any(a.code == "FIRST_ORDER" for a in offered):
         return []
-    held_until = ctx.now + timedelta(minutes=ctx.shop.checkout.hold_minutes)
     values = {"member_id": cart.member_id, "shop": ctx.shop.slug, "checkout_id": checkout_id,
               "held_until": held_until}
     if not claim(ctx.conn, FIRST_ORDER_HOLDS, values) and not ctx.conn.execute(
@@ -228,7 +202,7 @@ def release_first_order(ctx: Context, checkout_id: str) -> None:
 
 
 def welcome(ctx: Context, member: MemberInfo) -> list[Effect]:
-    template = settings(ctx).welcome_coupon
+    template = settings_of(ctx).welcome_coupon
     if template is None:
         return []
     return [_issue(ctx, member.id, template, "welcome")[1]]
@@ -237,7 +211,7 @@ def welcome(ctx: Context, member: MemberInfo) -> list[Effect]:
 def first_order(ctx: Context, order: PaidOrder) -> list[Effect]:
     """The first paid order (core numbers each member's orders) earns the first-order coupon if it reaches
     the minimum; the claimed row makes it once."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     if s.first_order_coupon is None or order.number != 1:
         return []
     if not claim(ctx.conn, FIRST_ORDERS, dict(
@@ -257,7 +231,7 @@ def first_order(ctx: Context, order: PaidOrder) -> list[Effect]:
 def birthday_change_veto(ctx: Context, member_id: str, previous: date | None) -> str | None:
     """Why a birthday change is refused, or None. Setting a birthday where none was is not a change;
     changing one is refused while the last change is younger than the limit."""
-    limit = settings(ctx).birthday_change_limit_days
+    limit = settings_of(ctx).birthday_change_limit_days
     if previous is None or not limit:
         return None
     changed_at: datetime | None = ctx.conn.execute(
@@ -277,7 +251,7 @@ def birthday_coupons(ctx: Context) -> str:
     """Give the birthday coupon to members whose birthday (the shop's calendar; 29 February on 28 February
     in other years) is today or earlier this month and who have none for this year. Safe to run twice,
     late, or after a gap: a birthday missed by the job is paid while its month lasts, never twice."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     if s.birthday_coupon is None:
         return "birthday coupon off"
     on = today(ctx)
@@ -320,7 +294,7 @@ def monthly_coupons(ctx: Context) -> str:
     """Give the monthly coupon to every member at or above the minimum tier who has none for this month
     (the shop's calendar). Without tiering, or with a minimum tier the shop does not have, it issues nothing
     and says so."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     if s.monthly_coupon is None:
         return "monthly coupon off"
     min_rank = None
@@ -367,7 +341,7 @@ class PerksView:
 
 
 def view(ctx: Context, member_id: str) -> PerksView | None:
-    s = settings(ctx)
+    s = settings_of(ctx)
     who = shopper(ctx, member_id)
     if who is None:
         return None

@@ -9,15 +9,15 @@ from __future__ import annotations
 import re
 from typing import Literal, Self
 
-from memberkit.core.settings import CouponTemplateName
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from memberkit.plugin import CouponTemplateName, StrictModel
+
+NAME = "perks"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
-class PerksSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PerksSettings(StrictModel):
     # sign-up
     welcome_coupon: CouponTemplateName | None = Field(
         default="WELCOME_10", description="coupon template issued at sign-up; empty: no sign-up gift")
@@ -106,3 +106,7 @@ class PerksSettings(BaseModel):
     def coupon_templates(self) -> list[str]:
         return [t for t in (self.welcome_coupon, self.first_order_coupon, self.birthday_coupon,
                             self.monthly_coupon) if t]
+
+
+def settings_of(ctx) -> PerksSettings:
+    return ctx.settings_for(NAME)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.types import Adjustment, Effect, Job, PriceStage, RedemptionResult
-from memberkit.plugins.points import ledger
-from memberkit.plugins.points.settings import PointsSettings
+from memberkit.plugin import Adjustment, Effect, Job, Plugin, PriceStage, RedemptionResult, hookimpl, money
+from memberkit.plugins.points import graphql, ledger, models
+from memberkit.plugins.points.settings import NAME, PointsSettings, settings_of
 
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, PointsSettings)
-
-
-@hookimpl
-def jobs():
-    return [Job("settle_lots", timedelta(hours=1), lambda ctx: f"{ledger.settle_due(ctx)} member(s) settled")]
+plugin = Plugin(
+    NAME, settings=PointsSettings, graphql=graphql.contribute,
+    tables=(models.PointsAccount, models.PointsEntry, models.PointsLot, models.PointsMilestone,
+            models.PointsActionDay, models.PointsHold),
+    jobs=(Job("settle_lots", timedelta(hours=1), lambda ctx: f"{ledger.settle_due(ctx)} member(s) settled"),),
+)
 
 
 @hookimpl
@@ -33,10 +32,10 @@ def capture_for_order(ctx, order) -> list[Effect]:
     held, spent = ledger.capture_hold(ctx, order.checkout_id, order.order_id)
     effects = []
     if spent:
-        effects.append(Effect(ledger.PLUGIN, "POINTS_SPENT", f"points -{spent} (order, held by checkout)",
+        effects.append(Effect(NAME, "POINTS_SPENT", f"points -{spent} (order, held by checkout)",
                               rule="order"))
     if spent < held:
-        effects.append(Effect(ledger.PLUGIN, "CONFLICT", f"{held - spent} of {held} held points were no longer "
+        effects.append(Effect(NAME, "CONFLICT", f"{held - spent} of {held} held points were no longer "
                               "there", code="INSUFFICIENT_POINTS", rule="order"))
     return effects
 
@@ -47,7 +46,7 @@ def price_adjustments(ctx, cart, stage, subtotal):
     at most `cash_max_percent` of the price so far; rounded down to the fen. Anonymous carts: nothing."""
     if stage is not PriceStage.POINTS or not cart.member_id or cart.points_to_redeem <= 0 or subtotal <= 0:
         return None
-    s = ledger.settings_of(ctx)
+    s = settings_of(ctx)
     balance = ledger.account_view(ctx, cart.member_id).balance
     cap = subtotal * s.cash_max_percent // 100
     points = min(cart.points_to_redeem, max(balance, 0), cap * s.cash_points_per_unit // s.unit)
@@ -55,7 +54,7 @@ def price_adjustments(ctx, cart, stage, subtotal):
     if off <= 0:
         return None
     points = -(-off * s.cash_points_per_unit // s.unit)  # the fewest points worth `off`
-    return [Adjustment(ledger.PLUGIN, "POINTS_AS_CASH", f"{points} points as cash ({ledger.money(off)})", -off,
+    return [Adjustment(NAME, "POINTS_AS_CASH", f"{points} points as cash ({money(off)})", -off,
                        uses=points)]
 
 
@@ -64,7 +63,7 @@ def checkout_hold(ctx, checkout_id, cart):
     if not cart.member_id or cart.points_to_redeem <= 0:
         return None
     ledger.hold(ctx, cart.member_id, checkout_id, cart.points_to_redeem)
-    return [Effect(ledger.PLUGIN, "POINTS_HELD", f"{cart.points_to_redeem} points held", rule="points_as_cash")]
+    return [Effect(NAME, "POINTS_HELD", f"{cart.points_to_redeem} points held", rule="points_as_cash")]
 
 
 @hookimpl
@@ -88,10 +87,10 @@ def redemption(ctx, member_id, redemption):
                          note=None if partial else redemption.reference)
     effects = []
     if spent:
-        effects.append(Effect(ledger.PLUGIN, "POINTS_SPENT", f"points -{spent} ({redemption.reason})",
+        effects.append(Effect(NAME, "POINTS_SPENT", f"points -{spent} ({redemption.reason})",
                               rule=redemption.reason))
     if spent < redemption.amount:
-        effects.append(Effect(ledger.PLUGIN, "CONFLICT", f"{redemption.amount - spent} of {redemption.amount} "
+        effects.append(Effect(NAME, "CONFLICT", f"{redemption.amount - spent} of {redemption.amount} "
                               "points were no longer there", code="INSUFFICIENT_POINTS", rule=redemption.reason))
     return RedemptionResult(spent, tuple(effects))
 
@@ -99,4 +98,4 @@ def redemption(ctx, member_id, redemption):
 @hookimpl
 def points_to_earn(ctx, cart, total):
     tier = ctx.member_tier(cart.member_id) if cart.member_id else None
-    return sum(g.points for g in ledger.purchase_grants(ledger.settings_of(ctx), total, cart.lines, ctx.now, tier))
+    return sum(g.points for g in ledger.purchase_grants(settings_of(ctx), total, cart.lines, ctx.now, tier))

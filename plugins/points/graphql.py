@@ -5,16 +5,25 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
-from memberkit.core import clock
-from memberkit.core.events import EventResult, load_member
-from memberkit.core.models import Coupon as CouponRow
-from memberkit.core.types import Effect, Refused
+
+from memberkit.plugin import (
+    Coupon,
+    Effect,
+    EventResult,
+    PageInfo,
+    Refused,
+    RequestContext,
+    UserError,
+    VisibleError,
+    clock,
+    coupon_view,
+    event_payload,
+    load_member,
+    load_member_view,
+    payload_of,
+)
 from memberkit.plugins.points import ledger
-from memberkit.schema.context import RequestContext, VisibleError
-from memberkit.schema.core import coupon_view, event_payload, payload_of
-from memberkit.schema.core import load_member as load_member_view
-from memberkit.schema.types import Coupon, PageInfo, UserError
-from sqlalchemy import select
+from memberkit.plugins.points.settings import NAME, settings_of
 
 MAX_PAGE = 100
 
@@ -130,7 +139,7 @@ class AdjustPointsInput:
 def _rewards(Member):
     def resolve(info: strawberry.Info) -> list[Reward]:
         """The shop's rewards catalogue: what points buy."""
-        settings = ledger.settings_of_shop(info.context.shop)
+        settings = info.context.shop.settings_for(NAME)
         return [Reward(id=strawberry.ID(r.id), title=r.title, cost_points=r.cost_points) for r in settings.rewards]
     return resolve
 
@@ -151,7 +160,7 @@ def _redeem_reward(Member):
 
         def handle(ctx) -> EventResult:
             load_member(ctx.conn, ctx.shop.slug, member_id)
-            reward = ledger.settings_of(ctx).reward(input.reward_id)
+            reward = settings_of(ctx).reward(input.reward_id)
             if reward is None:
                 raise Refused("REWARD_NOT_FOUND", f"no reward {input.reward_id!r} in this shop", "rewardId")
             if reward.coupon_template not in ctx.shop.coupons:
@@ -159,16 +168,15 @@ def _redeem_reward(Member):
             ledger.spend(ctx, member_id, reward.cost_points, "SPEND", f"reward:{reward.id}",
                          note=f"key {input.idempotency_key}")
             coupon = ctx.wallet.issue(member_id, reward.coupon_template, source=f"points:reward:{reward.id}")
-            effects = [Effect(ledger.PLUGIN, "POINTS_SPENT", f"points -{reward.cost_points} ({reward.title})",
-                              rule=f"reward:{reward.id}"), ctx.wallet.issued_effect(ledger.PLUGIN, coupon)]
+            effects = [Effect(NAME, "POINTS_SPENT", f"points -{reward.cost_points} ({reward.title})",
+                              rule=f"reward:{reward.id}"), ctx.wallet.issued_effect(NAME, coupon)]
             return EventResult(member_id, effects, data={"coupon_id": coupon.id, "points_spent": reward.cost_points})
 
         result = await context.event("points.redeem_reward", member_id, {"reward_id": input.reward_id}, handle,
                                      idempotency_key=input.idempotency_key)
         coupon = None
         if result.data.get("coupon_id"):
-            coupon = await context.read(lambda ctx: coupon_view(ctx.conn.execute(
-                select(CouponRow).where(CouponRow.id == result.data["coupon_id"])).one(), ctx))
+            coupon = await context.read(lambda ctx: coupon_view(ctx.wallet.coupon(result.data["coupon_id"]), ctx))
         member = await _member(info, Member, result.member_id)
         return RedeemRewardPayload(coupon=coupon, points_spent=result.data.get("points_spent", 0), member=member,
                                    duplicate=result.duplicate, errors=[UserError.of(e) for e in result.errors])
@@ -234,13 +242,13 @@ def _adjust_points(Member):
             if input.delta > 0:
                 locked = ledger.lock(ctx, input.member_id)
                 ledger.earn(ctx, input.member_id, input.delta, "ADJUST", "manual", locked, actor=key, note=reason)
-                return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
+                return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED",
                                                             f"points +{input.delta} ({reason})", rule="manual")])
-            if ledger.settings_of(ctx).allow_negative_balance:
+            if settings_of(ctx).allow_negative_balance:
                 ledger.take_back(ctx, input.member_id, -input.delta, "ADJUST", "manual", None, key, reason)
             else:
                 ledger.spend(ctx, input.member_id, -input.delta, "ADJUST", "manual", actor=key, note=reason)
-            return EventResult(input.member_id, [Effect(ledger.PLUGIN, "POINTS_ADJUSTED",
+            return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED",
                                                         f"points {input.delta} ({reason})", rule="manual")])
 
         result = await context.event("points.adjust", None,

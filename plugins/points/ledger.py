@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from memberkit.core.context import Context
-from memberkit.core.db import Prepared
-from memberkit.core.types import Effect, RedemptionRefused, Refused, TierInfo
+from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
+
+from memberkit.plugin import Context, Effect, Prepared, RedemptionRefused, Refused, TierInfo, money, upsert
 from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
@@ -18,11 +18,8 @@ from memberkit.plugins.points.models import (
     PointsLot,
     PointsMilestone,
 )
-from memberkit.plugins.points.settings import PointsSettings
-from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
-from sqlalchemy.dialects import postgresql, sqlite
+from memberkit.plugins.points.settings import NAME, PointsSettings, settings_of
 
-PLUGIN = "points"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the expiry of points that do not expire
 ACCOUNTS, ENTRIES, LOTS = PointsAccount.__table__, PointsEntry.__table__, PointsLot.__table__
 MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
@@ -30,24 +27,22 @@ HOLDS = PointsHold.__table__
 
 # The statements of every order, compiled once per dialect and run at driver level.
 # Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
-_LOCK = Prepared({name: dialect.insert(ACCOUNTS).values(member_id=bindparam("m"), shop=bindparam("shop"),
-                                                        lifetime_spend=bindparam("spend"), next_due_at=NEVER)
-                  .on_conflict_do_update(index_elements=["member_id"],
-                                         set_={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")})
-                  .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)
-                  for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
+_LOCK = Prepared(upsert(
+    ACCOUNTS, values={"member_id": bindparam("m"), "shop": bindparam("shop"), "lifetime_spend": bindparam("spend"),
+                      "next_due_at": NEVER},
+    update={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")},
+    returning=(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)))
 _NEXT_DUE_AT = case((or_(ACCOUNTS.c.next_due_at.is_(None), ACCOUNTS.c.next_due_at <= bindparam("due")),
                      ACCOUNTS.c.next_due_at), else_=bindparam("due"))
 # An order's points where no debt can be owed: credited by the same upsert that locks the account.
-_LOCK_AND_EARN = Prepared({name: dialect.insert(ACCOUNTS).values(
-    member_id=bindparam("m"), shop=bindparam("shop"), lifetime_spend=bindparam("spend"), balance=bindparam("b"),
-    pending=bindparam("p"), lifetime_earned=bindparam("e"), next_due_at=bindparam("due"))
-    .on_conflict_do_update(index_elements=["member_id"], set_={
-        "lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend"),
-        "balance": ACCOUNTS.c.balance + bindparam("b"), "pending": ACCOUNTS.c.pending + bindparam("p"),
-        "lifetime_earned": ACCOUNTS.c.lifetime_earned + bindparam("e"), "next_due_at": _NEXT_DUE_AT})
-    .returning(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))})
+_LOCK_AND_EARN = Prepared(upsert(
+    ACCOUNTS, values={"member_id": bindparam("m"), "shop": bindparam("shop"), "lifetime_spend": bindparam("spend"),
+                      "balance": bindparam("b"), "pending": bindparam("p"), "lifetime_earned": bindparam("e"),
+                      "next_due_at": bindparam("due")},
+    update={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend"),
+            "balance": ACCOUNTS.c.balance + bindparam("b"), "pending": ACCOUNTS.c.pending + bindparam("p"),
+            "lifetime_earned": ACCOUNTS.c.lifetime_earned + bindparam("e"), "next_due_at": _NEXT_DUE_AT},
+    returning=(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)))
 _EARN_ACCOUNT = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
     balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
     debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"),
@@ -79,24 +74,10 @@ _OPEN_LOTS = Prepared(select(LOTS.c.id, LOTS.c.remaining)
 _TAKE_FROM_LOT = Prepared(LOTS.update().where(LOTS.c.id == bindparam("lot")).values(
     remaining=LOTS.c.remaining - bindparam("take"),
     state=case((LOTS.c.remaining == bindparam("take"), "closed"), else_=LOTS.c.state)))
+_CLAIM_MILESTONE, _ADD_ACTION_DAY = upsert(MILESTONES), upsert(ACTION_DAYS)
 _SPEND = Prepared(ACCOUNTS.update()
                   .where(ACCOUNTS.c.member_id == bindparam("m"), ACCOUNTS.c.balance >= bindparam("n"))
                   .values(balance=ACCOUNTS.c.balance - bindparam("n")))
-
-def settings_of(ctx: Context) -> PointsSettings:
-    return ctx.settings_for(PLUGIN)
-
-
-def settings_of_shop(shop) -> PointsSettings:
-    return shop.settings_for(PLUGIN)
-
-
-def money(amount: int) -> str:
-    """Minor units as a plain decimal for messages: 12345 -> 123.45 (no floats)."""
-    sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
 
 def expiry_for(ctx: Context, earned_at: datetime) -> datetime:
     """The end of the Nth month after the month of earning, in the shop's timezone."""
@@ -410,22 +391,21 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
         for grant in grants:
             add_lot(ctx, order.member_id, grant.points, grant.points, "EARN", grant.rule, order.order_id, available_at)
     for grant in grants:
-        effects.append(Effect(PLUGIN, "POINTS_EARNED", f"points +{grant.points} ({grant.why})", rule=grant.rule))
+        effects.append(Effect(NAME, "POINTS_EARNED", f"points +{grant.points} ({grant.why})", rule=grant.rule))
     before = locked.lifetime_spend - order.total
     for milestone in settings.milestones:
         if before < milestone.lifetime_spend <= locked.lifetime_spend:
-            first_time = ctx.conn.execute(
-                {"postgresql": postgresql, "sqlite": sqlite}[ctx.conn.dialect.name].insert(MILESTONES)
-                .values(member_id=order.member_id, lifetime_spend=milestone.lifetime_spend, shop=ctx.shop.slug,
-                        order_id=order.order_id).on_conflict_do_nothing()).rowcount
+            first_time = ctx.conn.execute(_CLAIM_MILESTONE.on(ctx.conn), dict(
+                member_id=order.member_id, lifetime_spend=milestone.lifetime_spend, shop=ctx.shop.slug,
+                order_id=order.order_id)).rowcount
             if first_time:
                 rule = f"milestone:{milestone.lifetime_spend}"
                 earn(ctx, order.member_id, milestone.points, "EARN", rule, locked, order_id=order.order_id,
                      available_at=available_at)
-                effects.append(Effect(PLUGIN, "POINTS_EARNED", f"points +{milestone.points} (lifetime spend "
+                effects.append(Effect(NAME, "POINTS_EARNED", f"points +{milestone.points} (lifetime spend "
                                       f"passed {money(milestone.lifetime_spend)})", rule=rule))
     if available_at and effects:
-        effects.append(Effect(PLUGIN, "POINTS_PENDING", f"spendable from {available_at:%Y-%m-%d %H:%M} UTC",
+        effects.append(Effect(NAME, "POINTS_PENDING", f"spendable from {available_at:%Y-%m-%d %H:%M} UTC",
                               rule="pending_days"))
     return effects
 
@@ -447,10 +427,10 @@ def reverse_for_refund(ctx: Context, refund) -> list[Effect]:
         return []
     taken, shortfall = take_back(ctx, order.member_id, due, "REFUND", "refund", order.order_id,
                                  note=f"refund {refund.refund_id}")
-    effects = [Effect(PLUGIN, "POINTS_REVERSED", f"points -{taken} (refund of {money(refund.amount)})",
+    effects = [Effect(NAME, "POINTS_REVERSED", f"points -{taken} (refund of {money(refund.amount)})",
                       rule="refund")] if taken else []
     if shortfall:
-        effects.append(Effect(PLUGIN, "POINTS_SHORTFALL", f"{shortfall} points already spent: shortfall recorded",
+        effects.append(Effect(NAME, "POINTS_SHORTFALL", f"{shortfall} points already spent: shortfall recorded",
                               code="POINTS_SHORTFALL", rule="refund"))
     return effects
 
@@ -461,9 +441,8 @@ def reverse_for_refund(ctx: Context, refund) -> list[Effect]:
 def count_action(ctx: Context, member_id: str, action: str, cap: int) -> bool:
     """One more of `action` today (shop's timezone) unless the cap is reached: a conditional UPDATE."""
     day = ctx.shop.local(ctx.now).date().isoformat()
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}[ctx.conn.dialect.name]
-    ctx.conn.execute(dialect.insert(ACTION_DAYS).values(member_id=member_id, action=action, day=day,
-                                                         shop=ctx.shop.slug, count=0).on_conflict_do_nothing())
+    ctx.conn.execute(_ADD_ACTION_DAY.on(ctx.conn), dict(member_id=member_id, action=action, day=day,
+                                                        shop=ctx.shop.slug, count=0))
     return bool(ctx.conn.execute(
         ACTION_DAYS.update().where(ACTION_DAYS.c.member_id == member_id, ACTION_DAYS.c.action == action,
                                    ACTION_DAYS.c.day == day, ACTION_DAYS.c.count < cap)
@@ -479,7 +458,7 @@ def reward_action(ctx: Context, member_id: str, action: str) -> list[Effect]:
         raise Refused("DAILY_CAP_REACHED", f"{action} earns points {spec.daily_cap} time(s) a day", "action")
     locked = lock(ctx, member_id)
     earn(ctx, member_id, spec.points, "EARN", f"action:{action}", locked)
-    return [Effect(PLUGIN, "POINTS_EARNED", f"points +{spec.points} ({action})", rule=f"action:{action}")]
+    return [Effect(NAME, "POINTS_EARNED", f"points +{spec.points} ({action})", rule=f"action:{action}")]
 
 
 # ---------------------------------------------------------------- reads (never write)

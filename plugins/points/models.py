@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-
-def _member_fk() -> Column:
-    return Column(String(32), ForeignKey("core_member.id"), nullable=False)
+from memberkit.plugin import member_column, timestamp
 
 
 class PointsAccount(SQLModel, table=True):
     __tablename__ = "points_account"
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     balance: int = 0  # spendable now (held points excluded)
     held: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # held by open checkouts
@@ -32,7 +29,7 @@ class PointsAccount(SQLModel, table=True):
     lifetime_spend: int = 0  # money paid, net of refunds: what milestones count
     # No lot matures or expires before this instant, so a write skips looking for due lots until then;
     # NULL: not known (look, then set it).
-    next_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    next_due_at: datetime | None = timestamp(nullable=True)
 
 
 class PointsEntry(SQLModel, table=True):
@@ -46,7 +43,7 @@ class PointsEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=_member_fk())
+    member_id: str = Field(sa_column=member_column())
     delta: int
     reason: str = Field(max_length=24)  # EARN | SPEND | REFUND | EXPIRE | ADJUST
     rule: str = Field(max_length=80)  # base, category:shoes, threshold:100000, reward:coupon_10, ...
@@ -54,7 +51,7 @@ class PointsEntry(SQLModel, table=True):
     event_id: int | None = None
     actor: str | None = Field(default=None, max_length=32)  # the key that adjusted by hand
     note: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = timestamp()
 
 
 class PointsLot(SQLModel, table=True):
@@ -70,14 +67,14 @@ class PointsLot(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=_member_fk())
+    member_id: str = Field(sa_column=member_column())
     entry_id: int
     order_id: str | None = Field(default=None, max_length=200)
     amount: int
     remaining: int
     state: str = Field(max_length=8)  # pending | open | closed (spent out or expired)
-    available_at: datetime = Field(sa_type=UTCDateTime)
-    expires_at: datetime = Field(sa_type=UTCDateTime)  # NEVER for points that do not expire
+    available_at: datetime = timestamp()
+    expires_at: datetime = timestamp()  # NEVER for points that do not expire
 
 
 class PointsMilestone(SQLModel, table=True):
@@ -85,7 +82,7 @@ class PointsMilestone(SQLModel, table=True):
 
     __tablename__ = "points_milestone"
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     lifetime_spend: int = Field(primary_key=True)
     shop: str = Field(max_length=64)
     order_id: str = Field(max_length=200)
@@ -96,7 +93,7 @@ class PointsActionDay(SQLModel, table=True):
 
     __tablename__ = "points_action_day"
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     action: str = Field(primary_key=True, max_length=40)
     day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD in the shop's timezone
     shop: str = Field(max_length=64)
@@ -112,9 +109,9 @@ class PointsHold(SQLModel, table=True):
 
     checkout_id: str = Field(primary_key=True, max_length=64)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=_member_fk())
+    member_id: str = Field(sa_column=member_column())
     amount: int
     status: str = Field(max_length=10)  # HELD | CAPTURED | RELEASED
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    settled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = timestamp()
+    settled_at: datetime | None = timestamp(nullable=True)
     order_id: str | None = Field(default=None, max_length=200)

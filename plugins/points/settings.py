@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Self
 
-from memberkit.core.settings import CouponTemplateName
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
+
+from memberkit.plugin import CouponTemplateName, StrictModel
+
+NAME = "points"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WindowMultiplier(_Strict):
+class WindowMultiplier(StrictModel):
     """A campaign: lines paid inside [starts_at, ends_at) earn `multiplier_percent` of their base points."""
 
     name: str = Field(min_length=1)
@@ -28,29 +27,29 @@ class WindowMultiplier(_Strict):
         return self
 
 
-class ThresholdBonus(_Strict):
+class ThresholdBonus(StrictModel):
     min_total: int = Field(gt=0, description="order total in minor units")
     points: int = Field(gt=0)
 
 
-class Milestone(_Strict):
+class Milestone(StrictModel):
     lifetime_spend: int = Field(gt=0, description="cumulative paid spend in minor units, net of refunds")
     points: int = Field(gt=0)
 
 
-class Action(_Strict):
+class Action(StrictModel):
     points: int = Field(gt=0)
     daily_cap: int = Field(ge=1, description="times a day a member earns it, in the shop's timezone")
 
 
-class Reward(_Strict):
+class Reward(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1)
     cost_points: int = Field(gt=0)
     coupon_template: CouponTemplateName = Field(min_length=1, description="a coupon template of the shop's [coupons]")
 
 
-class PointsSettings(_Strict):
+class PointsSettings(StrictModel):
     points_per_unit: int = Field(1, ge=0, description="points per `unit` of money actually paid")
     unit: int = Field(100, gt=0, description="minor units in one unit of money: 100 fen = 1 yuan")
     category_multipliers: dict[str, int] = Field(
@@ -83,3 +82,7 @@ class PointsSettings(_Strict):
 
     def reward(self, reward_id: str) -> Reward | None:
         return next((r for r in self.rewards if r.id == reward_id), None)
+
+
+def settings_of(ctx) -> PointsSettings:
+    return ctx.settings_for(NAME)

@@ -14,21 +14,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.context import Context
-from memberkit.core.types import Effect, Job, MemberInfo, PaidOrder, Refund, SignUp
-from memberkit.plugins.referral import rewards
-from memberkit.plugins.referral.settings import ReferralSettings
+from memberkit.plugin import Context, Effect, Job, MemberInfo, PaidOrder, Plugin, Refund, SignUp, hookimpl
+from memberkit.plugins.referral import graphql, models, rewards
+from memberkit.plugins.referral.settings import NAME, ReferralSettings
 
-NAME = rewards.NAME
-
-
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, ReferralSettings)
-
-
-@hookimpl
-def jobs() -> list[Job]:
-    return [Job("assign_codes", timedelta(hours=1), rewards.assign_missing_codes)]
+plugin = Plugin(NAME, settings=ReferralSettings, graphql=graphql.contribute,
+                tables=(models.ReferralCode, models.ReferralFriend, models.ReferralMonth),
+                jobs=(Job("assign_codes", timedelta(hours=1), rewards.assign_missing_codes),))
 
 
 @hookimpl

@@ -4,8 +4,10 @@ the bonuses that stand)."""
 from typing import Optional
 
 import strawberry
-from memberkit.core.context import Context
+
+from memberkit.plugin import Context
 from memberkit.plugins.referral import rewards
+from memberkit.plugins.referral.settings import settings_of
 
 
 @strawberry.type(description="The member's referral code and what it brought: friends who signed up with it "
@@ -24,7 +26,7 @@ def summary_of(ctx: Context, member_id: str) -> ReferralSummary | None:
     if row is None:
         return None
     return ReferralSummary(code=row.code, invited=row.invited, rewarded=row.rewarded, bonuses=row.bonuses,
-                           share_link=rewards.settings(ctx).share_link(row.code))
+                           share_link=settings_of(ctx).share_link(row.code))
 
 
 async def referral(root, info: strawberry.Info) -> Optional[ReferralSummary]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column, timestamp
 
 
 class ReferralCode(SQLModel, table=True):
@@ -19,13 +20,13 @@ class ReferralCode(SQLModel, table=True):
     __tablename__ = "referral_code"
     __table_args__ = (UniqueConstraint("shop", "code", name="uq_referral_code_shop_code"),)
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     code: str = Field(max_length=16)
     invited: int = 0
     rewarded: int = 0
     bonuses: int = 0
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()
 
 
 class ReferralFriend(SQLModel, table=True):
@@ -36,9 +37,9 @@ class ReferralFriend(SQLModel, table=True):
     __tablename__ = "referral_friend"
     __table_args__ = (Index("ix_referral_friend_shop_referrer", "shop", "referrer_id"),)
 
-    friend_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    friend_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
-    referrer_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    referrer_id: str = Field(sa_column=member_column())
     code: str = Field(max_length=16)
     status: str = Field(max_length=12)
     reason: str | None = Field(default=None, max_length=40)
@@ -46,9 +47,9 @@ class ReferralFriend(SQLModel, table=True):
     friend_coupon_id: str | None = Field(default=None, max_length=32)
     referrer_coupon_id: str | None = Field(default=None, max_length=32)
     bonus_coupon_id: str | None = Field(default=None, max_length=32)
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    rewarded_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
-    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    created_at: datetime = timestamp()
+    rewarded_at: datetime | None = timestamp(nullable=True)
+    withdrawn_at: datetime | None = timestamp(nullable=True)
 
 
 class ReferralMonth(SQLModel, table=True):
@@ -57,7 +58,7 @@ class ReferralMonth(SQLModel, table=True):
 
     __tablename__ = "referral_month"
 
-    referrer_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    referrer_id: str = Field(sa_column=member_column(primary_key=True))
     month: str = Field(primary_key=True, max_length=7)
     shop: str = Field(max_length=64)
     rewarded: int = 0

@@ -26,18 +26,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from memberkit.core.context import Context
-from memberkit.core.models import Member, MemberPersonal
-from memberkit.core.types import Effect, EffectKind, MemberInfo, PaidOrder, Refund, SignUp
-from memberkit.core.wallet import new_code
-from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
-from memberkit.plugins.referral.settings import ReferralSettings
 from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-NAME = "referral"
+from memberkit.plugin import (
+    Context,
+    Effect,
+    EffectKind,
+    MemberInfo,
+    MemberPersonalRow,
+    MemberRow,
+    PaidOrder,
+    Refund,
+    SignUp,
+    new_code,
+    upsert,
+)
+from memberkit.plugins.referral.models import ReferralCode, ReferralFriend, ReferralMonth
+from memberkit.plugins.referral.settings import NAME, ReferralSettings, settings_of
+
 CODES, FRIENDS, MONTHS = ReferralCode.__table__, ReferralFriend.__table__, ReferralMonth.__table__
-PERSONAL, MEMBERS = MemberPersonal.__table__, Member.__table__
+PERSONAL, MEMBERS = MemberPersonalRow.__table__, MemberRow.__table__
 CODE_ATTEMPTS = 8  # a collision among 32^8 codes is rare; eight in a row is not going to happen
 CHAIN_DEPTH = 20  # how far up "who invited the referrer" the self-referral check looks
 JOB_BATCH = 500
@@ -48,10 +56,7 @@ WITHDRAW_RULE = "referral.withdraw_on_full_refund"
 PENDING, REWARDED, REFUSED, WITHDRAWN = "PENDING", "REWARDED", "REFUSED", "WITHDRAWN"
 
 # Prebuilt statements (compiled once per dialect).
-_INSERT_CODE = {name: dialect.insert(CODES).on_conflict_do_nothing()
-                for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
-_INSERT_MONTH = {name: dialect.insert(MONTHS).on_conflict_do_nothing()
-                 for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_INSERT_CODE, _INSERT_MONTH = upsert(CODES), upsert(MONTHS)
 _OWNER_OF_CODE = (select(CODES.c.member_id)
                   .where(CODES.c.shop == bindparam("p_shop"), CODES.c.code == bindparam("p_code"))
                   .with_for_update())
@@ -71,10 +76,6 @@ _START_FIRST_ORDER = (update(FRIENDS)
 _INVITER = select(FRIENDS.c.referrer_id).where(FRIENDS.c.friend_id == bindparam("p_friend"))
 
 
-def settings(ctx: Context) -> ReferralSettings:
-    return ctx.settings_for(NAME)
-
-
 def normalise(code: str) -> str:
     """What a member typed or a link carried: case, spaces and dashes do not matter."""
     return "".join(c for c in code.upper() if not c.isspace() and c != "-")
@@ -89,7 +90,7 @@ def no_reward(code: str, description: str, rule: str) -> Effect:
 
 def assign_code(ctx: Context, member_id: str, s: ReferralSettings) -> str | None:
     """Give the member a random code unless they have one; None if they already had one."""
-    statement = _INSERT_CODE[ctx.conn.dialect.name]
+    statement = _INSERT_CODE.on(ctx.conn)
     for _ in range(CODE_ATTEMPTS):
         code = new_code(s.code_length)
         inserted = ctx.conn.execute(statement, {
@@ -104,7 +105,7 @@ def assign_code(ctx: Context, member_id: str, s: ReferralSettings) -> str | None
 
 def assign_missing_codes(ctx: Context) -> str:
     """The job: members who joined before the shop enabled referral get a code. Idempotent."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     assigned = 0
     while True:
         missing = ctx.conn.execute(
@@ -129,7 +130,7 @@ def summary(ctx: Context, member_id: str) -> Any | None:
 
 
 def on_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
-    s = settings(ctx)
+    s = settings_of(ctx)
     assign_code(ctx, member.id, s)
     if not signup.referral_code:
         return []
@@ -202,7 +203,7 @@ def pay(ctx: Context, s: ReferralSettings, friend: str, referrer: str) -> list[E
     ctx.conn.execute(_LOCK_REFERRER, {"p_referrer": referrer})  # the lock order: code row, then month row
     if s.monthly_cap:
         month = ctx.shop.local(ctx.now).strftime("%Y-%m")
-        ctx.conn.execute(_INSERT_MONTH[ctx.conn.dialect.name],
+        ctx.conn.execute(_INSERT_MONTH.on(ctx.conn),
                          {"referrer_id": referrer, "month": month, "shop": ctx.shop.slug, "rewarded": 0})
         taken = ctx.conn.execute(_TAKE_MONTH, {"p_referrer": referrer, "p_month": month,
                                                "p_cap": s.monthly_cap}).rowcount
@@ -248,12 +249,12 @@ def on_order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
                                                      "p_order": order.order_id, "p_now": ctx.now}).scalar()
     if referrer is None:
         return []
-    return pay(ctx, settings(ctx), order.member_id, referrer)
+    return pay(ctx, settings_of(ctx), order.member_id, referrer)
 
 
 def on_order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     """A fully refunded first order takes back the referral coupons it paid that are still unused."""
-    s = settings(ctx)
+    s = settings_of(ctx)
     if not (refund.is_full and s.withdraw_on_full_refund):
         return []
     row = ctx.conn.execute(

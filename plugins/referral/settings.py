@@ -9,13 +9,14 @@ from __future__ import annotations
 import string
 from typing import Literal, Self
 
-from memberkit.core.settings import CouponTemplateName
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from memberkit.plugin import CouponTemplateName, StrictModel
+
+NAME = "referral"
 
 
-class ReferralSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ReferralSettings(StrictModel):
     reward_on: Literal["signup", "first_order"] = Field(
         default="signup",
         description="signup: reward when the friend signs up; first_order: when the friend's first order is paid")
@@ -64,3 +65,7 @@ class ReferralSettings(BaseModel):
 
     def share_link(self, code: str) -> str | None:
         return self.share_url_template.format(code=code) if self.share_url_template else None
+
+
+def settings_of(ctx) -> ReferralSettings:
+    return ctx.settings_for(NAME)

@@ -12,30 +12,34 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.core import hookimpl, package_hooks
-from memberkit.core.checkout import percent_off
-from memberkit.core.context import Context
-from memberkit.core.types import Adjustment, Effect, Job, MemberInfo, PaidOrder, PriceStage, Refund, SignUp, TierInfo
-from memberkit.plugins.tiering import actions
-from memberkit.plugins.tiering import standing as st
-from memberkit.plugins.tiering.settings import TieringSettings
 from sqlalchemy import insert
 
-NAME = st.NAME
-EVALUATE_EVERY = timedelta(hours=1)
+from memberkit.plugin import (
+    Adjustment,
+    Context,
+    Effect,
+    Job,
+    MemberInfo,
+    PaidOrder,
+    Plugin,
+    PriceStage,
+    Refund,
+    SignUp,
+    TierInfo,
+    hookimpl,
+    percent_off,
+)
+from memberkit.plugins.tiering import actions, graphql, models
+from memberkit.plugins.tiering import standing as st
+from memberkit.plugins.tiering.settings import NAME, TieringSettings, settings_of
 
-
-settings_model, migrations_location, graphql_schema = package_hooks(__name__, TieringSettings)
-
-
-@hookimpl
-def jobs() -> list[Job]:
-    return [Job("evaluate", EVALUATE_EVERY, actions.evaluate)]
+plugin = Plugin(NAME, settings=TieringSettings, tables=(models.TierMember, models.TierOrder, models.TierChange),
+                graphql=graphql.contribute, jobs=(Job("evaluate", timedelta(hours=1), actions.evaluate),))
 
 
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
-    lowest = st.settings(ctx).tiers[0]
+    lowest = settings_of(ctx).tiers[0]
     ctx.conn.execute(insert(st.MEMBERS).values(
         member_id=member.id, shop=ctx.shop.slug, tier_code=lowest.code, spend=0, orders=0, refund_pending=False,
         updated_at=ctx.now))
@@ -54,12 +58,12 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
 
 @hookimpl
 def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
-    return st.tier_info(st.current(st.settings(ctx), st.load_row(ctx, member_id), ctx.now))
+    return st.tier_info(st.current(settings_of(ctx), st.load_row(ctx, member_id), ctx.now))
 
 
 @hookimpl
 def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
-    s, rows = st.settings(ctx), st.load_rows(ctx, member_ids)
+    s, rows = settings_of(ctx), st.load_rows(ctx, member_ids)
     return {member_id: st.tier_info(st.current(s, rows.get(member_id), ctx.now)) for member_id in member_ids}
 
 
@@ -79,4 +83,4 @@ def price_adjustments(ctx: Context, cart, stage: PriceStage, subtotal: int) -> l
 
 @hookimpl
 def tier_catalog(ctx: Context) -> list[TierInfo] | None:
-    return [st.tier_info(t) for t in st.settings(ctx).tiers]
+    return [st.tier_info(t) for t in settings_of(ctx).tiers]

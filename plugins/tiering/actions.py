@@ -7,14 +7,26 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from memberkit.core.context import Context
-from memberkit.core.events import EventResult, load_member, require_aware, require_key, run_event
-from memberkit.core.runtime import Runtime
-from memberkit.core.settings import Shop
-from memberkit.core.types import Effect, PaidOrder, Redemption, Refund, Refused
-from memberkit.plugins.tiering import standing as st
-from memberkit.plugins.tiering.settings import TieringSettings, TierSettings
 from sqlalchemy import select, update
+
+from memberkit.plugin import (
+    Context,
+    Effect,
+    EventResult,
+    PaidOrder,
+    Redemption,
+    Refund,
+    Refused,
+    Runtime,
+    Shop,
+    load_member,
+    money,
+    require_aware,
+    require_key,
+    run_event,
+)
+from memberkit.plugins.tiering import standing as st
+from memberkit.plugins.tiering.settings import NAME, TieringSettings, TierSettings, settings_of
 
 MAX_REASON = 300
 
@@ -24,7 +36,7 @@ MAX_REASON = 300
 
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Count the order, then raise the tier at once to what the spend earns, past several tiers if need be."""
-    s = st.settings(ctx)
+    s = settings_of(ctx)
     st.ADD_ORDER.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": order.member_id, "order_id": order.order_id, "total": order.total,
         "refunded": 0, "paid_at": order.paid_at})
@@ -38,14 +50,14 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     if after.code == before.code:
         return []
     return [st.record(ctx, order.member_id, before, after, "order", order.order_id,
-                      f"order {order.order_id}, qualifying spend {st.money(ctx, spend)}, {orders} orders",
+                      f"order {order.order_id}, qualifying spend {money(spend, ctx.shop.currency)}, {orders} orders",
                       st.threshold_rule(s, after))]
 
 
 def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     """Refunded spend never counted: lower the tier at once to what the net spend earns (or at the next
     evaluation, as the shop says), however many steps that is; no grace period applies."""
-    s = st.settings(ctx)
+    s = settings_of(ctx)
     counted = ctx.conn.execute(
         update(st.ORDERS).where(st.ORDERS.c.shop == ctx.shop.slug, st.ORDERS.c.order_id == refund.order.order_id)
         .values(refunded=st.ORDERS.c.refunded + refund.amount)
@@ -65,7 +77,7 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     old = st.State.of(row)
     if s.refunds == "next_evaluation":
         st.save(ctx, counted.member_id, old, replace(old, refund_pending=True))
-        return [Effect(st.NAME, "TIER_REVIEW_PENDING",
+        return [Effect(NAME, "TIER_REVIEW_PENDING",
                        f"net spend now earns {earned_after.code}; the tier is corrected at the next evaluation",
                        rule="refunds: next_evaluation")]
     new = correct(s, old, earned_after)
@@ -75,7 +87,7 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
         return []
     return [st.record(ctx, counted.member_id, before, after, "refund", refund.refund_id,
                       f"refund {refund.refund_id} of order {refund.order.order_id}, net qualifying spend "
-                      f"{st.money(ctx, spend)}", "refunds: immediately")]
+                      f"{money(spend, ctx.shop.currency)}", "refunds: immediately")]
 
 
 def correct(s: TieringSettings, state: st.State, earned: TierSettings) -> st.State:
@@ -92,7 +104,7 @@ def correct(s: TieringSettings, state: st.State, earned: TierSettings) -> st.Sta
 def evaluate(ctx: Context) -> str:
     """Re-evaluate every member of the shop: ended overrides, deferred refund corrections, changed thresholds,
     rolling windows and grace periods. Idempotent: a second run at the same moment changes nothing."""
-    s = st.settings(ctx)
+    s = settings_of(ctx)
     totals = st.window_totals(ctx, s)
     rows = ctx.conn.execute(select(*st._COLUMNS).where(st.MEMBERS.c.shop == ctx.shop.slug)
                             .order_by(st.MEMBERS.c.member_id)).all()
@@ -143,7 +155,7 @@ def evaluate_member(ctx: Context, s: TieringSettings, row: Any, spend: int, orde
     if before.code == after.code:
         return 0
     st.record(ctx, row.member_id, before, after, reason, None,
-              "; ".join(notes) + f"; qualifying spend {st.money(ctx, spend)}, {orders} orders", rule)
+              "; ".join(notes) + f"; qualifying spend {money(spend, ctx.shop.currency)}, {orders} orders", rule)
     return 1
 
 
@@ -166,7 +178,7 @@ def set_member_tier(runtime: Runtime, shop: Shop, api_key_id: str | None, *, mem
     checked: dict[str, Any] = {}
 
     def validate(ctx: Context) -> None:
-        s = st.settings(ctx)
+        s = settings_of(ctx)
         if idempotency_key is not None:
             require_key(idempotency_key, "idempotencyKey")
         checked["tier"] = _tier_input(s, tier_code)
@@ -178,7 +190,7 @@ def set_member_tier(runtime: Runtime, shop: Shop, api_key_id: str | None, *, mem
             raise Refused("EXPIRY_IN_PAST", "expiresAt must be in the future", "expiresAt")
 
     def handle(ctx: Context) -> EventResult:
-        s, tier = st.settings(ctx), checked["tier"]
+        s, tier = settings_of(ctx), checked["tier"]
         load_member(ctx.conn, shop.slug, member_id)
         row = st.lock_row(ctx, member_id)
         old = st.State.of(row)
@@ -204,7 +216,7 @@ def record_tier_upgrade(runtime: Runtime, shop: Shop, api_key_id: str | None, *,
     checked: dict[str, Any] = {}
 
     def validate(ctx: Context) -> None:
-        s = st.settings(ctx)
+        s = settings_of(ctx)
         checked["key"] = require_key(idempotency_key, "idempotencyKey")
         tier = checked["tier"] = _tier_input(s, tier_code)
         if tier.upgrade_price is None:
@@ -227,7 +239,7 @@ def record_tier_upgrade(runtime: Runtime, shop: Shop, api_key_id: str | None, *,
                           "amountPaid")
 
     def handle(ctx: Context) -> EventResult:
-        s, tier, key = st.settings(ctx), checked["tier"], checked["key"]
+        s, tier, key = settings_of(ctx), checked["tier"], checked["key"]
         load_member(ctx.conn, shop.slug, member_id)
         row = st.lock_row(ctx, member_id)
         old = st.State.of(row)
@@ -246,7 +258,8 @@ def record_tier_upgrade(runtime: Runtime, shop: Shop, api_key_id: str | None, *,
         until = st.upgrade_expiry(ctx, s)
         new = replace(old, override_code=tier.code, override_until=until, override_reason="paid upgrade")
         st.save(ctx, member_id, old, new)
-        note = (f"bought for {st.money(ctx, tier.upgrade_price)}: {st.money(ctx, amount_paid)} paid"
+        currency = ctx.shop.currency
+        note = (f"bought for {money(tier.upgrade_price, currency)}: {money(amount_paid, currency)} paid"
                 + (f" and {points_used} points" if points_used else "")
                 + (f", until {until.isoformat()}" if until else ""))
         effects.insert(0, st.record(ctx, member_id, before, tier, "paid_upgrade", key, note,

@@ -5,13 +5,12 @@ from datetime import datetime
 from typing import Optional
 
 import strawberry
-from memberkit.core.context import Context
+
+from memberkit.plugin import Context, Money, event_payload, payload_of
 from memberkit.plugins.tiering import actions
 from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.models import TierChange as TierChangeRow
-from memberkit.plugins.tiering.settings import TierSettings
-from memberkit.schema.core import event_payload, payload_of
-from memberkit.schema.types import Money
+from memberkit.plugins.tiering.settings import TierSettings, settings_of
 
 MAX_HISTORY = 100
 
@@ -76,13 +75,13 @@ class RecordTierUpgradeInput:
 
 
 def tier_of(ctx: Context, member_id: str) -> Tier:
-    s = st.settings(ctx)
+    s = settings_of(ctx)
     row = st.load_row(ctx, member_id)
     return Tier.of(st.current(s, row, ctx.now))
 
 
 def progress_of(ctx: Context, member_id: str) -> TierProgress:
-    s = st.settings(ctx)
+    s = settings_of(ctx)
     row = st.load_row(ctx, member_id)
     state = st.State.of(row) if row is not None else st.State(s.tiers[0].code)
     current = st.effective(s, state, ctx.now, row)

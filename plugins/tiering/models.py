@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column, timestamp
 
 
 class TierMember(SQLModel, table=True):
@@ -17,17 +18,17 @@ class TierMember(SQLModel, table=True):
     __tablename__ = "tiering_member"
     __table_args__ = (Index("ix_tiering_member_shop_tier", "shop", "tier_code"),)
 
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), primary_key=True))
+    member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     tier_code: str = Field(max_length=32)
     spend: int = 0
     orders: int = 0
     override_code: str | None = Field(default=None, max_length=32)
-    override_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    override_until: datetime | None = timestamp(nullable=True)
     override_reason: str | None = Field(default=None, max_length=500)
-    grace_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    grace_since: datetime | None = timestamp(nullable=True)
     refund_pending: bool = False
-    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = timestamp()
 
 
 class TierOrder(SQLModel, table=True):
@@ -41,11 +42,11 @@ class TierOrder(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     order_id: str = Field(max_length=200)
     total: int
     refunded: int = 0
-    paid_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    paid_at: datetime = timestamp()
 
 
 class TierChange(SQLModel, table=True):
@@ -56,10 +57,10 @@ class TierChange(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     from_code: str | None = Field(default=None, max_length=32)
     to_code: str = Field(max_length=32)
     reason: str = Field(max_length=20)
     reference: str | None = Field(default=None, max_length=200)
     note: str = Field(default="", max_length=500)
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()

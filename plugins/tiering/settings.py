@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+NAME = "tiering"
 CODE_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
@@ -102,3 +103,7 @@ class TieringSettings(BaseModel):
                     f"{lower.code} (rank {lower.rank}), min_spend {lower.min_spend}, "
                     f"min_orders {lower.min_orders}")
         return ordered
+
+
+def settings_of(ctx) -> TieringSettings:
+    return ctx.settings_for(NAME)

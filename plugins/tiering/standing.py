@@ -14,20 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from memberkit.core.context import Context
-from memberkit.core.db import Prepared
-from memberkit.core.types import Effect, TierInfo
-from memberkit.plugins.tiering.models import TierChange, TierMember, TierOrder
-from memberkit.plugins.tiering.settings import TieringSettings, TierSettings
 from sqlalchemy import bindparam, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-NAME = "tiering"
+from memberkit.plugin import Context, Effect, Prepared, TierInfo, upsert
+from memberkit.plugins.tiering.models import TierChange, TierMember, TierOrder
+from memberkit.plugins.tiering.settings import NAME, TieringSettings, TierSettings, settings_of
+
 MEMBERS, ORDERS, HISTORY = TierMember.__table__, TierOrder.__table__, TierChange.__table__
-
-
-def settings(ctx: Context) -> TieringSettings:
-    return ctx.settings_for(NAME)
 
 
 def by_code(s: TieringSettings, code: str | None) -> TierSettings | None:
@@ -166,14 +159,9 @@ _LOAD = Prepared(select(*_COLUMNS).where(MEMBERS.c.shop == bindparam("p_shop"),
                                          MEMBERS.c.member_id == bindparam("p_member")))
 
 
-def _upsert(dialect):
-    statement = dialect.insert(MEMBERS)
-    return statement.on_conflict_do_update(index_elements=["member_id"], set_={
-        "spend": MEMBERS.c.spend + statement.excluded.spend, "orders": MEMBERS.c.orders + statement.excluded.orders,
-        "updated_at": statement.excluded.updated_at}).returning(*_COLUMNS)
-
-
-_LOCK = Prepared({"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)})
+_LOCK = Prepared(upsert(MEMBERS, update=lambda excluded: {
+    "spend": MEMBERS.c.spend + excluded.spend, "orders": MEMBERS.c.orders + excluded.orders,
+    "updated_at": excluded.updated_at}, returning=tuple(_COLUMNS)))
 ADD_ORDER = Prepared(ORDERS.insert())
 
 
@@ -195,7 +183,7 @@ def lock_row(ctx: Context, member_id: str, spend: int = 0, orders: int = 0):
     """Add `spend` and `orders` to the member's counters (creating the row at the lowest tier) and return
     it, locked for this transaction: one upsert, so two first orders of a member cannot both insert."""
     return _LOCK.first(ctx.conn, {
-        "member_id": member_id, "shop": ctx.shop.slug, "tier_code": settings(ctx).tiers[0].code, "spend": spend,
+        "member_id": member_id, "shop": ctx.shop.slug, "tier_code": settings_of(ctx).tiers[0].code, "spend": spend,
         "orders": orders, "refund_pending": False, "updated_at": ctx.now})
 
 
@@ -242,10 +230,6 @@ def threshold_rule(s: TieringSettings, tier: TierSettings) -> str:
              "spend_or_orders": parts["spend"] + ["or"] + parts["orders"]}[s.qualify_by]
     window = f"{s.window_months} months" if s.window_months else "lifetime"
     return f"tiers.{tier.code}: {' '.join(needs)} ({window})"
-
-
-def money(ctx: Context, amount: int) -> str:
-    return f"{amount / 100:.2f} {ctx.shop.currency}"
 
 
 def upgrade_expiry(ctx: Context, s: TieringSettings) -> datetime | None:

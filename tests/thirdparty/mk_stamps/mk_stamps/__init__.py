@@ -6,37 +6,19 @@ gets a coupon of the shop's ``coupon_template`` in the core wallet.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from memberkit.core import hookimpl
-from memberkit.core.context import Context
-from memberkit.core.types import Effect, MemberInfo, PaidOrder, SignUp
 from sqlalchemy import insert
 
+from memberkit.plugin import Context, Effect, MemberInfo, PaidOrder, Plugin, SignUp, hookimpl
 from mk_stamps import graphql
 from mk_stamps.models import StampEntry
 from mk_stamps.settings import StampsSettings
 
 NAME = "stamps"
-
-
-@hookimpl
-def settings_model():
-    return StampsSettings
-
-
-@hookimpl
-def migrations_location() -> str:
-    return str(Path(__file__).parent / "migrations")
-
-
-@hookimpl
-def graphql_schema(builder) -> None:
-    graphql.contribute(builder)
+plugin = Plugin(NAME, settings=StampsSettings, tables=(StampEntry,), graphql=graphql.contribute)
 
 
 def _settings(ctx: Context) -> StampsSettings:
-    return ctx.settings_for(NAME)
+    return plugin.settings_of(ctx)
 
 
 @hookimpl

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from memberkit.core.db import UTCDateTime
-from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column, timestamp
 
 
 class StampEntry(SQLModel, table=True):
@@ -18,7 +19,7 @@ class StampEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
-    member_id: str = Field(sa_column=Column(String(32), ForeignKey("core_member.id"), nullable=False))
+    member_id: str = Field(sa_column=member_column())
     order_id: str = Field(max_length=200)
     stamps: int
-    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = timestamp()

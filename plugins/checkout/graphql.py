@@ -1,4 +1,4 @@
-"""Core's cart quote and checkout in every schema: quoteCart, startCheckout, releaseCheckout.
+"""The checkout plugin's part of the schema: quoteCart, startCheckout, releaseCheckout.
 
 Additions to the contract: ``Quote.couponProblems`` (a coupon the cart asked for that
 the price could not use, with its code: coupon problems are not purchase denials), ``Quote.couponCodes`` and
@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Optional
+from typing import Optional
 
 import strawberry
-from memberkit.core import checkout as checkout_core
-from memberkit.core.events import EventResult
-from memberkit.core.types import Refused
-from memberkit.schema.context import RequestContext, VisibleError
-from memberkit.schema.types import Money, OrderLineInput, UserError
+
+from memberkit.plugin import (
+    EventResult,
+    Money,
+    OrderLineInput,
+    Refused,
+    RequestContext,
+    UserError,
+    VisibleError,
+    line_dicts,
+)
+from memberkit.plugins.checkout import holds, pricing
 
 
 class CartError(VisibleError):
@@ -73,7 +80,7 @@ class Quote:
                                                           "totals add up to the quote's total")
 
     @classmethod
-    def of(cls, quote: checkout_core.Quote) -> Quote:
+    def of(cls, quote: pricing.Quote) -> Quote:
         def money(amount: int) -> Money:
             return Money(amount=amount, currency=quote.currency)
 
@@ -105,7 +112,7 @@ class Checkout:
     expires_at: datetime
 
     @classmethod
-    def of(cls, view: checkout_core.CheckoutView) -> Checkout:
+    def of(cls, view: holds.CheckoutView) -> Checkout:
         return cls(id=strawberry.ID(view.id), status=CheckoutStatus(view.status), quote=Quote.of(view.quote),
                    expires_at=view.expires_at)
 
@@ -134,17 +141,12 @@ class CheckoutPayload:
     errors: list[UserError]
 
 
-def _lines(lines: list[OrderLineInput]) -> list[dict[str, Any]]:
-    return [{"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price, "category": line.category}
-            for line in lines]
-
-
 async def _payload(context: RequestContext, result: EventResult, member_id: str) -> CheckoutPayload:
     errors = [UserError.of(e) for e in result.errors]
     checkout_id = result.data.get("checkout_id")
     if errors or not checkout_id:
         return CheckoutPayload(checkout=None, duplicate=False, errors=errors)
-    view = await context.read(lambda ctx: checkout_core.load_checkout(ctx, checkout_id, member_id))
+    view = await context.read(lambda ctx: holds.load_checkout(ctx, checkout_id, member_id))
     return CheckoutPayload(checkout=Checkout.of(view) if view else None, duplicate=result.duplicate, errors=[])
 
 
@@ -155,11 +157,11 @@ def contribute(builder) -> None:
             without member pricing. A read: nothing is held."""
             context: RequestContext = info.context
             try:
-                cart = checkout_core.make_cart(context.member_id, _lines(input.lines), input.coupon_codes,
+                cart = pricing.make_cart(context.member_id, line_dicts(input.lines), input.coupon_codes,
                                                input.points_to_redeem, input.reservation_ids)
             except Refused as refusal:
                 raise CartError(refusal) from None
-            return Quote.of(await context.read(lambda ctx: checkout_core.quote(ctx, cart)))
+            return Quote.of(await context.read(lambda ctx: pricing.quote(ctx, cart)))
         return resolve
 
     def start_checkout(Member):
@@ -169,8 +171,8 @@ def contribute(builder) -> None:
             context: RequestContext = info.context
             member_id = context.require_member()
             result = await context.call(
-                checkout_core.start_checkout, context.runtime, context.shop, context.principal.key_id,
-                member_id=member_id, idempotency_key=input.idempotency_key, lines=_lines(input.lines),
+                holds.start_checkout, context.runtime, context.shop, context.principal.key_id,
+                member_id=member_id, idempotency_key=input.idempotency_key, lines=line_dicts(input.lines),
                 coupon_codes=input.coupon_codes, points_to_redeem=input.points_to_redeem,
                 reservation_ids=input.reservation_ids)
             return await _payload(context, result, member_id)
@@ -181,7 +183,7 @@ def contribute(builder) -> None:
             """Give back everything the member's checkout holds; a repeat is a duplicate."""
             context: RequestContext = info.context
             member_id = context.require_member()
-            result = await context.call(checkout_core.release_checkout, context.runtime, context.shop,
+            result = await context.call(holds.release_checkout, context.runtime, context.shop,
                                         context.principal.key_id, member_id=member_id, checkout_id=str(id))
             return await _payload(context, result, member_id)
         return resolve

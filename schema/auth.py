@@ -1,4 +1,4 @@
-"""Who is calling: shop keys (stored as hashes), signed member tokens, keyed hashes of personal data."""
+"""Who is calling the API: shop keys (stored as hashes) and signed member tokens (secrets: core.hashing)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,17 @@ import base64
 import hashlib
 import hmac
 import json
-import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
-from memberkit.core import clock
-from memberkit.core.models import ApiKey
 from sqlalchemy import Connection, insert, select, update
 
-log = logging.getLogger("memberkit.auth")
+from memberkit.core import clock
+from memberkit.core.hashing import server_secrets
+from memberkit.core.models import ApiKey
 
 SECRET_PREFIX, PUBLISHABLE_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkt_"
 KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key lookup; bounds how late a revocation bites
@@ -41,58 +37,6 @@ class Principal:
 
 class AuthError(Exception):
     """Raised for missing or bad credentials; the message reveals nothing about why."""
-
-
-# ---------------------------------------------------------------- server secrets
-
-
-@dataclass(frozen=True)
-class ServerSecrets:
-    token_keys: tuple[bytes, ...]  # the first signs member tokens; all of them verify (rotation)
-    pii_key: bytes  # keys the hashes of personal data; changing it breaks every comparison
-
-    def token_key_id(self, key: bytes) -> str:
-        return hashlib.sha256(b"kid" + key).hexdigest()[:8]
-
-
-def _dev_secrets_file() -> Path:
-    return Path(os.environ.get("MEMBERKIT_SECRETS_FILE", "memberkit-secret.key"))
-
-
-@cache
-def server_secrets() -> ServerSecrets:
-    """From MEMBERKIT_TOKEN_SECRETS (comma-separated, newest first) and MEMBERKIT_PII_KEY.
-
-    Without them (a developer's machine) random ones are generated once into a 0600 file, so several
-    server processes and the CLI agree.
-    """
-    tokens = [s.strip() for s in os.environ.get("MEMBERKIT_TOKEN_SECRETS", "").split(",") if s.strip()]
-    pii = os.environ.get("MEMBERKIT_PII_KEY", "").strip()
-    if not (tokens and pii):
-        path = _dev_secrets_file()
-        if not path.exists():
-            log.warning("no MEMBERKIT_TOKEN_SECRETS/MEMBERKIT_PII_KEY set: generating %s for development", path)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"token": secrets.token_urlsafe(32), "pii": secrets.token_urlsafe(32)}, handle)
-        stored = json.loads(path.read_text())
-        tokens = tokens or [stored["token"]]
-        pii = pii or stored["pii"]
-    return ServerSecrets(tuple(t.encode() for t in tokens), pii.encode())
-
-
-def keyed_hash(value: str, kind: str) -> str:
-    """HMAC of a normalised personal value, so equal phones or emails compare equal without storing them."""
-    normal = value.strip().lower()
-    if kind == "phone":
-        normal = "".join(c for c in normal if c.isdigit() or c == "+")
-    return hmac.new(server_secrets().pii_key, f"{kind}:{normal}".encode(), hashlib.sha256).hexdigest()
-
-
-def payload_hash(payload: dict) -> str:
-    """A keyed hash of an event's payload: tells repeats from conflicts without keeping the payload."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hmac.new(server_secrets().pii_key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 # ---------------------------------------------------------------- shop keys

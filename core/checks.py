@@ -1,0 +1,82 @@
+"""Input checks shared by every write: each refuses with a code, the field and what was expected."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from memberkit.core.hashing import keyed_hash
+from memberkit.core.types import OrderLine, Refused
+
+MAX_KEY_LENGTH = 200
+MAX_TAGS, MAX_TAG_LENGTH = 50, 64
+
+
+def require_aware(moment: datetime | None, field_name: str) -> None:
+    """A timestamp must say its offset: 20:00 means nothing until it says where."""
+    if moment is not None and moment.tzinfo is None:
+        raise Refused("TIMESTAMP_WITHOUT_OFFSET",
+                      f"{field_name} must carry a UTC offset, e.g. 2026-11-23T20:00:00+08:00", field_name)
+
+
+def require_key(value: str, field_name: str, longest: int = MAX_KEY_LENGTH) -> str:
+    """An identifier or idempotency key, trimmed: 1 to `longest` characters."""
+    value = value.strip()
+    if not value or len(value) > longest:
+        raise Refused("INVALID_KEY", f"{field_name} must be 1 to {longest} characters", field_name)
+    return value
+
+
+def check_tags(tags: list[str] | None) -> tuple[str, ...] | None:
+    if tags is None:
+        return None
+    cleaned = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    if len(cleaned) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in cleaned):
+        raise Refused("INVALID_TAGS", f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters", "tags")
+    return cleaned
+
+
+def phone_hash(phone: str | None) -> str | None:
+    if phone is None:
+        return None
+    digits = sum(c.isdigit() for c in phone)
+    if not 5 <= digits <= 20 or any(not (c.isdigit() or c in "+- ()") for c in phone):
+        raise Refused("INVALID_PHONE", "phone must be 5 to 20 digits, optionally with + - ( ) and spaces", "phone")
+    return keyed_hash(phone, "phone")
+
+
+def email_hash(email: str | None) -> str | None:
+    if email is None:
+        return None
+    local, _, domain = email.strip().partition("@")
+    if not local or "." not in domain or len(email) > 254:
+        raise Refused("INVALID_EMAIL", "email must look like name@example.com", "email")
+    return keyed_hash(email, "email")
+
+
+def check_birthday(birthday: date | None, today: date) -> None:
+    if birthday is not None and not (date(1900, 1, 1) <= birthday <= today):
+        raise Refused("INVALID_BIRTHDAY", "birthday must be a past date after 1900-01-01", "birthday")
+
+
+def order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:
+    """An order's or a cart's lines: a sku, at least one unit, a price that is not negative."""
+    result = []
+    for index, line in enumerate(lines or []):
+        where = f"lines[{index}]"
+        if not line["sku"].strip():
+            raise Refused("INVALID_LINE", f"{where}.sku must not be empty", f"{where}.sku")
+        if line["quantity"] <= 0:
+            raise Refused("INVALID_LINE", f"{where}.quantity must be at least 1", f"{where}.quantity")
+        if line["unit_price"] < 0:
+            raise Refused("NEGATIVE_AMOUNT", f"{where}.unitPrice must not be negative", f"{where}.unitPrice")
+        result.append(OrderLine(line["sku"].strip(), line["quantity"], line["unit_price"], line.get("category")))
+    return tuple(result)
+
+
+def coupon_codes(codes: list[str] | None) -> tuple[str, ...]:
+    """Coupon codes as the wallet keeps them (trimmed, upper case): distinct and not empty."""
+    normal = [code.strip().upper() for code in codes or []]
+    if len(set(normal)) != len(normal) or not all(normal):
+        raise Refused("INVALID_COUPON_CODES", "couponCodes must be distinct and not empty", "couponCodes")
+    return tuple(normal)

@@ -1,0 +1,72 @@
+"""Everything a memberkit plugin may use, in one module: ``from memberkit.plugin import ...``.
+
+A plugin imports this module and its own package, nothing else of memberkit (a test enforces it for the
+built-in plugins): what two plugins share goes through core, a service on the :class:`Context` or a hook.
+The guide, docs/plugins.md, shows each name in use.
+"""
+
+from memberkit.core import clock
+from memberkit.core.checks import coupon_codes, order_lines, require_aware, require_key
+from memberkit.core.context import Context
+from memberkit.core.db import ByDialect, Prepared, UTCDateTime, upsert
+from memberkit.core.intake import EventResult, collect, run_event
+from memberkit.core.members import load_member
+from memberkit.core.models import Coupon as CouponRow
+from memberkit.core.models import Member as MemberRow
+from memberkit.core.models import MemberPersonal as MemberPersonalRow
+from memberkit.core.models import member_column, timestamp
+from memberkit.core.money import line_shares, money, percent_off, spread
+from memberkit.core.plugins import Plugin, hookimpl
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import CouponTemplateName, Shop, StrictModel
+from memberkit.core.types import (
+    Adjustment,
+    Cart,
+    CheckoutPayment,
+    Effect,
+    EffectKind,
+    Job,
+    MemberChanges,
+    MemberInfo,
+    OrderLine,
+    PaidOrder,
+    PriceStage,
+    PurchaseDenial,
+    Redemption,
+    RedemptionRefused,
+    RedemptionResult,
+    Refund,
+    Refused,
+    SignUp,
+    TierInfo,
+)
+from memberkit.core.wallet import IssuedCoupon, new_code
+from memberkit.schema.builder import SchemaBuilder
+from memberkit.schema.context import AccessError, RequestContext, VisibleError
+from memberkit.schema.member import coupon_view
+from memberkit.schema.member import load_member as load_member_view
+from memberkit.schema.mutations import event_payload, payload_of
+from memberkit.schema.types import Coupon, Money, OrderLineInput, PageInfo, UserError, line_dicts
+
+__all__ = [
+    # the declaration and the hooks
+    "Plugin", "hookimpl", "Job", "SchemaBuilder",
+    # what hooks receive and return
+    "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
+    "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
+    "CheckoutPayment", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
+    # a plugin's own events and checks
+    "run_event", "EventResult", "collect", "load_member", "require_aware", "require_key", "order_lines",
+    "coupon_codes",
+    # tables and statements
+    "member_column", "timestamp", "UTCDateTime", "Prepared", "upsert", "ByDialect",
+    "MemberRow", "MemberPersonalRow", "CouponRow",
+    # settings
+    "StrictModel", "CouponTemplateName",
+    # money and time
+    "money", "line_shares", "percent_off", "spread", "clock", "new_code",
+    # GraphQL
+    "RequestContext", "VisibleError", "AccessError", "Money", "UserError", "PageInfo", "Coupon", "OrderLineInput",
+    "line_dicts",
+    "coupon_view", "load_member_view", "event_payload", "payload_of",
+]
