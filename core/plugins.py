@@ -1,14 +1,13 @@
 """What a plugin is (one declaration), where plugins come from, and wiring a shop's plugins together.
 
 A plugin declares in one :class:`Plugin` everything it owns; its hook implementations are ``@hookimpl``
-functions beside the declaration (or on the object it names as ``hooks``). Built-in plugins are listed
-here by module, as datasette lists its own; third-party plugins are found through the entry-point group
-``memberkit``. Default plugins are enabled for every shop, before the plugins the shop lists.
+functions beside the declaration (or on the object it names as ``hooks``). Every plugin, built-in or not,
+is found the same way: an entry point of the group ``memberkit`` (the built-ins are memberkit's own, in
+pyproject.toml). Default plugins are enabled for every shop, before the plugins the shop lists.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -20,18 +19,12 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from memberkit.core import hookspecs
 from memberkit.core.types import Job
 
 PROJECT = ENTRY_POINT_GROUP = "memberkit"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-# Modules whose `plugin` is a built-in plugin: the defaults run for every shop, the rest where enabled.
-DEFAULT_PLUGINS = ("memberkit.plugins.checkout",)
-BUILTIN_PLUGINS = DEFAULT_PLUGINS + (
-    "memberkit.plugins.points", "memberkit.plugins.tiering", "memberkit.plugins.referral",
-    "memberkit.plugins.perks", "memberkit.plugins.member_only", "memberkit.plugins.flash_sale",
-)
+DEFAULT_PLUGINS = ("checkout",)  # built-in plugins every shop runs, before the ones it lists
 
 
 @dataclass(frozen=True)
@@ -82,19 +75,21 @@ def _resolve(target: Any, where: str) -> Plugin:
 
 
 @cache
-def _builtins() -> dict[str, Plugin]:
-    found = (_resolve(importlib.import_module(module), module) for module in BUILTIN_PLUGINS)
-    return {plugin.name: plugin for plugin in found}
-
-
-@cache
 def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Installed plugins by name: memberkit's own first, in the order it lists them, then the rest by name."""
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    own = [ep for ep in found if ep.dist is not None and ep.dist.name == PROJECT]
+    return {ep.name: ep for ep in own + sorted((ep for ep in found if ep not in own), key=lambda ep: ep.name)}
+
+
+def builtin() -> list[str]:
+    """The plugins memberkit itself ships."""
+    return [name for name, ep in _entry_points().items() if ep.dist is not None and ep.dist.name == PROJECT]
 
 
 def installed() -> list[str]:
     """Every plugin name a shop may enable: built-ins first, then third-party ones, then added ones."""
-    names = list(_builtins()) + sorted(n for n in _entry_points() if n not in _builtins())
+    names = list(_entry_points())
     return names + [n for n in _added if n not in names]
 
 
@@ -109,11 +104,9 @@ def _load_entry_point(name: str) -> Plugin:
 
 
 def load(name: str) -> Plugin:
-    """A plugin by name: added at run time, built in, or installed with an entry point."""
+    """A plugin by name: added at run time, or installed (an entry point)."""
     if name in _added:
         return _added[name]
-    if name in _builtins():
-        return _builtins()[name]
     if name in _entry_points():
         return _load_entry_point(name)
     raise UnknownPlugin(name)
@@ -126,10 +119,6 @@ def add(target: Any) -> Plugin:
     return plugin
 
 
-def remove(name: str) -> None:
-    _added.pop(name, None)
-
-
 def refresh() -> None:
     """Forget cached entry points (a distribution was installed while the process runs, e.g. in tests)."""
     _entry_points.cache_clear()
@@ -138,18 +127,4 @@ def refresh() -> None:
 
 def enabled(listed: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """A shop's plugins in the order their hooks run: the default plugins it does not list, then its own."""
-    defaults = list(_builtins())[:len(DEFAULT_PLUGINS)]
-    return tuple(name for name in defaults if name not in listed) + tuple(listed)
-
-
-def manager(plugin_names: tuple[str, ...]) -> pluggy.PluginManager:
-    """A plugin manager holding exactly `plugin_names`.
-
-    Hooks run in the order the names are given (the shop's order in plugins.toml): pluggy calls the
-    last-registered first, so they are registered in reverse. ``tryfirst``/``trylast`` still win.
-    """
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(hookspecs)
-    for name in reversed(plugin_names):
-        pm.register(load(name).hooks, name=name)
-    return pm
+    return tuple(name for name in DEFAULT_PLUGINS if name not in listed) + tuple(listed)

@@ -8,12 +8,25 @@ from datetime import datetime
 
 import pluggy
 
-from memberkit.core import clock
+from memberkit.core import clock, hookspecs
 from memberkit.core import plugins as plugin_registry
 from memberkit.core import settings as settings_module
 from memberkit.core.context import Context
 from memberkit.core.db import Database
 from memberkit.core.settings import Settings, Shop
+
+
+def manager(plugin_names: tuple[str, ...]) -> pluggy.PluginManager:
+    """A plugin manager holding exactly `plugin_names`.
+
+    Hooks run in the order the names are given (the shop's order in plugins.toml): pluggy calls the
+    last-registered first, so they are registered in reverse. ``tryfirst``/``trylast`` still win.
+    """
+    pm = pluggy.PluginManager(plugin_registry.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in reversed(plugin_names):
+        pm.register(plugin_registry.load(name).hooks, name=name)
+    return pm
 
 
 class Runtime:
@@ -24,7 +37,7 @@ class Runtime:
         by_plugin_set: dict[tuple[str, ...], pluggy.PluginManager] = {}
         for slug, shop in settings.shops.items():
             if shop.plugins not in by_plugin_set:
-                by_plugin_set[shop.plugins] = plugin_registry.manager(shop.plugins)
+                by_plugin_set[shop.plugins] = manager(shop.plugins)
             self.managers[slug] = by_plugin_set[shop.plugins]
 
     @classmethod

@@ -228,7 +228,10 @@ def load(path: str | os.PathLike | None = None) -> Settings:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SettingsError([Problem(name, None, None, None, "the file exists")]) from None
+        where = Path(name).resolve()
+        raise SettingsError([Problem(name, None, None, None, f"no settings file at {where}: run memberkit in the "
+                                     "folder of your plugins.toml, or point MEMBERKIT_CONFIG (or --config) at it")]
+                            ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError([Problem(name, None, None, None, f"valid TOML ({exc})")]) from None
 

@@ -1,4 +1,5 @@
-"""The `memberkit` command: check settings, migrate, serve, print the schema, manage keys, run jobs."""
+"""The `memberkit` command: check settings, migrate, serve, print the schema, manage keys, run jobs, and
+write a plugin's migrations or a new plugin."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ app = typer.Typer(help="memberkit: a headless, plugin-based membership programme
                   add_completion=False, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Create, list and revoke shop keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Run plugins' time-driven jobs.", no_args_is_help=True)
+migrations_app = typer.Typer(help="Write plugins' Alembic revisions from their tables.", no_args_is_help=True)
+plugin_app = typer.Typer(help="Start a plugin of your own.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(migrations_app, name="migrations")
+app.add_typer(plugin_app, name="plugin")
 
 err = Console(stderr=True)
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", envvar="MEMBERKIT_CONFIG",
@@ -191,6 +196,22 @@ def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only th
         typer.echo("no jobs: no enabled plugin has any")
     if any(run.status == "failed" for run in runs):
         raise typer.Exit(1)
+
+
+@migrations_app.command("new")
+def migrations_new(plugin: Annotated[str, typer.Option("--plugin", help="The plugin whose tables changed.")],
+                   message: Annotated[str, typer.Option("--message", "-m", help="What the revision does.")]):
+    """Write the plugin's next revision into its migrations folder, generated from its declared tables
+    (Alembic autogenerate on the plugin's branch); no database or settings file is needed."""
+    from memberkit import migrate
+    from memberkit.core import plugins as plugin_registry
+
+    try:
+        path = migrate.new_revision(plugin, message)
+    except (migrate.MigrationError, plugin_registry.UnknownPlugin) as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -126,7 +126,7 @@ def _branch_revisions(script: ScriptDirectory, name: str) -> list[str]:
 
 def new_revision(name: str, message: str) -> Path:
     """Write the plugin's next Alembic revision, generated from its declared tables: a scratch SQLite
-    database is upgraded to core's head and the plugin's, and autogenerate compares it with the tables.
+    database is upgraded to every head (Alembic's condition), and autogenerate compares the plugin's tables.
 
     The first revision starts the plugin's branch (labelled with its name, depending on core's head).
     """
@@ -141,10 +141,8 @@ def new_revision(name: str, message: str) -> Path:
         try:
             config = _config(db.engine)
             script = ScriptDirectory.from_config(config)
-            command.upgrade(config, "core@head")
+            command.upgrade(config, "heads")
             earlier = _branch_revisions(script, name)
-            if earlier:
-                command.upgrade(config, f"{name}@head")
             if not pending_changes(db.engine, name):
                 raise MigrationError(f"plugin {name!r}: its tables and its migrations agree; nothing to write")
             config.attributes["include_object"] = owned_by(name)

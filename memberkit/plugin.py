@@ -15,7 +15,6 @@ from memberkit.core.models import Coupon as CouponRow
 from memberkit.core.models import Member as MemberRow
 from memberkit.core.models import MemberPersonal as MemberPersonalRow
 from memberkit.core.models import member_column, timestamp
-from memberkit.core.money import line_shares, money, percent_off, spread
 from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import CouponTemplateName, Shop, StrictModel
@@ -41,6 +40,7 @@ from memberkit.core.types import (
     TierInfo,
 )
 from memberkit.core.wallet import IssuedCoupon, new_code
+from memberkit.pricing import line_shares, money, percent_off, spread
 from memberkit.schema.builder import SchemaBuilder
 from memberkit.schema.context import AccessError, RequestContext, VisibleError
 from memberkit.schema.member import coupon_view

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette asks for httpx2; its TestClient works on httpx as it is
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
 
 from memberkit import jobs, migrate
 from memberkit.core import clock

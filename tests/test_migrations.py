@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -243,3 +244,120 @@ def test_member_order_counts_are_backfilled_from_the_orders_already_paid(fresh_r
         counts = dict(conn.execute(text("SELECT id, paid_orders FROM core_member")).all())
     assert counts == {"m1": 3, "m2": 0}
     assert schema_diff(runtime) == []
+
+
+# ---------------------------------------------------------------- every plugin's branch, from its models
+
+
+@pytest.mark.parametrize("name", plugin_registry.builtin())
+def test_each_plugin_migrates_to_exactly_its_declared_tables(fresh_runtime, name):
+    """Upgrading gives the plugin's models exactly (autogenerate finds nothing left to write), and the plugin
+    declares every table its modules define."""
+    runtime = fresh_runtime()
+    migrate.upgrade(runtime)
+    plugin = plugin_registry.load(name)
+    declared = {model.__table__.name for model in plugin.tables}
+    package = plugin.hooks.__name__
+    defined = {m.local_table.name for m in SQLModel._sa_registry.mappers
+               if m.class_.__module__.startswith(package + ".") or m.class_.__module__ == package}
+    assert declared == defined
+    assert declared <= tables(runtime)
+    assert migrate.pending_changes(runtime.db.engine, name) == []
+
+
+NOTES_PLUGIN = '''
+from memberkit.plugin import Plugin, hookimpl
+from mk_notes.models import Note
+
+plugin = Plugin("notes", tables=(Note,))
+
+
+@hookimpl
+def order_paid(ctx, order):
+    ctx.conn.execute(Note.__table__.insert().values(member_id=order.member_id, text=order.order_id))
+'''
+
+NOTES_MODELS = '''
+from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column
+
+
+class Note{version}(SQLModel, table=True):
+    __tablename__ = "notes_note"
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: str = Field(sa_column=member_column())
+    text: str = Field(max_length=200)
+{extra}
+Note = Note{version}
+'''
+
+
+@pytest.fixture
+def notes(tmp_path, monkeypatch, add_plugin):
+    """A plugin package of the test's own, `mk_notes`, whose models the test can change: `notes(version,
+    extra)` writes its models and (re)loads it."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = tmp_path / "mk_notes"
+    package.mkdir()
+    (package / "__init__.py").write_text(NOTES_PLUGIN)
+
+    def load(version: int, extra: str = ""):
+        for table in [t for t in SQLModel.metadata.tables.values() if t.name.startswith("notes_")]:
+            SQLModel.metadata.remove(table)
+        for module in [m for m in sys.modules if m.startswith("mk_notes")]:
+            del sys.modules[module]
+        (package / "models.py").write_text(NOTES_MODELS.format(version=version, extra=extra))
+        importlib.invalidate_caches()
+        return add_plugin(importlib.import_module("mk_notes"))
+
+    yield load
+    for table in [t for t in SQLModel.metadata.tables.values() if t.name.startswith("notes_")]:
+        SQLModel.metadata.remove(table)
+    for module in [m for m in sys.modules if m.startswith("mk_notes")]:
+        del sys.modules[module]
+
+
+def test_migrations_new_writes_each_revision_a_plugins_models_need(notes, fresh_database, settings_file):
+    plugin = notes(1)
+    runner = CliRunner()
+    first = runner.invoke(cli.app, ["migrations", "new", "--plugin", "notes", "-m", "notes table"])
+    assert first.exit_code == 0, first.output
+    [written] = (Path(plugin.migrations)).glob("notes_0001_*.py")
+    text_of_first = written.read_text()
+    assert "branch_labels = ('notes',)" in text_of_first and "op.create_table('notes_note'" in text_of_first
+    assert "depends_on = ['checkout_0001'" not in text_of_first and "core_0003" in text_of_first
+
+    again = runner.invoke(cli.app, ["migrations", "new", "--plugin", "notes", "-m", "nothing"])
+    assert again.exit_code == 1 and "nothing to write" in again.stderr
+
+    config = settings_file(TWO_SHOPS.replace("[shops.alpha.coupons.TEN_OFF]",
+                                             'plugins = ["notes"]\n\n[shops.alpha.coupons.TEN_OFF]', 1))
+    url = fresh_database()
+    runtime = Runtime(settings_module.load(config), Database(url))
+    try:
+        migrate.upgrade(runtime)
+        assert "notes_note" in tables(runtime) and migrate.pending_changes(runtime.db.engine, "notes") == []
+
+        notes(2, "    pinned: bool = False\n")  # the model changes: the next revision adds the column
+        assert migrate.pending_changes(runtime.db.engine, "notes") != []
+        second = runner.invoke(cli.app, ["migrations", "new", "--plugin", "notes", "-m", "pinned notes"])
+        assert second.exit_code == 0, second.output
+        [revision] = Path(plugin.migrations).glob("notes_0002_*.py")
+        assert "down_revision = 'notes_0001'" in revision.read_text() and "'pinned'" in revision.read_text()
+        migrate.upgrade(runtime)
+        assert migrate.pending_changes(runtime.db.engine, "notes") == [] and migrate.is_current(runtime)
+    finally:
+        if TEST_DATABASE_URL:
+            command.downgrade(migrate.alembic_config(runtime), "notes@base")
+        runtime.db.dispose()
+
+
+def test_migrations_new_names_what_is_wrong():
+    unknown = CliRunner().invoke(cli.app, ["migrations", "new", "--plugin", "nope", "-m", "x"])
+    assert unknown.exit_code == 1 and "unknown plugin 'nope'" in unknown.stderr
+    no_tables = CliRunner().invoke(cli.app, ["migrations", "new", "--plugin", "perks", "-m", "x"])
+    assert no_tables.exit_code == 1 and "nothing to write" in no_tables.stderr  # its tables and revisions agree

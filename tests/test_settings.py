@@ -148,7 +148,21 @@ def test_toml_syntax_error_is_one_problem(settings_file):
 def test_missing_file_is_one_problem(tmp_path):
     path = tmp_path / "nowhere.toml"
     code, problems, _ = check(path)
-    assert code == 1 and problems == [f"error {path}: the file exists"]
+    assert code == 1 and problems == [f"error {path}: no settings file at {path}: run memberkit in the folder of "
+                                      "your plugins.toml, or point MEMBERKIT_CONFIG (or --config) at it"]
+
+
+@pytest.mark.parametrize("command", [["check"], ["migrate"], ["serve"], ["schema", "--shop", "demo"],
+                                     ["keys", "create", "--shop", "demo"], ["keys", "list"],
+                                     ["keys", "revoke", "key_x"], ["jobs", "run"]])
+def test_every_command_run_without_settings_says_which_file_it_looked_for(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMBERKIT_CONFIG", raising=False)
+    result = CliRunner().invoke(app, command, env={"MEMBERKIT_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert result.exit_code == 1, result.output
+    said = result.stderr.replace("\n", " ")
+    assert f"no settings file at {tmp_path / 'plugins.toml'}" in said and "MEMBERKIT_CONFIG" in said, said
+    assert result.stderr.endswith("\n") and not (tmp_path / "x.db").exists()  # nothing was created
 
 
 def test_several_problems_are_all_printed(settings_file):

@@ -1,4 +1,5 @@
-"""Money in integer minor units: how it is written in messages, and how a discount falls on a cart's lines.
+"""Money in integer minor units for plugins that price: how it is written in messages, and how a discount
+falls on a cart's lines (core itself prices nothing: the cart quote is the checkout plugin's).
 
 Every plugin that prices uses these, so that a percentage rounds down the same way on every line and the
 shares of a discount always add up to the fen.
