@@ -45,8 +45,8 @@ from memberkit.schema.builder import SchemaBuilder
 from memberkit.schema.context import AccessError, RequestContext, VisibleError
 from memberkit.schema.member import coupon_view
 from memberkit.schema.member import load_member as load_member_view
-from memberkit.schema.mutations import event_payload, payload_of
-from memberkit.schema.types import Coupon, Money, OrderLineInput, PageInfo, UserError, line_dicts
+from memberkit.schema.mutations import event_mutation, event_payload, input_values, payload_of
+from memberkit.schema.types import Coupon, Money, OrderLineInput, PageInfo, UserError
 
 __all__ = [
     # the declaration and the hooks
@@ -67,6 +67,6 @@ __all__ = [
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL
     "RequestContext", "VisibleError", "AccessError", "Money", "UserError", "PageInfo", "Coupon", "OrderLineInput",
-    "line_dicts",
+    "event_mutation", "input_values",
     "coupon_view", "load_member_view", "event_payload", "payload_of",
 ]

@@ -1,7 +1,9 @@
 """Core's writes in every schema: the four events and member tokens, and the payload every write returns."""
 
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Optional, get_type_hints
 
 import strawberry
 
@@ -18,7 +20,6 @@ from memberkit.schema.types import (
     SignUpMemberInput,
     UpdateMemberInput,
     UserError,
-    line_dicts,
 )
 
 
@@ -46,50 +47,56 @@ def payload_of(payload_type: type, result: EventResult, with_duplicate: bool = T
     return payload_type(**values)
 
 
+def input_values(value: Any) -> Any:
+    """An input object as the plain values a write takes: nested inputs become dicts, lists stay lists."""
+    if isinstance(value, list):
+        return [input_values(item) for item in value]
+    if hasattr(value, "__strawberry_definition__"):
+        return {name: input_values(item) for name, item in vars(value).items()}
+    return value
+
+
+def event_mutation(payload_name: str, run: Callable[..., Awaitable[EventResult]],
+                   with_duplicate: bool = True) -> Callable[[type], Callable[..., Any]]:
+    """A mutation whose resolver is `run` (same arguments and description; it returns the event's result)
+    and whose payload is the event payload `payload_name` with the composed Member: for ``mutation_field``."""
+
+    def factory(Member: type) -> Callable[..., Any]:
+        Payload = event_payload(payload_name, Member, with_duplicate)
+
+        async def resolve(**arguments: Any) -> Any:
+            return payload_of(Payload, await run(**arguments), with_duplicate)
+
+        resolve.__signature__ = inspect.signature(run).replace(return_annotation=Payload)
+        resolve.__annotations__ = {**get_type_hints(run), "return": Payload}
+        resolve.__doc__ = run.__doc__
+        return resolve
+
+    return factory
+
+
+async def sign_up_member(info: strawberry.Info, input: SignUpMemberInput) -> EventResult:
+    return await info.context.integrator_write(members.sign_up_member, **input_values(input))
+
+
+async def update_member(info: strawberry.Info, input: UpdateMemberInput) -> EventResult:
+    return await info.context.integrator_write(members.update_member, **input_values(input))
+
+
+async def record_order_paid(info: strawberry.Info, input: OrderPaidInput) -> EventResult:
+    return await info.context.integrator_write(orders.record_order_paid, **input_values(input))
+
+
+async def record_order_refunded(info: strawberry.Info, input: OrderRefundedInput) -> EventResult:
+    return await info.context.integrator_write(orders.record_order_refunded, **input_values(input))
+
+
 def contribute(builder) -> None:
     """Core's mutations, added before any plugin's."""
-    def sign_up_member(Member):
-        Payload = event_payload("SignUpMemberPayload", Member)
-
-        async def resolve(info: strawberry.Info, input: SignUpMemberInput) -> Payload:
-            result = await info.context.integrator_write(
-                members.sign_up_member, external_id=input.external_id,
-                phone=input.phone, email=input.email, birthday=input.birthday, referral_code=input.referral_code,
-                tags=input.tags, joined_at=input.joined_at)
-            return payload_of(Payload, result)
-        return resolve
-
-    def update_member(Member):
-        Payload = event_payload("UpdateMemberPayload", Member, with_duplicate=False)
-
-        async def resolve(info: strawberry.Info, input: UpdateMemberInput) -> Payload:
-            result = await info.context.integrator_write(
-                members.update_member, member_id=input.member_id,
-                phone=input.phone, email=input.email, birthday=input.birthday, tags=input.tags)
-            return payload_of(Payload, result, with_duplicate=False)
-        return resolve
-
-    def record_order_paid(Member):
-        Payload = event_payload("OrderPaidPayload", Member)
-
-        async def resolve(info: strawberry.Info, input: OrderPaidInput) -> Payload:
-            result = await info.context.integrator_write(
-                orders.record_order_paid, order_id=input.order_id,
-                member_id=input.member_id, total=input.total, lines=line_dicts(input.lines),
-                coupon_codes=input.coupon_codes, points_redeemed=input.points_redeemed,
-                reservation_ids=input.reservation_ids, checkout_id=input.checkout_id, paid_at=input.paid_at)
-            return payload_of(Payload, result)
-        return resolve
-
-    def record_order_refunded(Member):
-        Payload = event_payload("OrderRefundedPayload", Member)
-
-        async def resolve(info: strawberry.Info, input: OrderRefundedInput) -> Payload:
-            result = await info.context.integrator_write(
-                orders.record_order_refunded, order_id=input.order_id,
-                refund_id=input.refund_id, amount=input.amount, refunded_at=input.refunded_at)
-            return payload_of(Payload, result)
-        return resolve
+    builder.mutation_field("sign_up_member", event_mutation("SignUpMemberPayload", sign_up_member))
+    builder.mutation_field("update_member", event_mutation("UpdateMemberPayload", update_member, False))
+    builder.mutation_field("record_order_paid", event_mutation("OrderPaidPayload", record_order_paid))
+    builder.mutation_field("record_order_refunded", event_mutation("OrderRefundedPayload", record_order_refunded))
 
     def create_member_token(Member):
         @strawberry.type
@@ -117,8 +124,4 @@ def contribute(builder) -> None:
             return MemberTokenPayload(token=token, expires_at=expires, errors=[])
         return resolve
 
-    builder.mutation_field("sign_up_member", sign_up_member)
-    builder.mutation_field("update_member", update_member)
-    builder.mutation_field("record_order_paid", record_order_paid)
-    builder.mutation_field("record_order_refunded", record_order_refunded)
     builder.mutation_field("create_member_token", create_member_token)

@@ -93,14 +93,6 @@ class OrderLineInput:
     category: Optional[str] = None
 
 
-def line_dicts(lines: list[OrderLineInput] | None) -> list[dict] | None:
-    """Input lines as the events take them."""
-    if lines is None:
-        return None
-    return [{"sku": line.sku, "quantity": line.quantity, "unit_price": line.unit_price, "category": line.category}
-            for line in lines]
-
-
 @strawberry.input
 class SignUpMemberInput:
     external_id: str

@@ -21,7 +21,7 @@ from memberkit.plugin import (
     RequestContext,
     UserError,
     VisibleError,
-    line_dicts,
+    input_values,
 )
 from memberkit.plugins.checkout import holds, pricing
 
@@ -157,7 +157,7 @@ def contribute(builder) -> None:
             without member pricing. A read: nothing is held."""
             context: RequestContext = info.context
             try:
-                cart = pricing.make_cart(context.member_id, line_dicts(input.lines), input.coupon_codes,
+                cart = pricing.make_cart(context.member_id, input_values(input.lines), input.coupon_codes,
                                                input.points_to_redeem, input.reservation_ids)
             except Refused as refusal:
                 raise CartError(refusal) from None
@@ -172,7 +172,7 @@ def contribute(builder) -> None:
             member_id = context.require_member()
             result = await context.call(
                 holds.start_checkout, context.runtime, context.shop, context.principal.key_id,
-                member_id=member_id, idempotency_key=input.idempotency_key, lines=line_dicts(input.lines),
+                member_id=member_id, idempotency_key=input.idempotency_key, lines=input_values(input.lines),
                 coupon_codes=input.coupon_codes, points_to_redeem=input.points_to_redeem,
                 reservation_ids=input.reservation_ids)
             return await _payload(context, result, member_id)

@@ -17,10 +17,9 @@ from memberkit.plugin import (
     VisibleError,
     clock,
     coupon_view,
-    event_payload,
+    event_mutation,
     load_member,
     load_member_view,
-    payload_of,
 )
 from memberkit.plugins.points import ledger
 from memberkit.plugins.points.settings import NAME, settings_of
@@ -187,81 +186,64 @@ async def _member(info, Member, member_id):
     return await load_member_view(info, Member, member_id) if member_id else None
 
 
-def _check_in(Member):
-    Payload = event_payload("CheckInPayload", Member)
+async def check_in(info: strawberry.Info) -> EventResult:
+    """Daily check-in for the signed-in member: points once per day in the shop's timezone."""
+    context: RequestContext = info.context
+    member_id = context.require_member()
 
-    async def resolve(info: strawberry.Info) -> Payload:
-        """Daily check-in for the signed-in member: points once per day in the shop's timezone."""
-        context: RequestContext = info.context
-        member_id = context.require_member()
+    def handle(ctx) -> EventResult:
+        load_member(ctx.conn, ctx.shop.slug, member_id)
+        return EventResult(member_id, ledger.reward_action(ctx, member_id, "check_in"))
 
-        def handle(ctx) -> EventResult:
-            load_member(ctx.conn, ctx.shop.slug, member_id)
-            return EventResult(member_id, ledger.reward_action(ctx, member_id, "check_in"))
-
-        day = context.shop.local(clock.now()).date().isoformat()
-        result = await context.event("points.check_in", f"{member_id}:{day}", {}, handle)
-        return payload_of(Payload, result)
-    return resolve
+    day = context.shop.local(clock.now()).date().isoformat()
+    return await context.event("points.check_in", f"{member_id}:{day}", {}, handle)
 
 
-def _record_member_action(Member):
-    Payload = event_payload("MemberActionPayload", Member)
+async def record_member_action(info: strawberry.Info, input: MemberActionInput) -> EventResult:
+    """An action that earns points (a review, a share), reported by the integrator; capped per day."""
+    context: RequestContext = info.context
+    context.require_integrator()
 
-    async def resolve(info: strawberry.Info, input: MemberActionInput) -> Payload:
-        """An action that earns points (a review, a share), reported by the integrator; capped per day."""
-        context: RequestContext = info.context
-        context.require_integrator()
+    def handle(ctx) -> EventResult:
+        load_member(ctx.conn, ctx.shop.slug, input.member_id)
+        return EventResult(input.member_id, ledger.reward_action(ctx, input.member_id, input.action))
 
-        def handle(ctx) -> EventResult:
-            load_member(ctx.conn, ctx.shop.slug, input.member_id)
-            return EventResult(input.member_id, ledger.reward_action(ctx, input.member_id, input.action))
-
-        result = await context.event("points.action", None,
-                                     {"member_id": input.member_id, "action": input.action}, handle,
-                                     idempotency_key=input.idempotency_key)
-        return payload_of(Payload, result)
-    return resolve
+    return await context.event("points.action", None, {"member_id": input.member_id, "action": input.action},
+                               handle, idempotency_key=input.idempotency_key)
 
 
-def _adjust_points(Member):
-    Payload = event_payload("AdjustPointsPayload", Member)
+async def adjust_points(info: strawberry.Info, input: AdjustPointsInput) -> EventResult:
+    """Change a balance by hand with a reason; the entry records which key did it."""
+    context: RequestContext = info.context
+    key = context.require_integrator().key_id
 
-    async def resolve(info: strawberry.Info, input: AdjustPointsInput) -> Payload:
-        """Change a balance by hand with a reason; the entry records which key did it."""
-        context: RequestContext = info.context
-        key = context.require_integrator().key_id
+    def handle(ctx) -> EventResult:
+        load_member(ctx.conn, ctx.shop.slug, input.member_id)
+        reason = input.reason.strip()
+        if not reason or len(reason) > 200:
+            raise Refused("INVALID_REASON", "reason must be 1 to 200 characters", "reason")
+        if input.delta == 0:
+            raise Refused("INVALID_AMOUNT", "delta must not be zero", "delta")
+        if input.delta > 0:
+            locked = ledger.lock(ctx, input.member_id)
+            ledger.earn(ctx, input.member_id, input.delta, "ADJUST", "manual", locked, actor=key, note=reason)
+        elif settings_of(ctx).allow_negative_balance:
+            ledger.take_back(ctx, input.member_id, -input.delta, "ADJUST", "manual", None, key, reason)
+        else:
+            ledger.spend(ctx, input.member_id, -input.delta, "ADJUST", "manual", actor=key, note=reason)
+        sign = "+" if input.delta > 0 else ""
+        return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED", f"points {sign}{input.delta} ({reason})",
+                                                    rule="manual")])
 
-        def handle(ctx) -> EventResult:
-            load_member(ctx.conn, ctx.shop.slug, input.member_id)
-            reason = input.reason.strip()
-            if not reason or len(reason) > 200:
-                raise Refused("INVALID_REASON", "reason must be 1 to 200 characters", "reason")
-            if input.delta == 0:
-                raise Refused("INVALID_AMOUNT", "delta must not be zero", "delta")
-            if input.delta > 0:
-                locked = ledger.lock(ctx, input.member_id)
-                ledger.earn(ctx, input.member_id, input.delta, "ADJUST", "manual", locked, actor=key, note=reason)
-                return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED",
-                                                            f"points +{input.delta} ({reason})", rule="manual")])
-            if settings_of(ctx).allow_negative_balance:
-                ledger.take_back(ctx, input.member_id, -input.delta, "ADJUST", "manual", None, key, reason)
-            else:
-                ledger.spend(ctx, input.member_id, -input.delta, "ADJUST", "manual", actor=key, note=reason)
-            return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED",
-                                                        f"points {input.delta} ({reason})", rule="manual")])
-
-        result = await context.event("points.adjust", None,
-                                     {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
-                                     handle, idempotency_key=input.idempotency_key)
-        return payload_of(Payload, result)
-    return resolve
+    return await context.event("points.adjust", None,
+                               {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
+                               handle, idempotency_key=input.idempotency_key)
 
 
 def contribute(builder) -> None:
     builder.member_field("points", points, description="The member's points; null where the shop has none.")
     builder.query_field("rewards", _rewards)
     builder.mutation_field("redeem_reward", _redeem_reward)
-    builder.mutation_field("check_in", _check_in)
-    builder.mutation_field("record_member_action", _record_member_action)
-    builder.mutation_field("adjust_points", _adjust_points)
+    builder.mutation_field("check_in", event_mutation("CheckInPayload", check_in))
+    builder.mutation_field("record_member_action", event_mutation("MemberActionPayload", record_member_action))
+    builder.mutation_field("adjust_points", event_mutation("AdjustPointsPayload", adjust_points))

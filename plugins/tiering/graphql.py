@@ -6,7 +6,7 @@ from typing import Optional
 
 import strawberry
 
-from memberkit.plugin import Context, Money, event_payload, payload_of
+from memberkit.plugin import Context, EventResult, Money, event_mutation, input_values
 from memberkit.plugins.tiering import actions
 from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.models import TierChange as TierChangeRow
@@ -127,37 +127,23 @@ async def tier_history(root, info: strawberry.Info, first: Optional[int] = 20) -
 # ---------------------------------------------------------------- writes (integrator)
 
 
-def set_member_tier(Member):
-    Payload = event_payload("SetMemberTierPayload", Member)
-
-    async def resolve(info: strawberry.Info, input: SetMemberTierInput) -> Payload:
-        """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
-        expiresAt passes (integrator)."""
-        result = await info.context.integrator_write(
-            actions.set_member_tier, member_id=input.member_id,
-            tier_code=input.tier_code, reason=input.reason, expires_at=input.expires_at,
-            idempotency_key=input.idempotency_key)
-        return payload_of(Payload, result)
-    return resolve
+async def set_member_tier(info: strawberry.Info, input: SetMemberTierInput) -> EventResult:
+    """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
+    expiresAt passes (integrator)."""
+    return await info.context.integrator_write(actions.set_member_tier, **input_values(input))
 
 
-def record_tier_upgrade(Member):
-    Payload = event_payload("RecordTierUpgradePayload", Member)
-
-    async def resolve(info: strawberry.Info, input: RecordTierUpgradeInput) -> Payload:
-        """Record a tier the member bought after the platform charged amountPaid; pointsUsed are spent
-        through the shop's points (integrator)."""
-        result = await info.context.integrator_write(
-            actions.record_tier_upgrade, member_id=input.member_id,
-            tier_code=input.tier_code, amount_paid=input.amount_paid, points_used=input.points_used or 0,
-            idempotency_key=input.idempotency_key)
-        return payload_of(Payload, result)
-    return resolve
+async def record_tier_upgrade(info: strawberry.Info, input: RecordTierUpgradeInput) -> EventResult:
+    """Record a tier the member bought after the platform charged amountPaid; pointsUsed are spent
+    through the shop's points (integrator)."""
+    values = input_values(input)
+    return await info.context.integrator_write(actions.record_tier_upgrade, **{**values,
+                                                                              "points_used": input.points_used or 0})
 
 
 def contribute(builder) -> None:
     builder.member_field("tier", tier, description="The member's tier; null where the shop has no tiers.")
     builder.member_field("tier_progress", tier_progress, description="How far the member is from the next tier.")
     builder.member_field("tier_history", tier_history, description="The member's tier changes, newest first.")
-    builder.mutation_field("set_member_tier", set_member_tier)
-    builder.mutation_field("record_tier_upgrade", record_tier_upgrade)
+    builder.mutation_field("set_member_tier", event_mutation("SetMemberTierPayload", set_member_tier))
+    builder.mutation_field("record_tier_upgrade", event_mutation("RecordTierUpgradePayload", record_tier_upgrade))
