@@ -58,15 +58,16 @@ class UnknownPlugin(LookupError):
         super().__init__(f"unknown plugin {name!r}; installed: {', '.join(installed()) or 'none'}")
 
 
-_added: dict[str, Plugin] = {}  # plugins registered at run time (memberkit.testing), by name
+added: dict[str, Plugin] = {}  # plugins enabled at run time without an entry point (a test's), by name
 
 
-def _resolve(target: Any, where: str) -> Plugin:
+def resolve(target: Any, where: str = "") -> Plugin:
     """The declaration `target` holds (a module or object with a `plugin`, or a Plugin), its hooks and
     migrations folder filled in."""
     plugin = target if isinstance(target, Plugin) else getattr(target, "plugin", None)
     if not isinstance(plugin, Plugin):
-        raise TypeError(f"{where} declares no memberkit Plugin (a `plugin = Plugin(...)` beside its hooks)")
+        raise TypeError(f"{where or repr(target)} declares no memberkit Plugin: write `plugin = Plugin(...)` "
+                        "beside its hooks")
     hooks = plugin.hooks if plugin.hooks is not None else target
     migrations = plugin.migrations
     if migrations is None and plugin.tables and isinstance(target, ModuleType):
@@ -90,13 +91,13 @@ def builtin() -> list[str]:
 def installed() -> list[str]:
     """Every plugin name a shop may enable: built-ins first, then third-party ones, then added ones."""
     names = list(_entry_points())
-    return names + [n for n in _added if n not in names]
+    return names + [n for n in added if n not in names]
 
 
 @cache
 def _load_entry_point(name: str) -> Plugin:
     ep = _entry_points()[name]
-    plugin = _resolve(ep.load(), f"entry point {name} = {ep.value}")
+    plugin = resolve(ep.load(), f"entry point {name} = {ep.value}")
     if plugin.name != name:
         raise TypeError(f"entry point {name!r} ({ep.value}) declares a plugin named {plugin.name!r}: "
                         "name the entry point after the plugin")
@@ -105,18 +106,11 @@ def _load_entry_point(name: str) -> Plugin:
 
 def load(name: str) -> Plugin:
     """A plugin by name: added at run time, or installed (an entry point)."""
-    if name in _added:
-        return _added[name]
+    if name in added:
+        return added[name]
     if name in _entry_points():
         return _load_entry_point(name)
     raise UnknownPlugin(name)
-
-
-def add(target: Any) -> Plugin:
-    """Register a plugin (a Plugin, or a module or object holding one) without installing it; a test's."""
-    plugin = _resolve(target, repr(target))
-    _added[plugin.name] = plugin
-    return plugin
 
 
 def refresh() -> None:

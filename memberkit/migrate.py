@@ -39,7 +39,7 @@ def _location(name: str) -> str | None:
     return plugin_registry.load(name).migrations
 
 
-def _config(engine: Engine) -> Config:
+def config_for(engine: Engine) -> Config:
     """Revisions of core and of every installed plugin are found (a plugin a shop stopped enabling keeps
     its tables and its revisions stay locatable)."""
     config = Config()
@@ -54,7 +54,7 @@ def _config(engine: Engine) -> Config:
 
 
 def alembic_config(runtime: Runtime) -> Config:
-    return _config(runtime.db.engine)
+    return config_for(runtime.db.engine)
 
 
 def branches(runtime: Runtime) -> list[str]:
@@ -139,7 +139,7 @@ def new_revision(name: str, message: str) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'scratch.db'}")
         try:
-            config = _config(db.engine)
+            config = config_for(db.engine)
             script = ScriptDirectory.from_config(config)
             command.upgrade(config, "heads")
             earlier = _branch_revisions(script, name)

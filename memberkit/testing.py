@@ -220,8 +220,8 @@ def add_plugin(monkeypatch) -> Callable[[Any], plugin_registry.Plugin]:
     """Enable a plugin for this test by its declaration (or the module or object that holds one)."""
 
     def add(target: Any) -> plugin_registry.Plugin:
-        plugin = plugin_registry.add(target)
-        monkeypatch.setitem(plugin_registry._added, plugin.name, plugin)  # undone after the test
+        plugin = plugin_registry.resolve(target)
+        monkeypatch.setitem(plugin_registry.added, plugin.name, plugin)  # undone after the test
         return plugin
 
     return add

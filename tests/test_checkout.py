@@ -594,3 +594,23 @@ def test_two_open_checkouts_cannot_both_take_the_first_order_discount(make_shop)
     assert [e["code"] for e in second["errors"]] == ["FIRST_ORDER_HELD"] and second["checkout"] is None
     shop.release(token, first["checkout"]["id"])
     assert shop.start(token, "tab-3", [line("cap", 5000)])["errors"] == []
+
+
+def test_the_checkout_payment_hook_says_what_an_order_pays_with(make_shop):
+    from dataclasses import replace
+
+    from memberkit.plugin import PaidOrder
+
+    shop = make_shop()
+    member_id, token = shop.member("u-1")
+    welcome = shop.coupon(member_id, "WELCOME_10")
+    held = shop.start(token, "k", [line("tee", 3000)], couponCodes=[welcome])["checkout"]
+    order = PaidOrder("o-1", member_id, 2000, "CNY", NOW, checkout_id=held["id"])
+    with shop.runtime.transaction(shop.runtime.shop("demo")) as ctx:
+        paying = ctx.hook.checkout_payment(ctx=ctx, order=order)
+        unknown = ctx.hook.checkout_payment(ctx=ctx, order=replace(order, checkout_id="chk_nope"))
+        again = ctx.hook.checkout_payment(ctx=ctx, order=replace(order, order_id="o-2"))
+    assert (paying.order.checkout_id, paying.order.coupon_codes, paying.held_points) == (held["id"], (welcome,), 0)
+    assert [(e.plugin, e.kind) for e in paying.effects] == [("checkout", "CHECKOUT_COMPLETED")]
+    assert unknown.order.checkout_id is None and [e.code for e in unknown.effects] == ["CHECKOUT_UNKNOWN"]
+    assert again.order.checkout_id is None and [e.code for e in again.effects] == ["CHECKOUT_COMPLETED"]

@@ -12,22 +12,17 @@ import importlib.metadata
 import importlib.util
 import shutil
 import subprocess
-import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, select
 from sqlmodel import SQLModel
 
-from memberkit import migrate
 from memberkit.core import plugins as plugin_registry
 from memberkit.core import settings as settings_module
-from memberkit.core.db import Database
-from memberkit.core.runtime import Runtime
-from tests.conftest import ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL
+from tests.conftest import ORDER_PAID, ROOT, SIGN_UP
+from tests.distributions import installed
 
 PLUGIN_SOURCE = Path(__file__).parent / "thirdparty" / "mk_stamps"
 MODULE = "mk_stamps"
@@ -88,63 +83,13 @@ class Installed:
         assert repository_state() == self.repository_before, "the test changed a file of the repository"
 
 
-def _plugin_modules() -> list[str]:
-    return [name for name in sys.modules if name == MODULE or name.startswith(MODULE + ".")]
-
-
-def _forget_plugin_tables() -> None:
-    """The plugin's import registered its table in SQLModel's global metadata; take it out again."""
-    for table in list(SQLModel.metadata.tables.values()):
-        if table.name.startswith("stamps_"):
-            SQLModel.metadata.remove(table)
-
-
-def _downgrade_postgres_branch(tmp_dir: Path) -> None:
-    """The shared PostgreSQL test database must not keep a branch other tests' migrations cannot find."""
-    path = tmp_dir / "downgrade.toml"
-    path.write_text(textwrap.dedent(SETTINGS))
-    runtime = Runtime(settings_module.load(path), Database(TEST_DATABASE_URL))
-    try:
-        with runtime.db.engine.connect() as conn:
-            applied = inspect(conn).has_table("stamps_card")
-        if applied:
-            command.downgrade(migrate.alembic_config(runtime), "stamps@base")
-    finally:
-        runtime.db.dispose()
-
-
 @pytest.fixture(scope="module")
 def installed_stamps(tmp_path_factory):
-    """pip-install the plugin into a directory of its own, put it on sys.path, and undo all of it after."""
+    """The plugin installed into a folder of its own and on sys.path; all of it undone after."""
     before = repository_state()
-    plugin_registry.refresh()
-    assert "stamps" not in plugin_registry.installed()
-    assert importlib.util.find_spec(MODULE) is None, "the plugin must not be importable before installing it"
-
-    work = tmp_path_factory.mktemp("third_party")
-    source = shutil.copytree(PLUGIN_SOURCE, work / "mk-stamps", ignore=shutil.ignore_patterns("__pycache__"))
-    target = work / "site-packages"
-    pip = subprocess.run(  # noqa: S603  (this interpreter's pip, a path the test made)
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation",
-         "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(target), str(source)],
-        capture_output=True, text=True)
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    assert repository_state() == before, "installing the plugin changed a file of the repository"
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(target))
-        plugin_registry.refresh()
-        try:
-            yield target
-        finally:
-            if TEST_DATABASE_URL:
-                _downgrade_postgres_branch(work)
-            _forget_plugin_tables()
-            for name in _plugin_modules():
-                del sys.modules[name]
-    importlib.invalidate_caches()
-    plugin_registry.refresh()
-    assert "stamps" not in plugin_registry.installed()
+    with installed(PLUGIN_SOURCE, MODULE, "stamps", tmp_path_factory.mktemp("third_party")) as target:
+        assert repository_state() == before, "installing the plugin changed a file of the repository"
+        yield target
 
 
 @pytest.fixture
