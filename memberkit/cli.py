@@ -214,6 +214,23 @@ def migrations_new(plugin: Annotated[str, typer.Option("--plugin", help="The plu
     typer.echo(f"wrote {path}")
 
 
+@plugin_app.command("new")
+def plugin_new(name: Annotated[str, typer.Argument(help="The plugin's name, e.g. loyalty_club.")],
+               directory: Annotated[str, typer.Option("--dir", help="Where to write mk-NAME/.")] = "."):
+    """Write a plugin package: pyproject with its entry point, the declaration with one setting, one table
+    and its first migration, one Member field, one hook, and a test on memberkit.testing that passes."""
+    from pathlib import Path
+
+    from memberkit import scaffold
+
+    try:
+        root = scaffold.new_plugin(name, Path(directory))
+    except scaffold.ScaffoldError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {root}: cd there, `pip install -e .` and run `pytest`")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations print their own one-line outcome

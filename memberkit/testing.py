@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import text
 
 with warnings.catch_warnings():  # starlette asks for httpx2; its TestClient works on httpx as it is
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from memberkit import jobs, migrate
