@@ -37,7 +37,7 @@ class Context:
     last: list[Callable[[], None]] = field(default_factory=list)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
-        """A plugin's validated settings for this shop (its `settings_model`), or None."""
+        """A plugin's validated settings for this shop (by its declared settings model), or None."""
         return self.shop.settings_for(plugin)
 
     @cached_property

@@ -49,7 +49,7 @@ class MemberkitSchema(strawberry.Schema):
 
 
 class SchemaBuilder:
-    """What a plugin's `graphql_schema` hook adds fields through."""
+    """What a plugin's `graphql(builder)` (its declaration's contribution) adds fields and operations through."""
 
     def __init__(self, plugin_names: tuple[str, ...]):
         self.plugins = plugin_names

@@ -134,9 +134,14 @@ def test_no_import_cycle_anywhere():
     assert cycles == []
 
 
+# The one import by computed name: the scaffold loads the plugin package it has just written (never a
+# memberkit module) to generate that package's first migration.
+DYNAMIC_IMPORTS = {"memberkit.scaffold"}
+
+
 def test_nothing_is_imported_by_a_name_computed_at_run_time():
     """Plugins are found by entry point, never by importlib on a module name (which would hide an edge)."""
-    assert [call for name, path in MODULES.items() for call in imports(name, path)[1]] == []
+    assert {name for name, path in MODULES.items() if imports(name, path)[1]} == DYNAMIC_IMPORTS
 
 
 def test_the_checker_sees_what_it_must(tmp_path):
