@@ -25,7 +25,20 @@ from memberkit.testing import (  # noqa: F401  (what the tests import from here)
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = ROOT.parent / "shared"  # the specification beside the repository, where there is one
+CONTRACT = ROOT / "schema" / "contract.graphql"  # the project's own copy of the API it promises
+
+
+def breaking_changes(served_sdl: str, contract_sdl: str | None = None) -> list[str]:
+    """What `served_sdl` breaks of the contract (graphql-core's find_breaking_changes), one line each."""
+    from graphql import build_schema, find_breaking_changes
+
+    contract = build_schema(contract_sdl or CONTRACT.read_text())
+    return [f"{c.type.name}: {c.description}" for c in find_breaking_changes(contract, build_schema(served_sdl))]
+
+
+shared_only = pytest.mark.skipif(not (SHARED / "check-contract.py").exists(),
+                                 reason="no ../shared beside the repository (the project's contract copy is checked)")
 
 TWO_SHOPS = """
 [shops.alpha]

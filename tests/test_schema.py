@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from memberkit.cli import app
 from memberkit.server import GraphQLDispatcher
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED, breaking_changes, shared_only
 
 THREE_SHOPS = """
 [shops.a]
@@ -30,12 +30,33 @@ plugins = []
 """
 
 
-def test_demo_shop_schema_keeps_the_core_contract(tmp_path, monkeypatch):
+def demo_sdl(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MEMBERKIT_DATABASE_URL", f"sqlite:///{tmp_path}/unused.db")
     result = CliRunner().invoke(app, ["schema", "--shop", "demo", "--config", str(ROOT / "plugins.toml")])
     assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_served_demo_schema_is_the_committed_one(tmp_path, monkeypatch):
+    """schema/demo.graphql is what the demo shop serves; after a change to the API, regenerate it with
+    `memberkit schema --shop demo > schema/demo.graphql` and review the diff."""
+    assert demo_sdl(tmp_path, monkeypatch) == (ROOT / "schema" / "demo.graphql").read_text()
+
+
+def test_the_demo_schema_keeps_the_projects_contract(tmp_path, monkeypatch):
+    assert breaking_changes(demo_sdl(tmp_path, monkeypatch)) == []
+
+
+def test_the_contract_check_can_fail(tmp_path, monkeypatch):
+    served = demo_sdl(tmp_path, monkeypatch).replace("  externalId: String!\n", "", 1)
+    assert any("externalId" in change for change in breaking_changes(served))
+
+
+@shared_only
+def test_demo_shop_schema_keeps_the_shared_core_contract(tmp_path, monkeypatch):
+    result_output = demo_sdl(tmp_path, monkeypatch)
     sdl = tmp_path / "demo.graphql"
-    sdl.write_text(result.output)
+    sdl.write_text(result_output)
     check = subprocess.run([sys.executable, str(SHARED / "check-contract.py"), "--core", str(sdl)],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0 and check.stdout.strip().endswith("contract kept"), check.stdout + check.stderr
