@@ -60,7 +60,8 @@ class Database:
         self._writer: Connection | None = None
 
     def _sqlite_engine(self) -> Engine:
-        engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)  # values are members' data: never in a log
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection, _record):
@@ -80,7 +81,7 @@ class Database:
 
     def _postgres_engine(self) -> Engine:
         size = int(os.environ.get("MEMBERKIT_DB_POOL_SIZE", "10"))
-        return create_engine(self.url, pool_size=size, max_overflow=size, pool_pre_ping=True)
+        return create_engine(self.url, pool_size=size, max_overflow=size, pool_pre_ping=True, hide_parameters=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

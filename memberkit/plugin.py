@@ -42,11 +42,21 @@ from memberkit.core.types import (
 from memberkit.core.wallet import IssuedCoupon, new_code
 from memberkit.pricing import line_shares, money, percent_off, spread
 from memberkit.schema.builder import SchemaBuilder
-from memberkit.schema.context import AccessError, RequestContext, VisibleError
+from memberkit.schema.context import AccessError, RequestContext, VisibleError, check_list_length
+from memberkit.schema.inputs import limited_list
 from memberkit.schema.member import coupon_view
 from memberkit.schema.member import load_member as load_member_view
 from memberkit.schema.mutations import event_mutation, event_payload, input_values, payload_of
-from memberkit.schema.types import Coupon, Money, OrderLineInput, PageInfo, UserError
+from memberkit.schema.types import (
+    MAX_COUPON_CODES,
+    MAX_LINES,
+    MAX_RESERVATIONS,
+    Coupon,
+    Money,
+    OrderLineInput,
+    PageInfo,
+    UserError,
+)
 
 __all__ = [
     # the declaration and the hooks
@@ -67,6 +77,7 @@ __all__ = [
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL
     "RequestContext", "VisibleError", "AccessError", "Money", "UserError", "PageInfo", "Coupon", "OrderLineInput",
-    "event_mutation", "input_values",
+    "event_mutation", "input_values", "limited_list", "check_list_length",
+    "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS",
     "coupon_view", "load_member_view", "event_payload", "payload_of",
 ]

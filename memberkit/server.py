@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.http.base import HTTPException  # (cross_web's, which strawberry answers with)
 
 from memberkit import jobs
 from memberkit.core.runtime import Runtime
@@ -23,6 +24,8 @@ from memberkit.schema.builder import build_schema
 from memberkit.schema.context import RequestContext
 
 log = logging.getLogger("memberkit.app")
+
+MAX_BODY_BYTES = 1_000_000  # a request body beyond it is answered 413 without being read further
 
 
 def development_mode() -> bool:
@@ -42,10 +45,48 @@ class ShopGraphQL(GraphQL):
         principal, shop = request.scope["memberkit"]
         return RequestContext(self.runtime, principal, shop, request)
 
+    def parse_json(self, data: str | bytes):
+        try:
+            return super().parse_json(data)
+        except RecursionError as e:  # json nests deeper than the interpreter's stack
+            raise HTTPException(400, "Unable to parse request body as JSON: it nests too deeply") from e
 
-def _unauthenticated() -> JSONResponse:
-    body = {"errors": [{"message": "authentication required", "extensions": {"code": "UNAUTHENTICATED"}}]}
-    return JSONResponse(body, status_code=401)
+
+def _refusal(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive, limit: int) -> bytes:
+    """The whole request body, or BodyTooLarge as soon as it passes `limit` bytes (chunked bodies too)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyTooLarge  # nobody is left to answer
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive):
+    """A `receive` that hands the body already read to the app, then waits on the client as before."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+    return replay
 
 
 class GraphQLDispatcher:
@@ -72,7 +113,16 @@ class GraphQLDispatcher:
                 auth.authenticate, header, self.runtime.db.read)
             shop = self.runtime.settings.shops[principal.shop]
         except (auth.AuthError, KeyError):
-            return await _unauthenticated()(scope, receive, send)
+            return await _refusal(401, "UNAUTHENTICATED", "authentication required")(scope, receive, send)
+        if request.method == "POST":
+            too_large = _refusal(413, "BODY_TOO_LARGE", f"the request body is over {MAX_BODY_BYTES} bytes")
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                return await too_large(scope, receive, send)
+            try:
+                receive = replaying(await read_body(receive, MAX_BODY_BYTES), receive)
+            except BodyTooLarge:
+                return await too_large(scope, receive, send)
         scope["memberkit"] = (principal, shop)
         await self.apps[shop.plugins](scope, receive, send)
 

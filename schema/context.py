@@ -30,6 +30,22 @@ class VisibleError(Exception):
         self.extensions = {"code": self.code}
 
 
+class TooManyItems(VisibleError):
+    """A list longer than its field allows: refused before anything runs, naming the field and the limit."""
+
+    code = "TOO_MANY_ITEMS"
+
+    def __init__(self, field: str, limit: int, count: int):
+        super().__init__(f"{field}: {count} items, at most {limit} allowed")
+        self.extensions.update(field=field, limit=limit)
+
+
+def check_list_length(values: list | None, field: str, limit: int) -> None:
+    """Refuse a list argument of more than `limit` items (TOO_MANY_ITEMS)."""
+    if values is not None and len(values) > limit:
+        raise TooManyItems(field, limit, len(values))
+
+
 class AccessError(VisibleError):
     """A caller reaching for an operation its credential does not allow."""
 

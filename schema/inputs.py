@@ -12,12 +12,31 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING
 from typing import Any
 
+import strawberry
 from strawberry.scalars import is_scalar
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOptional
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 
+from memberkit.schema.context import check_list_length
+
 Convert = Callable[[Any, InputContext, tuple], Any]
+MAX_ITEMS = "memberkit.max_items"
+
+
+def limited_list(max_items: int, description: str = "", required: bool = False) -> Any:
+    """An input list field of at most `max_items` items (None by default unless `required`): the schema
+    says so, and a longer list is refused (TOO_MANY_ITEMS, with the field and the limit) before any
+    resolver runs."""
+    return strawberry.field(default=MISSING if required else None, metadata={MAX_ITEMS: max_items},
+                            description=f"{description} At most {max_items}.".strip())
+
+
+def _limited(convert: Convert, field: str, limit: int) -> Convert:
+    def checked(value, ctx, keys):
+        check_list_length(value, field, limit)
+        return convert(value, ctx, keys)
+    return checked
 
 
 def _converter(type_: Any, context: InputContext) -> Convert:
@@ -48,6 +67,8 @@ class InputPlan:
         for field in self.definition.fields:
             name = context.config.name_converter.from_field(field)
             convert = _converter(field.resolve_type(type_definition=self.definition), context)
+            if MAX_ITEMS in (field.metadata or {}):
+                convert = _limited(convert, name, field.metadata[MAX_ITEMS])
             fields.append((name, field.python_name, convert))
             if field.default_value is MISSING and field.default_factory is MISSING:
                 self.defaults[field.python_name] = None

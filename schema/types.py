@@ -8,8 +8,13 @@ from typing import Optional
 
 import strawberry
 
+from memberkit.core.checks import MAX_TAGS
 from memberkit.core.intake import UserErrorData
 from memberkit.core.types import Effect as EffectData
+from memberkit.schema.inputs import limited_list
+
+# How long each list input may be (said in the schema; a longer list is refused as TOO_MANY_ITEMS).
+MAX_LINES, MAX_COUPON_CODES, MAX_RESERVATIONS = 500, 20, 50
 
 
 @strawberry.type
@@ -100,7 +105,7 @@ class SignUpMemberInput:
     email: Optional[str] = None
     birthday: Optional[date] = None
     referral_code: Optional[str] = None
-    tags: Optional[list[str]] = None
+    tags: Optional[list[str]] = limited_list(MAX_TAGS)
     joined_at: Optional[datetime] = None
 
 
@@ -110,7 +115,7 @@ class UpdateMemberInput:
     phone: Optional[str] = None
     email: Optional[str] = None
     birthday: Optional[date] = None
-    tags: Optional[list[str]] = None
+    tags: Optional[list[str]] = limited_list(MAX_TAGS)
 
 
 @strawberry.input
@@ -118,10 +123,10 @@ class OrderPaidInput:
     order_id: str
     member_id: strawberry.ID
     total: int
-    lines: Optional[list[OrderLineInput]] = None
-    coupon_codes: Optional[list[str]] = None
+    lines: Optional[list[OrderLineInput]] = limited_list(MAX_LINES)
+    coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_redeemed: Optional[int] = None
-    reservation_ids: Optional[list[strawberry.ID]] = None
+    reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
     checkout_id: Optional[strawberry.ID] = None
     paid_at: Optional[datetime] = None
 

@@ -257,8 +257,8 @@ def test_many_skus_at_once_in_the_order_asked_and_at_most_100(shops):
     assert [f["sku"] for f in found[:3]] == ["PLAIN-TEE", "VIP-TEE", "VIP-TEE"] and len(found) == 100
     assert [f["canPurchase"] for f in found[:3]] == [True, False, False]
     errors = api.errors(ACCESS, {"skus": skus + ["ONE-TOO-MANY"]}, key)
-    assert errors[0]["message"] == "productAccess: at most 100 skus per call, got 101"
-    assert errors[0]["extensions"]["code"] == "BAD_REQUEST"
+    assert errors[0]["message"] == "skus: 101 items, at most 100 allowed"
+    assert errors[0]["extensions"]["code"] == "TOO_MANY_ITEMS"
 
 
 # ---------------------------------------------------------------- upsertProductRule

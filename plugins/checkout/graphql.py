@@ -14,6 +14,9 @@ from typing import Optional
 import strawberry
 
 from memberkit.plugin import (
+    MAX_COUPON_CODES,
+    MAX_LINES,
+    MAX_RESERVATIONS,
     EventResult,
     Money,
     OrderLineInput,
@@ -22,6 +25,7 @@ from memberkit.plugin import (
     UserError,
     VisibleError,
     input_values,
+    limited_list,
 )
 from memberkit.plugins.checkout import holds, pricing
 
@@ -119,19 +123,19 @@ class Checkout:
 
 @strawberry.input
 class CartInput:
-    lines: list[OrderLineInput]
-    coupon_codes: Optional[list[str]] = None
+    lines: list[OrderLineInput] = limited_list(MAX_LINES, required=True)
+    coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
-    reservation_ids: Optional[list[strawberry.ID]] = None
+    reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
 
 
 @strawberry.input
 class CheckoutInput:
-    lines: list[OrderLineInput]
+    lines: list[OrderLineInput] = limited_list(MAX_LINES, required=True)
     idempotency_key: str
-    coupon_codes: Optional[list[str]] = None
+    coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
-    reservation_ids: Optional[list[strawberry.ID]] = None
+    reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
 
 
 @strawberry.type

@@ -30,14 +30,10 @@ from memberkit.plugin import (
 )
 from memberkit.plugins.checkout.settings import settings_of
 
-MAX_LINES = 200
-
 
 def make_cart(member_id: str | None, lines: list[dict[str, Any]] | None, codes: list[str] | None = None,
               points_to_redeem: int | None = None, reservation_ids: list[str] | None = None) -> Cart:
     """A validated cart; malformed input raises ``Refused`` with the field it concerns."""
-    if lines is not None and len(lines) > MAX_LINES:
-        raise Refused("TOO_MANY_LINES", f"a cart has at most {MAX_LINES} lines", "lines")
     found_lines, found_codes = order_lines(lines), coupon_codes(codes)
     if (points_to_redeem or 0) < 0:
         raise Refused("NEGATIVE_AMOUNT", "pointsToRedeem must not be negative", "pointsToRedeem")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import strawberry
 
-from memberkit.plugin import Money, RequestContext, UserError, VisibleError
+from memberkit.plugin import Money, RequestContext, UserError, check_list_length
 from memberkit.plugins.member_only import rules
 
 MAX_SKUS = 100
@@ -62,8 +62,7 @@ def product_access(Member):
         """For each sku (at most 100), whether the caller may buy it now: a member token answers for its
         member; a publishable or secret key for an anonymous shopper."""
         context: RequestContext = info.context
-        if len(skus) > MAX_SKUS:
-            raise VisibleError(f"productAccess: at most {MAX_SKUS} skus per call, got {len(skus)}")
+        check_list_length(skus, "skus", MAX_SKUS)
         member_id, currency = context.member_id, context.shop.currency
         found = await context.read(lambda ctx: rules.evaluate(ctx, skus, member_id))
         return [ProductAccess.of(access, currency) for access in found]
