@@ -9,6 +9,9 @@ from memberkit.core.hashing import keyed_hash
 from memberkit.core.types import OrderLine, Refused
 
 MAX_KEY_LENGTH = 200
+# GraphQL's Int: the largest figure memberkit serves as Int, so the largest a line, an order or a member's
+# points may reach (sums over a member's history are stored in 64 bits and served as BigInt).
+MAX_INT = 2**31 - 1
 MAX_TAGS, MAX_TAG_LENGTH = 50, 64
 
 
@@ -60,8 +63,9 @@ def check_birthday(birthday: date | None, today: date) -> None:
 
 
 def order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:
-    """An order's or a cart's lines: a sku, at least one unit, a price that is not negative."""
-    result = []
+    """An order's or a cart's lines: a sku, at least one unit, a price that is not negative, and amounts
+    (each line's and all of them together) that GraphQL's Int can serve back."""
+    result, subtotal = [], 0
     for index, line in enumerate(lines or []):
         where = f"lines[{index}]"
         if not line["sku"].strip():
@@ -70,6 +74,10 @@ def order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:
             raise Refused("INVALID_LINE", f"{where}.quantity must be at least 1", f"{where}.quantity")
         if line["unit_price"] < 0:
             raise Refused("NEGATIVE_AMOUNT", f"{where}.unitPrice must not be negative", f"{where}.unitPrice")
+        subtotal += line["quantity"] * line["unit_price"]
+        if subtotal > MAX_INT:
+            raise Refused("AMOUNT_TOO_LARGE", f"{where}: the lines come to {subtotal}, more than {MAX_INT} "
+                          "(quantity times unitPrice, summed over the lines)", f"{where}.quantity")
         result.append(OrderLine(line["sku"].strip(), line["quantity"], line["unit_price"], line.get("category")))
     return tuple(result)
 

@@ -10,12 +10,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, create_engine, event
+from sqlalchemy import BigInteger, Connection, DateTime, Integer, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
 
 DEFAULT_URL = "sqlite:///memberkit.db"
+
+
+# A 64-bit integer for sums that grow with a member's history (lifetime spend, balances): BIGINT on
+# PostgreSQL, where INTEGER is 32-bit; SQLite's INTEGER already holds 64 bits.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator):

@@ -6,9 +6,9 @@ The guide, docs/plugins.md, shows each name in use.
 """
 
 from memberkit.core import clock
-from memberkit.core.checks import coupon_codes, order_lines, require_aware, require_key
+from memberkit.core.checks import MAX_INT, coupon_codes, order_lines, require_aware, require_key
 from memberkit.core.context import Context
-from memberkit.core.db import ByDialect, Prepared, UTCDateTime, upsert
+from memberkit.core.db import ByDialect, Int64, Prepared, UTCDateTime, upsert
 from memberkit.core.intake import EventResult, collect, run_event
 from memberkit.core.members import load_member
 from memberkit.core.models import Coupon as CouponRow
@@ -51,6 +51,7 @@ from memberkit.schema.types import (
     MAX_COUPON_CODES,
     MAX_LINES,
     MAX_RESERVATIONS,
+    BigInt,
     Coupon,
     Money,
     OrderLineInput,
@@ -67,16 +68,17 @@ __all__ = [
     "CheckoutPayment", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_key", "order_lines",
-    "coupon_codes",
+    "coupon_codes", "MAX_INT",
     # tables and statements
-    "member_column", "timestamp", "UTCDateTime", "Prepared", "upsert", "ByDialect",
+    "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow",
     # settings
     "StrictModel", "CouponTemplateName",
     # money and time
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL
-    "RequestContext", "VisibleError", "AccessError", "Money", "UserError", "PageInfo", "Coupon", "OrderLineInput",
+    "RequestContext", "VisibleError", "AccessError", "Money", "BigInt", "UserError", "PageInfo", "Coupon",
+    "OrderLineInput",
     "event_mutation", "input_values", "limited_list", "check_list_length",
     "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS",
     "coupon_view", "load_member_view", "event_payload", "payload_of",

@@ -20,12 +20,14 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from memberkit.core import plugins as plugin_registry
 from memberkit.schema import member, mutations
 from memberkit.schema.context import VisibleError
 from memberkit.schema.inputs import plan_inputs
 from memberkit.schema.member import MemberBase
+from memberkit.schema.types import SCALARS
 
 log = logging.getLogger("memberkit.graphql")
 
@@ -100,6 +102,7 @@ class SchemaBuilder:
             mutation=operations("Mutation", self.mutation_fields, strawberry.mutation),
             types=self.types,
             extensions=extensions(development),
+            config=StrawberryConfig(scalar_map=SCALARS),
         )
         plan_inputs(schema)
         return schema

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Optional
+from typing import NewType, Optional
 
 import strawberry
 
@@ -15,6 +15,22 @@ from memberkit.schema.inputs import limited_list
 
 # How long each list input may be (said in the schema; a longer list is refused as TOO_MANY_ITEMS).
 MAX_LINES, MAX_COUPON_CODES, MAX_RESERVATIONS = 500, 20, 50
+
+
+MAX_SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exact
+
+
+def _parse_big_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError(f"BigInt must be a whole number from -{MAX_SAFE_INTEGER} to {MAX_SAFE_INTEGER}")
+    return value
+
+
+BigInt = NewType("BigInt", int)
+SCALARS = {BigInt: strawberry.scalar(
+    name="BigInt", serialize=int, parse_value=_parse_big_int,
+    description="A whole number beyond GraphQL's 32-bit Int, as a JSON number up to 2^53 - 1: sums over a "
+                "member's history or a shop.")}  # the schema's config.scalar_map
 
 
 @strawberry.type

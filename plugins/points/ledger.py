@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
 
-from memberkit.plugin import Context, Effect, Prepared, RedemptionRefused, Refused, TierInfo, money, upsert
+from memberkit.plugin import MAX_INT, Context, Effect, Prepared, RedemptionRefused, Refused, TierInfo, money, upsert
 from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
@@ -26,12 +26,14 @@ MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
 HOLDS = PointsHold.__table__
 
 # The statements of every order, compiled once per dialect and run at driver level.
+_LOCKED = (ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at,
+           ACCOUNTS.c.pending, ACCOUNTS.c.held, ACCOUNTS.c.lifetime_earned)
 # Create-or-lock in one statement: the upsert's UPDATE takes the row lock exactly as a plain UPDATE would.
 _LOCK = Prepared(upsert(
     ACCOUNTS, values={"member_id": bindparam("m"), "shop": bindparam("shop"), "lifetime_spend": bindparam("spend"),
                       "next_due_at": NEVER},
     update={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend")},
-    returning=(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)))
+    returning=_LOCKED))
 _NEXT_DUE_AT = case((or_(ACCOUNTS.c.next_due_at.is_(None), ACCOUNTS.c.next_due_at <= bindparam("due")),
                      ACCOUNTS.c.next_due_at), else_=bindparam("due"))
 # An order's points where no debt can be owed: credited by the same upsert that locks the account.
@@ -42,7 +44,7 @@ _LOCK_AND_EARN = Prepared(upsert(
     update={"lifetime_spend": ACCOUNTS.c.lifetime_spend + bindparam("spend"),
             "balance": ACCOUNTS.c.balance + bindparam("b"), "pending": ACCOUNTS.c.pending + bindparam("p"),
             "lifetime_earned": ACCOUNTS.c.lifetime_earned + bindparam("e"), "next_due_at": _NEXT_DUE_AT},
-    returning=(ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at)))
+    returning=_LOCKED))
 _EARN_ACCOUNT = Prepared(ACCOUNTS.update().where(ACCOUNTS.c.member_id == bindparam("m")).values(
     balance=ACCOUNTS.c.balance + bindparam("b"), pending=ACCOUNTS.c.pending + bindparam("p"),
     debt=ACCOUNTS.c.debt - bindparam("r"), lifetime_earned=ACCOUNTS.c.lifetime_earned + bindparam("e"),
@@ -99,6 +101,27 @@ class Locked:
     balance: int
     debt: int
     lifetime_spend: int
+    pending: int = 0
+    held: int = 0
+    lifetime_earned: int = 0
+
+    def room(self) -> int:
+        """The most points the member may still earn: every figure the account serves (balance, pending,
+        held, lifetime earned) stays within GraphQL's Int."""
+        return MAX_INT - max(self.balance + self.pending + self.held, self.lifetime_earned)
+
+
+def limit_reached(points: int, room: int) -> Effect:
+    """The CONFLICT of points a paid order would earn beyond the member's limit: the order stands."""
+    return Effect(NAME, "CONFLICT", f"points +{points} not credited: the member's points would pass {MAX_INT} "
+                  f"(room for {max(room, 0)})", code="POINTS_LIMIT_REACHED", rule="limit")
+
+
+def require_room(locked: Locked, points: int) -> None:
+    """Refuse an adjustment or action whose points would take the member past the limit."""
+    if points > locked.room():
+        raise Refused("POINTS_LIMIT_REACHED", f"{points} points would take the member's points past {MAX_INT} "
+                      f"(room for {max(locked.room(), 0)})", "delta")
 
 
 def _may_be_due(next_due_at: datetime | None, now: datetime) -> bool:
@@ -126,7 +149,7 @@ def lock(ctx: Context, member_id: str, spend: int = 0, credit: Credit | None = N
         row = _LOCK_AND_EARN.first(ctx.conn, {**params, "b": 0 if credit.pending else credit.points,
                                               "p": credit.points if credit.pending else 0, "e": credit.points,
                                               "due": credit.due})
-    locked = Locked(row.balance, row.debt, row.lifetime_spend)
+    locked = Locked(row.balance, row.debt, row.lifetime_spend, row.pending, row.held, row.lifetime_earned)
     if _may_be_due(row.next_due_at, ctx.now):
         due = _DUE_LOTS.all(ctx.conn, {"m": member_id, "now": ctx.now})
         if due:
@@ -215,6 +238,8 @@ def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, lock
                                     "r": repay, "e": points, "due": due})
     locked.debt -= repay
     locked.balance += balance_delta
+    locked.pending += remaining if pending else 0
+    locked.lifetime_earned += points
 
 
 def _take_from_lots(ctx: Context, lots, points: int) -> int:
@@ -306,7 +331,7 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
     """Take points back (a refund, a negative adjustment): the order's own lots first, then the soonest-
     expiring. What is no longer there becomes a debt (negative balance allowed) or a recorded shortfall.
     Returns (taken from lots or owed as debt, shortfall)."""
-    lock(ctx, member_id)
+    locked = lock(ctx, member_id)
     own = []
     if order_id is not None:
         own = ctx.conn.execute(
@@ -320,7 +345,9 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
                                      points - from_pending - from_open)
     missing = points - from_pending - from_open
     negative = settings_of(ctx).allow_negative_balance
-    debt, shortfall = (missing, 0) if negative else (0, missing)
+    # a debt never takes the balance below -MAX_INT (what GraphQL's Int serves): beyond, it is a shortfall
+    debt = min(missing, max(MAX_INT + locked.balance - from_open, 0)) if negative else 0
+    shortfall = missing - debt
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
         balance=ACCOUNTS.c.balance - from_open - debt, pending=ACCOUNTS.c.pending - from_pending,
         debt=ACCOUNTS.c.debt + debt, shortfall=ACCOUNTS.c.shortfall + shortfall))
@@ -379,15 +406,23 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
     available_at = order.paid_at + timedelta(days=settings.pending_days) if settings.pending_days else None
     effects = []
     grants = purchase_grants(settings, order.total, order.lines, order.paid_at, ctx.member_tier(order.member_id))
+    earned = sum(g.points for g in grants)
     if settings.allow_negative_balance:  # a debt may be owed: each earn repays it first
         locked = lock(ctx, order.member_id, spend=order.total)
+        if earned > locked.room():
+            effects.append(limit_reached(earned, locked.room()))
+            grants = []
         for grant in grants:
             earn(ctx, order.member_id, grant.points, "EARN", grant.rule, locked, order_id=order.order_id,
                  available_at=available_at)
     else:  # no debt: the lock's own upsert credits the points, then each grant adds its entry and lot
         pending = available_at is not None and available_at > ctx.now
-        credit = Credit(sum(g.points for g in grants), pending, available_at if pending else expiry_for(ctx, ctx.now))
+        credit = Credit(earned, pending, available_at if pending else expiry_for(ctx, ctx.now))
         locked = lock(ctx, order.member_id, spend=order.total, credit=credit if credit.points else None)
+        if locked.room() < 0:  # credited past the limit (rare: no statement is added to other orders)
+            _undo_credit(ctx, order.member_id, credit, locked)
+            effects.append(limit_reached(earned, locked.room()))
+            grants = []
         for grant in grants:
             add_lot(ctx, order.member_id, grant.points, grant.points, "EARN", grant.rule, order.order_id, available_at)
     for grant in grants:
@@ -395,6 +430,9 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
     before = locked.lifetime_spend - order.total
     for milestone in settings.milestones:
         if before < milestone.lifetime_spend <= locked.lifetime_spend:
+            if milestone.points > locked.room():
+                effects.append(limit_reached(milestone.points, locked.room()))
+                continue
             first_time = ctx.conn.execute(_CLAIM_MILESTONE.on(ctx.conn), dict(
                 member_id=order.member_id, lifetime_spend=milestone.lifetime_spend, shop=ctx.shop.slug,
                 order_id=order.order_id)).rowcount
@@ -404,10 +442,20 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
                      available_at=available_at)
                 effects.append(Effect(NAME, "POINTS_EARNED", f"points +{milestone.points} (lifetime spend "
                                       f"passed {money(milestone.lifetime_spend)})", rule=rule))
-    if available_at and effects:
+    if available_at and any(effect.kind == "POINTS_EARNED" for effect in effects):
         effects.append(Effect(NAME, "POINTS_PENDING", f"spendable from {available_at:%Y-%m-%d %H:%M} UTC",
                               rule="pending_days"))
     return effects
+
+
+def _undo_credit(ctx: Context, member_id: str, credit: Credit, locked: Locked) -> None:
+    balance, pending = (0, credit.points) if credit.pending else (credit.points, 0)
+    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
+        balance=ACCOUNTS.c.balance - balance, pending=ACCOUNTS.c.pending - pending,
+        lifetime_earned=ACCOUNTS.c.lifetime_earned - credit.points))
+    locked.balance -= balance
+    locked.pending -= pending
+    locked.lifetime_earned -= credit.points
 
 
 def reverse_for_refund(ctx: Context, refund) -> list[Effect]:
@@ -457,6 +505,7 @@ def reward_action(ctx: Context, member_id: str, action: str) -> list[Effect]:
     if not count_action(ctx, member_id, action, spec.daily_cap):
         raise Refused("DAILY_CAP_REACHED", f"{action} earns points {spec.daily_cap} time(s) a day", "action")
     locked = lock(ctx, member_id)
+    require_room(locked, spec.points)
     earn(ctx, member_id, spec.points, "EARN", f"action:{action}", locked)
     return [Effect(NAME, "POINTS_EARNED", f"points +{spec.points} ({action})", rule=f"action:{action}")]
 

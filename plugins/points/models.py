@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from memberkit.plugin import member_column, timestamp
+from memberkit.plugin import Int64, member_column, timestamp
 
 
 class PointsAccount(SQLModel, table=True):
@@ -20,13 +20,14 @@ class PointsAccount(SQLModel, table=True):
 
     member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
-    balance: int = 0  # spendable now (held points excluded)
-    held: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # held by open checkouts
-    pending: int = 0  # earned, not yet spendable
-    debt: int = 0  # taken back beyond the balance, where the shop allows a negative balance
-    shortfall: int = 0  # taken back beyond the balance and not recovered, where it does not
-    lifetime_earned: int = 0
-    lifetime_spend: int = 0  # money paid, net of refunds: what milestones count
+    # 64-bit: sums over the member's history never overflow (the points plugin keeps what it serves in Int)
+    balance: int = Field(default=0, sa_type=Int64)  # spendable now (held points excluded)
+    held: int = Field(default=0, sa_type=Int64, sa_column_kwargs={"server_default": "0"})  # held by checkouts
+    pending: int = Field(default=0, sa_type=Int64)  # earned, not yet spendable
+    debt: int = Field(default=0, sa_type=Int64)  # taken back beyond the balance, where a negative one is allowed
+    shortfall: int = Field(default=0, sa_type=Int64)  # taken back beyond the balance and not recovered
+    lifetime_earned: int = Field(default=0, sa_type=Int64)
+    lifetime_spend: int = Field(default=0, sa_type=Int64)  # money paid, net of refunds: what milestones count
     # No lot matures or expires before this instant, so a write skips looking for due lots until then;
     # NULL: not known (look, then set it).
     next_due_at: datetime | None = timestamp(nullable=True)

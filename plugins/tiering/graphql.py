@@ -6,7 +6,7 @@ from typing import Optional
 
 import strawberry
 
-from memberkit.plugin import Context, EventResult, Money, event_mutation, input_values
+from memberkit.plugin import MAX_INT, BigInt, Context, EventResult, Money, event_mutation, input_values
 from memberkit.plugins.tiering import actions
 from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.models import TierChange as TierChangeRow
@@ -32,7 +32,9 @@ class Tier:
 class TierProgress:
     current: Tier
     next: Optional[Tier]
-    qualifying_spend: Money
+    qualifying_spend: Money = strawberry.field(
+        description=f"at most {MAX_INT} (Int's limit): qualifyingSpendTotal is exact beyond it")
+    qualifying_spend_total: BigInt = strawberry.field(description="the qualifying spend, exact, in minor units")
     spend_to_next: Optional[Money]
     qualifying_orders: int
     orders_to_next: Optional[int]
@@ -96,7 +98,8 @@ def progress_of(ctx: Context, member_id: str) -> TierProgress:
     override = st.override_stands(s, state, ctx.now)
     return TierProgress(
         current=Tier.of(current), next=Tier.of(following) if following else None,
-        qualifying_spend=Money(amount=spend, currency=currency), spend_to_next=spend_to_next,
+        qualifying_spend=Money(amount=min(spend, MAX_INT), currency=currency), qualifying_spend_total=spend,
+        spend_to_next=spend_to_next,
         qualifying_orders=orders, orders_to_next=orders_to_next, window_start=st.window_start(ctx, s),
         downgrade_at=st.grace_ends(s, state), set_until=state.override_until if override else None)
 

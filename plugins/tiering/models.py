@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from memberkit.plugin import member_column, timestamp
+from memberkit.plugin import Int64, member_column, timestamp
 
 
 class TierMember(SQLModel, table=True):
@@ -21,7 +21,7 @@ class TierMember(SQLModel, table=True):
     member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
     tier_code: str = Field(max_length=32)
-    spend: int = 0
+    spend: int = Field(default=0, sa_type=Int64)  # 64-bit: lifetime spend passes 21 million yuan
     orders: int = 0
     override_code: str | None = Field(default=None, max_length=32)
     override_until: datetime | None = timestamp(nullable=True)
