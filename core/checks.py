@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from memberkit.core.hashing import keyed_hash
@@ -13,6 +14,12 @@ MAX_KEY_LENGTH = 200
 # points may reach (sums over a member's history are stored in 64 bits and served as BigInt).
 MAX_INT = 2**31 - 1
 MAX_TAGS, MAX_TAG_LENGTH = 50, 64
+# The window a timestamp must fall in: facts (paidAt, refundedAt, joinedAt) from EARLIEST to a little past
+# the server's clock, so a late report is never refused and a clock a few minutes fast is tolerated;
+# schedules (a sale's start, a tier's expiry) from EARLIEST to LATEST.
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(minutes=5)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def require_aware(moment: datetime | None, field_name: str) -> None:
@@ -22,11 +29,28 @@ def require_aware(moment: datetime | None, field_name: str) -> None:
                       f"{field_name} must carry a UTC offset, e.g. 2026-11-23T20:00:00+08:00", field_name)
 
 
+def require_moment(moment: datetime | None, field_name: str, now: datetime, fact: bool = True) -> None:
+    """A timestamp with its offset, inside the window above (`fact`: it has happened, so not ahead of now)."""
+    require_aware(moment, field_name)
+    if moment is None:
+        return
+    latest = now + CLOCK_SKEW if fact else LATEST
+    if not EARLIEST <= moment <= latest:
+        raise Refused("TIMESTAMP_OUT_OF_RANGE", f"{field_name} is {moment.isoformat()}: expected from "
+                      f"{EARLIEST.isoformat()} to {latest.isoformat()}"
+                      + (" (five minutes past the server's clock)" if fact else ""), field_name)
+
+
 def require_key(value: str, field_name: str, longest: int = MAX_KEY_LENGTH) -> str:
-    """An identifier or idempotency key, trimmed: 1 to `longest` characters."""
+    """An identifier or idempotency key, trimmed: 1 to `longest` printable characters."""
     value = value.strip()
     if not value or len(value) > longest:
-        raise Refused("INVALID_KEY", f"{field_name} must be 1 to {longest} characters", field_name)
+        raise Refused("INVALID_KEY", f"{field_name} is {len(value)} characters: expected 1 to {longest}",
+                      field_name)
+    control = _CONTROL.search(value)
+    if control:
+        raise Refused("INVALID_CHARACTER", f"{field_name} has the control character U+{ord(control.group()):04X} "
+                      f"at position {control.start()}: expected printable characters", field_name)
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_aware, require_key
+from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
 from memberkit.core.intake import EventResult, Unchanged, collect, run_event
@@ -41,7 +41,7 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
 
     def validate(ctx: Context) -> None:
         checked["external_id"] = require_key(external_id, "externalId")
-        require_aware(joined_at, "joinedAt")
+        require_moment(joined_at, "joinedAt", ctx.now)
         check_birthday(birthday, ctx.shop.local(ctx.now).date())
         checked["tags"] = check_tags(tags) or ()
         checked["signup"] = SignUp(referral_code.strip() if referral_code else None,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from memberkit.core import checks
-from memberkit.core.checks import order_lines, require_aware, require_key
+from memberkit.core.checks import order_lines, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
 from memberkit.core.intake import EventResult, collect, run_event
@@ -48,7 +48,7 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
 
     def validate(ctx: Context) -> None:
         key = require_key(order_id, "orderId")
-        require_aware(paid_at, "paidAt")
+        require_moment(paid_at, "paidAt", ctx.now)
         if total < 0:
             raise Refused("NEGATIVE_AMOUNT", "total must not be negative", "total")
         if (points_redeemed or 0) < 0:
@@ -131,10 +131,14 @@ def record_order_refunded(runtime: Runtime, shop: Shop, api_key_id: str | None, 
     def validate(ctx: Context) -> None:
         require_key(refund_id, "refundId")
         require_key(order_id, "orderId")
-        require_aware(refunded_at, "refundedAt")
+        require_moment(refunded_at, "refundedAt", ctx.now)
         if amount <= 0:
-            raise Refused("INVALID_AMOUNT", "amount must be more than zero", "amount")
+            raise Refused("INVALID_AMOUNT", f"amount is {amount}: expected more than zero", "amount")
         checked["row_id"], checked["order"], _ = stored_order(ctx.conn, shop.slug, order_id.strip())
+        paid_at = checked["order"].paid_at
+        if (refunded_at or ctx.now) < paid_at:
+            raise Refused("REFUND_BEFORE_PAYMENT", f"refundedAt is {(refunded_at or ctx.now).isoformat()}, before "
+                          f"the order was paid at {paid_at.isoformat()}", "refundedAt")
 
     def handle(ctx: Context) -> EventResult:
         order: PaidOrder = checked["order"]

@@ -47,9 +47,25 @@ class ShopGraphQL(GraphQL):
 
     def parse_json(self, data: str | bytes):
         try:
-            return super().parse_json(data)
+            parsed = super().parse_json(data)
         except RecursionError as e:  # json nests deeper than the interpreter's stack
             raise HTTPException(400, "Unable to parse request body as JSON: it nests too deeply") from e
+        # NUL can be stored in no PostgreSQL text: refused here, in any string of the request, the same on
+        # every database (JSON and GraphQL strings both spell it \u0000; other control characters are
+        # refused in identifiers, with their field, by the checks of each write)
+        if (b"\\u0000" if isinstance(data, bytes) else "\\u0000") in data and _has_nul(parsed):
+            raise HTTPException(400, "a string in the request contains NUL (U+0000): expected text without it")
+        return parsed
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or "\\u0000" in value
+    if isinstance(value, dict):
+        return any(_has_nul(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _refusal(status: int, code: str, message: str) -> JSONResponse:

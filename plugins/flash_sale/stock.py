@@ -23,7 +23,7 @@ from memberkit.plugin import (
     PaidOrder,
     Prepared,
     Refused,
-    require_aware,
+    require_moment,
     upsert,
 )
 from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
@@ -102,8 +102,8 @@ class SaleFields:
 
 
 def check_fields(ctx: Context, f: SaleFields) -> None:
-    require_aware(f.starts_at, "startsAt")
-    require_aware(f.ends_at, "endsAt")
+    require_moment(f.starts_at, "startsAt", ctx.now, fact=False)
+    require_moment(f.ends_at, "endsAt", ctx.now, fact=False)
     if not f.sku.strip() or len(f.sku) > 200:
         raise Refused("INVALID_SKU", "sku must be 1 to 200 characters", "sku")
     if not f.title.strip() or len(f.title) > 200:

@@ -40,7 +40,7 @@ from memberkit.plugin import (
     Shop,
     TierInfo,
     money,
-    require_aware,
+    require_moment,
     run_event,
     upsert,
 )
@@ -242,7 +242,7 @@ def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: st
     def validate(ctx: Context) -> None:
         checked["sku"] = check_sku(sku)
         checked["min_tier"] = check_min_tier(ctx, min_tier, member_only)
-        require_aware(launch_at, "launchAt")
+        require_moment(launch_at, "launchAt", ctx.now, fact=False)
         if member_price is not None and member_price < 0:
             raise Refused("NEGATIVE_AMOUNT", "memberPrice must not be negative", "memberPrice")
 

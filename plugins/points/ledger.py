@@ -211,10 +211,11 @@ def _entry(ctx: Context, member_id: str, delta: int, reason: str, rule: str, ord
 
 def add_lot(ctx: Context, member_id: str, points: int, remaining: int, reason: str, rule: str,
             order_id: str | None = None, available_at: datetime | None = None, actor: str | None = None,
-            note: str | None = None) -> datetime:
-    """The entry and lot of an earn (the account is the caller's); returns when the lot falls due."""
+            note: str | None = None, earned_at: datetime | None = None) -> datetime:
+    """The entry and lot of an earn (the account is the caller's); returns when the lot falls due. The
+    lot's expiry counts from `earned_at` (an order's paidAt), by default now."""
     entry_id = _entry(ctx, member_id, points, reason, rule, order_id, actor, note)
-    expires_at = expiry_for(ctx, ctx.now)
+    expires_at = expiry_for(ctx, earned_at or ctx.now)
     pending = available_at is not None and available_at > ctx.now
     _ADD_LOT.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "entry_id": entry_id, "order_id": order_id,
@@ -226,12 +227,12 @@ def add_lot(ctx: Context, member_id: str, points: int, remaining: int, reason: s
 
 def earn(ctx: Context, member_id: str, points: int, reason: str, rule: str, locked: Locked, *,
          order_id: str | None = None, available_at: datetime | None = None, actor: str | None = None,
-         note: str | None = None) -> None:
+         note: str | None = None, earned_at: datetime | None = None) -> None:
     """Add points as a new lot; where a debt is owed (negative balance allowed) it is repaid first."""
     repay = min(locked.debt, points)
     pending = available_at is not None and available_at > ctx.now
     remaining = points - repay
-    due = add_lot(ctx, member_id, points, remaining, reason, rule, order_id, available_at, actor, note)
+    due = add_lot(ctx, member_id, points, remaining, reason, rule, order_id, available_at, actor, note, earned_at)
     # balance = open lots - debt: repaying debt raises it even while the new lot is still pending
     balance_delta = repay if pending else points
     _EARN_ACCOUNT.cursor(ctx.conn, {"m": member_id, "b": balance_delta, "p": remaining if pending else 0,
@@ -414,17 +415,18 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
             grants = []
         for grant in grants:
             earn(ctx, order.member_id, grant.points, "EARN", grant.rule, locked, order_id=order.order_id,
-                 available_at=available_at)
+                 available_at=available_at, earned_at=order.paid_at)
     else:  # no debt: the lock's own upsert credits the points, then each grant adds its entry and lot
         pending = available_at is not None and available_at > ctx.now
-        credit = Credit(earned, pending, available_at if pending else expiry_for(ctx, ctx.now))
+        credit = Credit(earned, pending, available_at if pending else expiry_for(ctx, order.paid_at))
         locked = lock(ctx, order.member_id, spend=order.total, credit=credit if credit.points else None)
         if locked.room() < 0:  # credited past the limit (rare: no statement is added to other orders)
             _undo_credit(ctx, order.member_id, credit, locked)
             effects.append(limit_reached(earned, locked.room()))
             grants = []
         for grant in grants:
-            add_lot(ctx, order.member_id, grant.points, grant.points, "EARN", grant.rule, order.order_id, available_at)
+            add_lot(ctx, order.member_id, grant.points, grant.points, "EARN", grant.rule, order.order_id, available_at,
+                    earned_at=order.paid_at)
     for grant in grants:
         effects.append(Effect(NAME, "POINTS_EARNED", f"points +{grant.points} ({grant.why})", rule=grant.rule))
     before = locked.lifetime_spend - order.total
@@ -439,7 +441,7 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
             if first_time:
                 rule = f"milestone:{milestone.lifetime_spend}"
                 earn(ctx, order.member_id, milestone.points, "EARN", rule, locked, order_id=order.order_id,
-                     available_at=available_at)
+                     available_at=available_at, earned_at=order.paid_at)
                 effects.append(Effect(NAME, "POINTS_EARNED", f"points +{milestone.points} (lifetime spend "
                                       f"passed {money(milestone.lifetime_spend)})", rule=rule))
     if available_at and any(effect.kind == "POINTS_EARNED" for effect in effects):

@@ -21,8 +21,8 @@ from memberkit.plugin import (
     Shop,
     load_member,
     money,
-    require_aware,
     require_key,
+    require_moment,
     run_event,
 )
 from memberkit.plugins.tiering import standing as st
@@ -185,7 +185,7 @@ def set_member_tier(runtime: Runtime, shop: Shop, api_key_id: str | None, *, mem
         checked["reason"] = reason.strip()
         if not checked["reason"] or len(checked["reason"]) > MAX_REASON:
             raise Refused("INVALID_REASON", f"reason must be 1 to {MAX_REASON} characters", "reason")
-        require_aware(expires_at, "expiresAt")
+        require_moment(expires_at, "expiresAt", ctx.now, fact=False)
         if expires_at is not None and expires_at <= ctx.now:
             raise Refused("EXPIRY_IN_PAST", "expiresAt must be in the future", "expiresAt")
 
