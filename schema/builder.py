@@ -8,34 +8,21 @@ a fixed ``Member`` next to a composed one would fail with DuplicatedTypeName.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    MaskErrors,
-    ParserCache,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
 from strawberry.schema.config import StrawberryConfig
 
 from memberkit.core import plugins as plugin_registry
 from memberkit.schema import member, mutations
-from memberkit.schema.context import VisibleError
 from memberkit.schema.inputs import plan_inputs
+from memberkit.schema.limits import extensions, should_mask
 from memberkit.schema.member import MemberBase
 from memberkit.schema.types import SCALARS
 
 log = logging.getLogger("memberkit.graphql")
-
-MAX_DEPTH, MAX_TOKENS, MAX_ALIASES = 10, 2000, 30
-# Built once: the validation cache is keyed by the rule classes, and a limiter made per request makes new
-# classes, so no request would ever hit the cache.
-LIMIT_RULES = (query_depth_limiter.create_validator(MAX_DEPTH, None, None),
-               max_aliases.create_validator(MAX_ALIASES))
 
 Factory = Callable[[type], Callable[..., Any]]
 
@@ -46,7 +33,7 @@ class MemberkitSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
         for error in errors:
-            if _should_mask(error):
+            if should_mask(error):
                 log.error("unexpected error at %s", error.path, exc_info=error.original_error)
 
 
@@ -106,31 +93,6 @@ class SchemaBuilder:
         )
         plan_inputs(schema)
         return schema
-
-
-def _should_mask(error: GraphQLError) -> bool:
-    original = error.original_error
-    return original is not None and not isinstance(original, VisibleError | GraphQLError)
-
-
-class Limits(MaskErrors):
-    """The limits on every operation (depth, aliases, tokens) and, outside development, the masking of our
-    own failures: one extension instead of three, since strawberry builds each one for every request."""
-
-    def __init__(self, development: bool):
-        super().__init__(should_mask_error=(lambda error: False) if development else _should_mask,
-                         error_message="Internal server error")
-
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        context.validation_rules = context.validation_rules + LIMIT_RULES
-        context.parse_options["max_tokens"] = MAX_TOKENS
-        yield from super().on_operation()
-
-
-def extensions(development: bool) -> list[Any]:
-    """Factories: strawberry builds each extension per request; the parse and validation caches are shared."""
-    return [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024), lambda: Limits(development)]
 
 
 def build_schema(plugin_names: tuple[str, ...], development: bool = False) -> strawberry.Schema:

@@ -367,7 +367,7 @@ def test_queries_deeper_than_ten_levels_are_refused(api):
     key = api.key("alpha")
     assert not any("depth" in e["message"] for e in api.errors(nested(10), key=key))
     too_deep = api.errors(nested(11), key=key)
-    assert too_deep[0]["message"] == "'anonymous' exceeds maximum operation depth of 10"
+    assert too_deep[0]["message"] == "'f0' nests 11 levels deep: at most 10 allowed"
 
 
 def test_queries_with_more_than_thirty_aliases_are_refused(api):

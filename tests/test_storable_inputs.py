@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from memberkit.core.models import Event, Member, Order
 from memberkit.plugins.points.models import PointsLot
-from tests.conftest import ORDER_PAID, ROOT
+from tests.conftest import ROOT
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SIGN_UP = "mutation($input: SignUpMemberInput!) { signUpMember(input: $input) { errors { code field message } } }"
