@@ -47,6 +47,7 @@ class Member(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = timestamp()
     paid_orders: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # orders recorded, refunds too
+    tokens_valid_from: datetime | None = timestamp(nullable=True)  # member tokens minted before it are revoked
 
 
 class MemberPersonal(SQLModel, table=True):

@@ -16,10 +16,10 @@ from sqlalchemy import Connection, insert, select, update
 
 from memberkit.core import clock
 from memberkit.core.hashing import server_secrets
-from memberkit.core.models import ApiKey
+from memberkit.core.models import ApiKey, Member
 
 SECRET_PREFIX, PUBLISHABLE_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkt_"
-KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key lookup; bounds how late a revocation bites
+KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key or token lookup; bounds how late a revocation bites
 MAX_TOKEN_TTL = 30 * 24 * 3600
 
 Role = Literal["secret", "publishable", "member"]
@@ -67,7 +67,18 @@ def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
     conn.execute(update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
                  .values(revoked_at=clock.now()))
     _key_cache.clear()
+    _token_cache.clear()  # the key's member tokens go with it
     return ApiKey.model_validate(row._mapping)
+
+
+def revoke_member_tokens(conn: Connection, shop: str, member_id: str) -> bool:
+    """Every token minted for the member so far stops working (within KEY_CACHE_SECONDS in other
+    processes); False if the shop has no such member."""
+    done = conn.execute(update(Member).where(Member.id == member_id, Member.shop == shop)
+                        .values(tokens_valid_from=clock.now())).rowcount
+    for cached in [cached for cached in _token_cache if cached[0] == member_id]:
+        del _token_cache[cached]
+    return bool(done)
 
 
 def list_keys(conn: Connection, shop: str | None = None) -> list[ApiKey]:
@@ -107,17 +118,31 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def mint_member_token(shop: str, member_id: str, ttl_seconds: int) -> tuple[str, datetime]:
-    """A signed, expiring token that lets a storefront act for one member of one shop."""
+def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str | None = None) -> tuple[str, datetime]:
+    """A signed, expiring token that lets a storefront act for one member of one shop. It names the key
+    that minted it (`a`) and when (`i`, milliseconds), so revoking either the key or the member's tokens
+    ends it."""
     keys = server_secrets()
-    expires = clock.now().replace(microsecond=0) + timedelta(seconds=ttl_seconds)
-    body = _b64(json.dumps({"s": shop, "m": member_id, "e": int(expires.timestamp()),
-                            "k": keys.token_key_id(keys.token_keys[0])}, separators=(",", ":")).encode())
+    now = clock.now()
+    expires = now.replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+    claims = {"s": shop, "m": member_id, "e": int(expires.timestamp()), "i": int(now.timestamp() * 1000),
+              "k": keys.token_key_id(keys.token_keys[0])}
+    if key_id is not None:
+        claims["a"] = key_id
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = _b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())
     return f"{TOKEN_PREFIX}{body}.{signature}", expires
 
 
-def _principal_for_token(token: str) -> Principal | None:
+@dataclass(frozen=True)
+class Token:
+    principal: Principal
+    issued_ms: int  # 0 for tokens minted before revocation existed: any revocation ends them
+    key_id: str | None
+
+
+def _verified_token(token: str) -> Token | None:
+    """The token's claims if its signature holds and it has not expired (no database needed)."""
     try:
         body, signature = token.removeprefix(TOKEN_PREFIX).split(".")
         claims = json.loads(_unb64(body))
@@ -130,9 +155,37 @@ def _principal_for_token(token: str) -> Principal | None:
             return None
         if datetime.fromtimestamp(claims["e"], UTC) <= clock.now():
             return None
-        return Principal(shop=claims["s"], role="member", member_id=claims["m"])
-    except (ValueError, KeyError, TypeError):
+        return Token(Principal(shop=claims["s"], role="member", member_id=claims["m"]), int(claims.get("i", 0)),
+                     claims.get("a"))
+    except (ValueError, KeyError, TypeError, OverflowError):
         return None
+
+
+# (member id, minting key id) -> (trusted until, tokens valid from in ms, or None: the member is gone or the
+# key revoked)
+_token_cache: dict[tuple[str, str | None], tuple[float, int | None]] = {}
+
+
+def _token_standing(token: Token, valid_from: int | None) -> Principal | None:
+    """A token minted at the instant of a revocation is revoked too (the safe side of a tie)."""
+    return token.principal if valid_from is not None and token.issued_ms > valid_from else None
+
+
+def _principal_for_token(conn_factory, token: Token) -> Principal | None:
+    """Look up whether the member's tokens or the minting key were revoked; cached KEY_CACHE_SECONDS."""
+    member_id = token.principal.member_id
+    with conn_factory() as conn:
+        member = conn.execute(select(Member.tokens_valid_from).where(
+            Member.id == member_id, Member.shop == token.principal.shop)).first()
+        key_revoked = token.key_id is not None and conn.execute(select(ApiKey.id).where(
+            ApiKey.id == token.key_id, ApiKey.revoked_at.is_(None))).first() is None
+    valid_from = None
+    if member is not None and not key_revoked:
+        valid_from = int(member.tokens_valid_from.timestamp() * 1000) if member.tokens_valid_from else -1
+    if len(_token_cache) > 100_000:
+        _token_cache.clear()
+    _token_cache[member_id, token.key_id] = (time.monotonic() + KEY_CACHE_SECONDS, valid_from)
+    return _token_standing(token, valid_from)
 
 
 def _credential(authorization: str | None) -> str:
@@ -148,7 +201,13 @@ def authenticate_without_io(authorization: str | None) -> Principal | None:
     """
     credential = _credential(authorization)
     if credential.startswith(TOKEN_PREFIX):
-        principal = _principal_for_token(credential)
+        token = _verified_token(credential)
+        if token is None:
+            raise AuthError("authentication required")
+        standing = _token_cache.get((token.principal.member_id, token.key_id))
+        if not standing or standing[0] <= time.monotonic():
+            return None
+        principal = _token_standing(token, standing[1])
     elif credential.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)):
         hit = _key_cache.get(_hash_key(credential))
         if not hit or hit[0] <= time.monotonic():
@@ -163,7 +222,14 @@ def authenticate_without_io(authorization: str | None) -> Principal | None:
 
 def authenticate(authorization: str | None, conn_factory) -> Principal:
     """Resolve an Authorization header to a principal, or raise AuthError (never saying why)."""
-    principal = authenticate_without_io(authorization) or _principal_for_key(conn_factory, _credential(authorization))
+    principal = authenticate_without_io(authorization)
+    if principal is None:
+        credential = _credential(authorization)
+        if credential.startswith(TOKEN_PREFIX):
+            token = _verified_token(credential)
+            principal = _principal_for_token(conn_factory, token) if token else None
+        else:
+            principal = _principal_for_key(conn_factory, credential)
     if principal is None:
         raise AuthError("authentication required")
     return principal

@@ -74,6 +74,22 @@ class RequestContext:
             raise AccessError("this operation needs a member token")
         return self.principal.member_id
 
+    def acting_member(self, member_id: str | None, required: bool = True) -> str | None:
+        """The member a storefront or a platform's backend acts for: a member token's own (naming another
+        is FORBIDDEN); with the secret key, the member named in `memberId`; a publishable key names none."""
+        role = self.principal.role
+        if role == "member":
+            if member_id is not None and member_id != self.principal.member_id:
+                raise AccessError("memberId: a member token acts only for its own member")
+            return self.principal.member_id
+        if member_id is not None:
+            if role != "secret":
+                raise AccessError("memberId: only the shop's secret key may name a member")
+            return member_id
+        if required:
+            raise AccessError("this operation needs a member token, or the secret key and memberId")
+        return None
+
     @property
     def member_id(self) -> str | None:
         """The signed-in member (a member token), or None for a key."""

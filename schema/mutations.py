@@ -120,8 +120,32 @@ def contribute(builder) -> None:
                 error = UserError(code="MEMBER_NOT_FOUND", field="memberId",
                                   message=f"no member {member_id!r} in this shop")
                 return MemberTokenPayload(token=None, expires_at=None, errors=[error])
-            token, expires = auth.mint_member_token(context.shop.slug, member_id, ttl)
+            token, expires = auth.mint_member_token(context.shop.slug, member_id, ttl, context.principal.key_id)
             return MemberTokenPayload(token=token, expires_at=expires, errors=[])
         return resolve
 
     builder.mutation_field("create_member_token", create_member_token)
+
+    def revoke_member_tokens(Member):
+        @strawberry.type
+        class RevokeMemberTokensPayload:
+            revoked: bool
+            errors: list[UserError]
+
+        async def resolve(info: strawberry.Info, member_id: strawberry.ID) -> RevokeMemberTokensPayload:
+            """Every token minted for the member so far stops working within seconds (a lost phone, a
+            signed-out session everywhere); new tokens can be minted at once."""
+            context: RequestContext = info.context
+            context.require_integrator()
+
+            def revoke() -> bool:
+                with context.runtime.db.write() as conn:
+                    return auth.revoke_member_tokens(conn, context.shop.slug, member_id)
+            if await context.call(revoke):
+                return RevokeMemberTokensPayload(revoked=True, errors=[])
+            error = UserError(code="MEMBER_NOT_FOUND", field="memberId",
+                              message=f"no member {member_id!r} in this shop")
+            return RevokeMemberTokensPayload(revoked=False, errors=[error])
+        return resolve
+
+    builder.mutation_field("revoke_member_tokens", revoke_member_tokens)

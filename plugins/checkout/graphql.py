@@ -26,8 +26,12 @@ from memberkit.plugin import (
     VisibleError,
     input_values,
     limited_list,
+    load_member,
 )
 from memberkit.plugins.checkout import holds, pricing
+
+MEMBER_ID = ("with the secret key, the member a platform's backend acts for; with a member token absent or "
+             "its own member")
 
 
 class CartError(VisibleError):
@@ -127,6 +131,7 @@ class CartInput:
     coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
+    member_id: Optional[strawberry.ID] = strawberry.field(default=None, description=MEMBER_ID)
 
 
 @strawberry.input
@@ -136,6 +141,7 @@ class CheckoutInput:
     coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
+    member_id: Optional[strawberry.ID] = strawberry.field(default=None, description=MEMBER_ID)
 
 
 @strawberry.type
@@ -157,12 +163,15 @@ async def _payload(context: RequestContext, result: EventResult, member_id: str)
 def contribute(builder) -> None:
     def quote_cart(Member):
         async def resolve(info: strawberry.Info, input: CartInput) -> Quote:
-            """The price of a cart for the signed-in member (a member token); a shop key quotes anonymously,
-            without member pricing. A read: nothing is held."""
+            """The price of a cart for the member (a member token's, or memberId with the secret key); a
+            shop key without memberId quotes anonymously, without member pricing. A read: nothing is held."""
             context: RequestContext = info.context
+            member_id = context.acting_member(input.member_id, required=False)
             try:
-                cart = pricing.make_cart(context.member_id, input_values(input.lines), input.coupon_codes,
-                                               input.points_to_redeem, input.reservation_ids)
+                if member_id is not None and member_id != context.member_id:  # named by the secret key
+                    await context.read(lambda ctx: load_member(ctx.conn, ctx.shop.slug, member_id))
+                cart = pricing.make_cart(member_id, input_values(input.lines), input.coupon_codes,
+                                         input.points_to_redeem, input.reservation_ids)
             except Refused as refusal:
                 raise CartError(refusal) from None
             return Quote.of(await context.read(lambda ctx: pricing.quote(ctx, cart)))
@@ -173,7 +182,7 @@ def contribute(builder) -> None:
             """Quote the member's cart and hold its coupons, points and reservations until it is paid
             (recordOrderPaid with checkoutId), released or expires. Retry-safe with idempotencyKey."""
             context: RequestContext = info.context
-            member_id = context.require_member()
+            member_id = context.acting_member(input.member_id)
             result = await context.call(
                 holds.start_checkout, context.runtime, context.shop, context.principal.key_id,
                 member_id=member_id, idempotency_key=input.idempotency_key, lines=input_values(input.lines),

@@ -119,6 +119,9 @@ class Reward:
 class RedeemRewardInput:
     reward_id: strawberry.ID
     idempotency_key: str
+    member_id: Optional[strawberry.ID] = strawberry.field(
+        default=None, description="with the secret key, the member a platform's backend acts for; with a member "
+                                  "token absent or its own member")
 
 
 @strawberry.input
@@ -154,9 +157,10 @@ def _redeem_reward(Member):
         errors: list[UserError]
 
     async def resolve(info: strawberry.Info, input: RedeemRewardInput) -> RedeemRewardPayload:
-        """Exchange points for a reward's coupon, for the signed-in member (a member token)."""
+        """Exchange points for a reward's coupon, for the member (a member token's, or memberId with the
+        secret key)."""
         context: RequestContext = info.context
-        member_id = context.require_member()
+        member_id = context.acting_member(input.member_id)
 
         def handle(ctx) -> EventResult:
             load_member(ctx.conn, ctx.shop.slug, member_id)
