@@ -61,6 +61,9 @@ class SignUp:
     phone_hash: str | None
     email_hash: str | None
     birthday: date | None
+    # every stored hash that means the same phone or email (made before a key rotation too): for lookups
+    phone_hashes: tuple[str, ...] = ()
+    email_hashes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,10 @@ def on_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
 
 def abuse(ctx: Context, s: ReferralSettings, friend: str, referrer: str, signup: SignUp) -> Effect | None:
     """Why the friend gets no reward, compared on keyed hashes only; None: nothing against it."""
-    hashes = [PERSONAL.c.phone_hash == signup.phone_hash] if signup.phone_hash else []
-    hashes += [PERSONAL.c.email_hash == signup.email_hash] if signup.email_hash else []
+    phones = signup.phone_hashes or ((signup.phone_hash,) if signup.phone_hash else ())
+    emails = signup.email_hashes or ((signup.email_hash,) if signup.email_hash else ())
+    hashes = [PERSONAL.c.phone_hash.in_(phones)] if phones else []
+    hashes += [PERSONAL.c.email_hash.in_(emails)] if emails else []
     if not hashes:
         if s.require_contact:
             return no_reward("CONTACT_REQUIRED", "no reward: the friend gave neither phone nor email",
