@@ -69,12 +69,11 @@ end
 def seed(env: dict, entries: dict[str, int]) -> dict[str, str]:
     """Sign up one member per name and write `entries[name]` ledger entries for each; returns the ids."""
     os.environ.update(env)
-    from memberkit import migrate
+    from memberkit import config, migrate
     from memberkit.core import members
-    from memberkit.core.runtime import Runtime
     from memberkit.plugins.points import ledger
 
-    runtime = Runtime.from_env()
+    runtime = config.runtime()
     migrate.upgrade(runtime)
     shop = runtime.shop("demo")
     ids = {}

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared, upsert
-from memberkit.core.hashing import payload_hash, payload_matches
+from memberkit.core.hashing import keyed_hash, keyed_hashes
 from memberkit.core.models import Event
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
@@ -102,7 +102,7 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
         return EventResult.refused(Refused("INVALID_KEY", f"the key must be at most {MAX_KEY_LENGTH} characters",
                                            "idempotencyKey"))
     canonical = _canonical({"kind": kind, **payload})
-    digest = payload_hash(canonical)
+    digest = keyed_hash(canonical)
     try:
         with runtime.db.write() as conn:
             ctx = runtime.context(shop, conn, api_key_id=api_key_id)
@@ -115,7 +115,7 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
             })
             if event_id is None:
                 stored = _STORED_EVENT.first(conn, {"p_shop": shop.slug, "p_kind": kind, "p_key": key})
-                if stored.payload_hash != digest and not payload_matches(stored.payload_hash, canonical):
+                if stored.payload_hash != digest and stored.payload_hash not in keyed_hashes(canonical):
                     raise Refused("IDEMPOTENCY_CONFLICT",
                                   f"{kind} {key!r} was already received with a different payload", "key")
                 return EventResult.from_stored(stored.result)

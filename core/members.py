@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
-from memberkit.core.hashing import keyed_hash_versions
+from memberkit.core.hashing import keyed_hashes
 from memberkit.core.intake import EventResult, Unchanged, collect, run_event
 from memberkit.core.models import Member, MemberPersonal
 from memberkit.core.runtime import Runtime
@@ -47,7 +47,7 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
         checked["tags"] = check_tags(tags) or ()
         checked["signup"] = SignUp(
             referral_code.strip() if referral_code else None, phone_hash(phone), email_hash(email), birthday,
-            keyed_hash_versions(phone, "phone") if phone else (), keyed_hash_versions(email, "email") if email else ())
+            keyed_hashes(phone, "phone") if phone else (), keyed_hashes(email, "email") if email else ())
 
     def handle(ctx: Context) -> EventResult:
         member = MemberInfo("mem_" + secrets.token_hex(12), shop.slug, checked["external_id"],

@@ -10,7 +10,6 @@ import pluggy
 
 from memberkit.core import clock, hookspecs
 from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from memberkit.core.context import Context
 from memberkit.core.db import Database
 from memberkit.core.settings import Settings, Shop
@@ -39,10 +38,6 @@ class Runtime:
             if shop.plugins not in by_plugin_set:
                 by_plugin_set[shop.plugins] = manager(shop.plugins)
             self.managers[slug] = by_plugin_set[shop.plugins]
-
-    @classmethod
-    def from_env(cls, config: str | None = None, database_url: str | None = None) -> Runtime:
-        return cls(settings_module.load(config), Database(database_url))
 
     def shop(self, slug: str) -> Shop:
         return self.settings.shops[slug]

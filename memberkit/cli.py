@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from memberkit.core import settings as settings_module
+from memberkit import config as settings_module
+from memberkit.secrets import ensure_secrets
 
 app = typer.Typer(help="memberkit: a headless, plugin-based membership programme.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -40,6 +41,9 @@ def _runtime(config: str | None):
         for problem in exc.problems:
             err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    if config:
+        os.environ["MEMBERKIT_CONFIG"] = config  # the development secrets live beside it
+    ensure_secrets()
     return Runtime(settings, Database())
 
 
@@ -111,10 +115,7 @@ def serve(
         os.environ["MEMBERKIT_CONFIG"] = config
     if dev:
         os.environ["MEMBERKIT_ENV"] = "development"
-    os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
-    from memberkit.core.hashing import server_secrets
-
-    server_secrets()  # create the development secrets file once, before workers race to
+    os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)  # the secrets are set by _runtime: workers inherit
     uvicorn.run("memberkit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=False)
 

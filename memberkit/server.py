@@ -17,11 +17,12 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.http.base import HTTPException  # (cross_web's, which strawberry answers with)
 
-from memberkit import jobs
+from memberkit import config, jobs
 from memberkit.core.runtime import Runtime
 from memberkit.schema import auth
 from memberkit.schema.builder import build_schema
 from memberkit.schema.context import RequestContext
+from memberkit.secrets import ensure_secrets
 
 log = logging.getLogger("memberkit.app")
 
@@ -145,7 +146,8 @@ class GraphQLDispatcher:
 
 def create_app(runtime: Runtime | None = None, development: bool | None = None,
                jobs_interval: float | None = None) -> Starlette:
-    runtime = runtime or Runtime.from_env()
+    ensure_secrets()
+    runtime = runtime or config.runtime()
     development = development_mode() if development is None else development
     if jobs_interval is None:
         jobs_interval = float(os.environ.get("MEMBERKIT_JOBS_INTERVAL", "60"))

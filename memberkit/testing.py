@@ -35,10 +35,10 @@ with warnings.catch_warnings():  # starlette asks for httpx2; its TestClient wor
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from memberkit import config as settings_module
 from memberkit import jobs, migrate
 from memberkit.core import clock
 from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from memberkit.core.db import Database
 from memberkit.core.runtime import Runtime
 from memberkit.schema import auth

@@ -526,7 +526,7 @@ def test_checkouts_racing_for_the_last_points_exactly_one_holds_them(shop):
 
 @shared_only
 def test_the_demo_schema_keeps_the_whole_shared_contract(tmp_path):
-    from memberkit.core import settings as settings_module
+    from memberkit import config as settings_module
     from memberkit.schema.builder import build_schema
 
     shop = settings_module.load(ROOT / "plugins.toml").shop("demo")
@@ -549,7 +549,7 @@ def test_the_checkout_part_of_the_contract_is_served_by_the_default_plugins_alon
 
 
 def test_checkout_settings_are_validated_per_shop(settings_file, gate):
-    from memberkit.core import settings as settings_module
+    from memberkit import config as settings_module
 
     bad = demo_config('[shops.demo.settings.checkout]\nmax_coupons = -1\npercent_rule = "sum"\nhold_minutes = 0\n')
     with pytest.raises(settings_module.SettingsError) as raised:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from memberkit import config as settings_module
 from memberkit import jobs
 from memberkit.core import clock
-from memberkit.core import settings as settings_module
 from memberkit.core.types import Cart, OrderLine, PaidOrder, PriceStage, Refused
 from memberkit.plugins.flash_sale import stock
 from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from memberkit import config as settings_module
 from memberkit.core import clock
-from memberkit.core import settings as settings_module
 from memberkit.core.models import Event
 from memberkit.core.types import Adjustment, Cart, OrderLine, PriceStage, PurchaseDenial
 from memberkit.plugins.member_only import rules

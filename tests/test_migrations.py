@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 import memberkit.core.models  # noqa: F401  (core's tables in SQLModel.metadata)
 from memberkit import cli, migrate
+from memberkit import config as settings_module
 from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from memberkit.core.db import Database, database_url
 from memberkit.core.runtime import Runtime
 from tests.conftest import ROOT, TEST_DATABASE_URL, TWO_SHOPS, postgres_only

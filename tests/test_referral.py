@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
+from memberkit import config as settings_module
 from memberkit import jobs
 from memberkit.cli import app
 from memberkit.core import clock
-from memberkit.core import settings as settings_module
 from memberkit.core.members import sign_up_member
 from memberkit.core.models import Member, MemberPersonal
 from memberkit.core.orders import record_order_paid

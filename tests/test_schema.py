@@ -104,7 +104,7 @@ def test_input_objects_are_built_exactly_as_strawberry_builds_them():
 
     from strawberry.types.arguments import InputContext, convert_argument
 
-    from memberkit.core import settings as settings_module
+    from memberkit import config as settings_module
     from memberkit.schema.builder import build_schema
     from memberkit.schema.inputs import InputPlan
 

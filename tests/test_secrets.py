@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 from sqlalchemy import select
 
-from memberkit.core import hashing
+from memberkit.core import hashing, intake
 from memberkit.core.hashing import server_secrets
 from memberkit.core.models import Event
+from memberkit.secrets import ensure_secrets
 from tests.conftest import ROOT
 
 SIGN_UP = """mutation($input: SignUpMemberInput!) { signUpMember(input: $input) {
@@ -53,7 +55,7 @@ def test_a_replay_after_rotating_the_pii_key_is_a_duplicate(demo, pii_keys):
 def test_a_hash_from_before_versions_were_kept_still_matches(demo, monkeypatch):
     member_id = demo.sign_up("demo", "u-1")
     with monkeypatch.context() as old_memberkit:  # which stored the bare HMAC
-        old_memberkit.setattr(hashing, "_new", lambda message: hashing._hmac(server_secrets().pii_key, message))
+        old_memberkit.setattr(intake, "keyed_hash", lambda payload: hashing.keyed_hashes(payload)[1])
         assert demo.pay("demo", member_id, "o-1", 10_000)["errors"] == []
     with demo.runtime.db.read() as conn:
         assert ":" not in conn.execute(select(Event.payload_hash).where(Event.key == "o-1")).scalar()
@@ -77,22 +79,24 @@ def test_development_secrets_live_beside_the_settings_file(tmp_path, monkeypatch
     project.mkdir()
     elsewhere.mkdir()
     (project / "plugins.toml").write_text("")
-    for name in ("MEMBERKIT_TOKEN_SECRETS", "MEMBERKIT_PII_KEY", "MEMBERKIT_SECRETS_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MEMBERKIT_SECRETS_FILE", raising=False)
     monkeypatch.setenv("MEMBERKIT_CONFIG", str(project / "plugins.toml"))
-    caplog.set_level(logging.INFO, "memberkit.hashing")
-    try:
-        monkeypatch.chdir(project)
-        server_secrets.cache_clear()
-        first = server_secrets()
-        path = project / "memberkit-secret.key"
-        assert path.exists() and oct(path.stat().st_mode & 0o777) == "0o600"
-        assert f"MEMBERKIT_TOKEN_SECRETS and MEMBERKIT_PII_KEY not set: generated development secrets into {path}" \
-            in caplog.text
-        monkeypatch.chdir(elsewhere)  # the server started from another folder finds the same secrets
-        server_secrets.cache_clear()
-        assert server_secrets() == first and not (elsewhere / "memberkit-secret.key").exists()
-        assert f"using the development secrets in {path}" in caplog.text
-        assert json.loads(path.read_text())["pii"] not in caplog.text
-    finally:
-        server_secrets.cache_clear()
+    caplog.set_level(logging.INFO, "memberkit.secrets")
+
+    def start_in(folder):
+        """A process started in `folder` without the secret variables: what the CLI and server do first."""
+        monkeypatch.chdir(folder)
+        for name in ("MEMBERKIT_TOKEN_SECRETS", "MEMBERKIT_PII_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        ensure_secrets()
+        return os.environ["MEMBERKIT_TOKEN_SECRETS"], os.environ["MEMBERKIT_PII_KEY"]
+
+    first = start_in(project)
+    path = project / "memberkit-secret.key"
+    assert path.exists() and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert f"MEMBERKIT_TOKEN_SECRETS and MEMBERKIT_PII_KEY not set: generated development secrets into {path}" \
+        in caplog.text
+    assert start_in(elsewhere) == first and not (elsewhere / "memberkit-secret.key").exists()
+    assert f"using the development secrets in {path}" in caplog.text
+    assert json.loads(path.read_text())["pii"] not in caplog.text
+    server_secrets.cache_clear()

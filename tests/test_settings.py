@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from memberkit import config as settings_module
 from memberkit.cli import app
 from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from tests import sample_plugin
 from tests.conftest import ROOT, TWO_SHOPS
 

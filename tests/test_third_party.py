@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlmodel import SQLModel
 
+from memberkit import config as settings_module
 from memberkit.core import plugins as plugin_registry
-from memberkit.core import settings as settings_module
 from tests.conftest import ORDER_PAID, ROOT, SIGN_UP
 from tests.distributions import installed
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from memberkit import config as settings_module
 from memberkit import jobs
 from memberkit.cli import app
 from memberkit.core import clock
-from memberkit.core import settings as settings_module
 from memberkit.core.models import Event
 from memberkit.core.orders import record_order_paid
 from memberkit.core.runtime import Runtime
