@@ -45,6 +45,9 @@ class Plugin:
     migrations: str | Path | None = None
     event_types: tuple[str, ...] = ()
     hooks: object | None = field(default=None, compare=False)
+    # names this plugin's settings define for other plugins' settings to refer to, by kind: e.g.
+    # {"tier": lambda settings: [t.code for t in settings.tiers]} (see core.settings.reference)
+    defines: dict[str, Callable[[Any], Any]] = field(default_factory=dict, compare=False)
 
     def settings_of(self, ctx) -> Any:
         """This plugin's validated settings for the shop of `ctx` (its model's defaults where it has none)."""

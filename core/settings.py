@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -23,16 +23,22 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _known_coupon_template(value: str | None, info: ValidationInfo) -> str | None:
-    """Checked against the shop's [coupons] while plugins.toml is loaded (core passes them as context)."""
-    known = (info.context or {}).get("coupons")
-    if value and known is not None and value not in known:
-        raise ValueError(f"a coupon template of this shop's [coupons] ({', '.join(sorted(known)) or 'none'})")
-    return value
+def reference(kind: str, plural: str) -> Any:
+    """A setting naming something the shop defines (a coupon template in its [coupons], a tier in the
+    tiering plugin's settings, ...): the loader passes what is defined as validation context, by kind, and
+    `memberkit check` refuses an unknown name with the valid ones."""
+
+    def known(value: str | None, info: ValidationInfo) -> str | None:
+        defined = (info.context or {}).get(kind)
+        if value and defined is not None and value not in defined:
+            raise ValueError(f"unknown {kind} {value!r}: expected one of this shop's {plural} "
+                             f"({', '.join(sorted(defined)) or 'none defined'})")
+        return value
+    return Annotated[str, AfterValidator(known)]
 
 
-CouponTemplateName = Annotated[str, AfterValidator(_known_coupon_template)]
-"""A plugin setting naming one of the shop's coupon templates: `memberkit check` refuses an unknown one."""
+CouponTemplateName = reference("coupon template", "[coupons]")
+TierCode = reference("tier", "tiers")
 
 
 class CouponTemplate(StrictModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memberkit import config as settings_module
@@ -39,7 +40,7 @@ def _runtime(config: str | None):
         settings = settings_module.load(config)
     except settings_module.SettingsError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if config:
         os.environ["MEMBERKIT_CONFIG"] = config  # the development secrets live beside it
@@ -75,7 +76,7 @@ def check(file: Annotated[Optional[str], typer.Argument(help="Settings file (def
         loaded = settings_module.load(file)
     except settings_module.SettingsError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         err.print(f"{len(exc.problems)} problem(s)")
         raise typer.Exit(1) from None
     for shop in loaded.shops.values():

@@ -3,6 +3,7 @@ on (file, shop, plugin, key, what is wrong and what was expected). Above core: c
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -76,7 +77,7 @@ class Problem:
     shop: str | None
     plugin: str | None
     key: str | None
-    expected: str
+    message: str  # what is wrong, then what was expected
 
     def __str__(self) -> str:
         where = [self.file]
@@ -86,7 +87,7 @@ class Problem:
             where.append(f"plugin {self.plugin!r}")
         if self.key:
             where.append(f"key {self.key!r}")
-        return ", ".join(where) + f": {self.expected}"
+        return ", ".join(where) + f": {self.message}"
 
 
 class SettingsError(Exception):
@@ -96,17 +97,21 @@ class SettingsError(Exception):
 
 
 def _key(loc: tuple[Any, ...]) -> str | None:
-    return ".".join(str(p) for p in loc) or None
+    return ".".join(str(p) for p in loc if p != "[key]") or None  # pydantic's "[key]": the key itself
 
 
-def _expected(error: dict[str, Any]) -> str:
+def _message(error: dict[str, Any]) -> str:
+    """What is wrong, then what was expected: pydantic's "Input should be X" becomes "got 'a': expected X"."""
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return "no such setting (check its spelling)"
+        return "unknown setting (check its spelling)"
     if error["type"] == "missing":
-        return "a value is required"
-    if "input" in error and not isinstance(error["input"], dict | list):
-        return f"{message} (got {error['input']!r})"
+        return "missing: a value is required"
+    if message.startswith("Input should be "):
+        message = "expected " + message.removeprefix("Input should be ")
+    given = error.get("input")
+    if isinstance(given, str | int | float) and not message.startswith("unknown "):
+        return f"got {given!r}: {message}"
     return message
 
 
@@ -116,30 +121,48 @@ def config_path(path: str | os.PathLike | None = None) -> Path:
 
 def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[str, Any], installed: list[str],
                      problems: list[Problem], coupons: set[str]) -> dict[str, BaseModel]:
-    """Each enabled plugin's settings, validated by its own model; what is wrong goes to `problems`."""
-    validated: dict[str, BaseModel] = {}
+    """Each enabled plugin's settings, validated by its own model; what is wrong goes to `problems`.
+
+    Twice: first to learn what the plugins define (a tiering plugin's tiers), then with every definition
+    as context, so a name one plugin's settings give for another's (a tier code in perks) is checked."""
+    models: dict[str, type[BaseModel]] = {}
+    misspelt: dict[str, str] = {}  # a settings table -> the listed plugin name it was likely meant for
     for plugin in enabled:
         if plugin not in installed:
-            problems.append(Problem(file, slug, plugin, "plugins",
-                                    f"an installed plugin; installed: {', '.join(installed) or 'none'}"))
+            close = difflib.get_close_matches(plugin, installed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(Problem(file, slug, plugin, "plugins", f"{plugin!r} is not installed{hint} "
+                                    f"(installed: {', '.join(installed) or 'none'})"))
+            if close:
+                misspelt[close[0]] = plugin
             continue
         model = plugin_registry.load(plugin).settings
         values = settings.get(plugin, {})
         if model is None:
             if values:
-                problems.append(Problem(file, slug, plugin, None, "no settings: this plugin takes none"))
-            continue
-        if not isinstance(values, dict):
-            continue  # reported with the file's shape
+                problems.append(Problem(file, slug, plugin, None, "has settings, but this plugin takes none"))
+        elif isinstance(values, dict):  # otherwise reported with the file's shape
+            models[plugin] = model
+    context: dict[str, Any] = {"coupon template": coupons}
+    for plugin in models:
+        defines = plugin_registry.load(plugin).defines
         try:
-            validated[plugin] = model.model_validate(values, context={"coupons": coupons})
+            first = models[plugin].model_validate(settings.get(plugin, {}), context=context)
+        except ValidationError:
+            continue  # reported below
+        for kind, names in defines.items():
+            context[kind] = {*context.get(kind, ()), *names(first)}
+    validated: dict[str, BaseModel] = {}
+    for plugin, model in models.items():
+        try:
+            validated[plugin] = model.model_validate(settings.get(plugin, {}), context=context)
         except ValidationError as exc:
             for error in exc.errors():
-                problems.append(Problem(file, slug, plugin, _key(error["loc"]), _expected(error)))
+                problems.append(Problem(file, slug, plugin, _key(error["loc"]), _message(error)))
     for plugin in settings:
-        if plugin not in enabled:
-            problems.append(Problem(file, slug, plugin, f"settings.{plugin}",
-                                    f"settings only for enabled plugins ({', '.join(enabled) or 'none'})"))
+        if plugin not in enabled and plugin not in misspelt:
+            problems.append(Problem(file, slug, plugin, f"settings.{plugin}", f"settings of {plugin!r}, which "
+                                    f"the shop does not enable (enabled: {', '.join(enabled) or 'none'})"))
     return validated
 
 
@@ -155,7 +178,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
                                      "folder of your plugins.toml, or point MEMBERKIT_CONFIG (or --config) at it")]
                             ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError([Problem(name, None, None, None, f"valid TOML ({exc})")]) from None
+        raise SettingsError([Problem(name, None, None, None, f"not valid TOML: {exc}")]) from None
 
     problems: list[Problem] = []
     parsed: SettingsFile | None = None
@@ -167,7 +190,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
             shop = str(loc[1]) if len(loc) > 1 and loc[0] == "shops" else None
             plugin = str(loc[3]) if len(loc) > 3 and loc[2] == "settings" else None
             key = _key(loc[4:] if plugin else loc[2:] if shop else loc)
-            problems.append(Problem(name, shop, plugin, key, _expected(error)))
+            problems.append(Problem(name, shop, plugin, key, _message(error)))
 
     # Plugins are checked for every shop, even when the file's shape is wrong elsewhere, so that one run
     # of `memberkit check` tells every problem; a shop's raw table is read as far as it makes sense.

@@ -17,7 +17,7 @@ from memberkit.core.models import MemberPersonal as MemberPersonalRow
 from memberkit.core.models import member_column, timestamp
 from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
-from memberkit.core.settings import CouponTemplateName, Shop, StrictModel
+from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
 from memberkit.core.types import (
     Adjustment,
     Cart,
@@ -73,7 +73,7 @@ __all__ = [
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow",
     # settings
-    "StrictModel", "CouponTemplateName",
+    "StrictModel", "CouponTemplateName", "TierCode", "reference",
     # money and time
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL

@@ -118,7 +118,7 @@ def test_demo_shop_gives_gold_and_above_three_days_early():
 @pytest.mark.parametrize("setting, reason", [
     ('early_access_min_tier = "gold"', "a tier code of upper-case letters"),
     ("early_access_days = -1", "early_access_days"),
-    ("early_days = 3", "no such setting (check its spelling)"),
+    ("early_days = 3", "unknown setting (check its spelling)"),
 ])
 def test_settings_refuse_with_the_key_and_reason(tmp_path, setting, reason):
     path = tmp_path / "member_only.toml"

@@ -171,7 +171,7 @@ def test_demo_shop_has_the_perks_of_the_rules():
     ("birthday_tier_percents = {{ silver = 10 }}", "'silver' is not a tier code"),
     ("birthday_tier_percents = {{ SILVER = 120 }}", "SILVER: a percent from 0 to 100"),
     ('monthly_coupon_min_tier = "silver"', "a tier code of upper-case letters"),
-    ("birthday_pct = 5", "no such setting (check its spelling)"),
+    ("birthday_pct = 5", "unknown setting (check its spelling)"),
     ('first_order_discount = "threshold"\nfirst_order_threshold_off = 20000',
      "first_order_threshold_off (20000) must not be more than first_order_threshold (10000)"),
 ])

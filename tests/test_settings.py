@@ -59,7 +59,7 @@ def test_lowercase_currency_names_shop_key_and_expectation(settings_file):
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', key 'currency': "
-                        "an upper-case ISO 4217 code such as CNY (got 'cny')"]
+                        "got 'cny': an upper-case ISO 4217 code such as CNY"]
 
 
 def test_unknown_timezone_is_refused(settings_file):
@@ -67,14 +67,14 @@ def test_unknown_timezone_is_refused(settings_file):
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', key 'timezone': "
-                        "an IANA time zone such as Asia/Shanghai (got 'Asia/Peking-ish')"]
+                        "got 'Asia/Peking-ish': an IANA time zone such as Asia/Shanghai"]
 
 
 def test_misspelt_shop_key_is_named(settings_file):
     path = settings_file(SHOP + 'plugns = ["points"]\n')
     code, problems, _ = check(path)
     assert code == 1
-    assert problems == [f"error {path}, shop 'alpha', key 'plugns': no such setting (check its spelling)"]
+    assert problems == [f"error {path}, shop 'alpha', key 'plugns': unknown setting (check its spelling)"]
 
 
 def test_percent_coupon_over_100_is_refused_on_its_value(settings_file):
@@ -86,9 +86,15 @@ value = 150
 """)
     [problem] = problems_of(path)
     assert (problem.shop, problem.plugin, problem.key) == ("alpha", None, "coupons.HALF.value")
-    assert "percentage from 1 to 100" in problem.expected and "150" in problem.expected
+    assert "percentage from 1 to 100" in problem.message and "150" in problem.message
     code, lines, _ = check(path)
     assert code == 1 and lines == [f"error {problem}"]
+
+
+def test_a_misspelt_plugin_with_its_settings_is_one_problem(settings_file):
+    path = settings_file(SHOP + 'plugins = ["pionts"]\n[shops.alpha.settings.points]\npoints_per_unit = 1\n')
+    [problem] = problems_of(path)
+    assert problem.message.startswith("'pionts' is not installed; did you mean 'points'?")
 
 
 def test_coupon_with_valid_days_and_valid_until_is_refused(settings_file):
@@ -102,7 +108,7 @@ valid_until = 2026-12-31T23:59:59+08:00
 """)
     [problem] = problems_of(path)
     assert (problem.shop, problem.key) == ("alpha", "coupons.BOTH.valid_until")
-    assert problem.expected.startswith("give valid_days or valid_until, not both")
+    assert problem.message.startswith("give valid_days or valid_until, not both")
     assert check(path)[0] == 1
 
 
@@ -117,7 +123,7 @@ min_spend = -1
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', key 'coupons.NEG.min_spend': "
-                        "Input should be greater than or equal to 0 (got -1)"]
+                        "got -1: expected greater than or equal to 0"]
 
 
 def test_settings_for_a_plugin_the_shop_does_not_enable_are_refused(settings_file, dummy_plugin):
@@ -125,15 +131,16 @@ def test_settings_for_a_plugin_the_shop_does_not_enable_are_refused(settings_fil
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', plugin 'dummy', key 'settings.dummy': "
-                        "settings only for enabled plugins (checkout)"]
+                        "settings of 'dummy', which the shop does not enable (enabled: checkout)"]
 
 
 def test_unknown_plugin_names_shop_plugin_and_installed_plugins(settings_file, dummy_plugin):
     path = settings_file(SHOP + 'plugins = ["dummy", "pionts"]\n')
     [problem] = problems_of(path)
     assert (problem.shop, problem.plugin, problem.key) == ("alpha", "pionts", "plugins")
-    assert problem.expected == f"an installed plugin; installed: {', '.join(plugin_registry.installed())}"
-    assert "dummy" in problem.expected
+    assert problem.message == (f"'pionts' is not installed; did you mean 'points'? "
+                               f"(installed: {', '.join(plugin_registry.installed())})")
+    assert "dummy" in problem.message
     code, lines, _ = check(path)
     assert code == 1 and lines == [f"error {problem}"]
 
@@ -142,7 +149,7 @@ def test_toml_syntax_error_is_one_problem(settings_file):
     path = settings_file(SHOP + "[shops.alpha.coupons\n")
     code, problems, _ = check(path)
     assert code == 1 and len(problems) == 1
-    assert problems[0].startswith(f"error {path}: valid TOML (") and "line" in problems[0]
+    assert problems[0].startswith(f"error {path}: not valid TOML: ") and "(at line 6, column" in problems[0]
 
 
 def test_missing_file_is_one_problem(tmp_path):
@@ -210,13 +217,13 @@ def test_plugin_settings_are_validated_by_the_plugin_model(settings_file, dummy_
     problems = problems_of(bad)
     assert [(p.shop, p.plugin, p.key) for p in problems] == [
         ("alpha", "dummy", "batch_size"), ("alpha", "dummy", "batchsize")]
-    assert problems[0].expected == "Input should be greater than 0 (got 0)"
-    assert problems[1].expected == "no such setting (check its spelling)"
+    assert problems[0].message == "got 0: expected greater than 0"
+    assert problems[1].message == "unknown setting (check its spelling)"
     code, lines, _ = check(bad)
     assert code == 1
     where = f"error {bad}, shop 'alpha', plugin 'dummy'"
-    assert lines == [f"{where}, key 'batch_size': Input should be greater than 0 (got 0)",
-                     f"{where}, key 'batchsize': no such setting (check its spelling)"]
+    assert lines == [f"{where}, key 'batch_size': got 0: expected greater than 0",
+                     f"{where}, key 'batchsize': unknown setting (check its spelling)"]
 
 
 def test_a_bad_slug_is_reported_beside_other_problems(settings_file):
@@ -256,4 +263,34 @@ def test_a_plugin_setting_naming_an_unknown_coupon_template_is_refused(settings_
         settings_module.load(settings_file(body))
     [problem] = caught.value.problems
     assert (problem.shop, problem.plugin, problem.key) == ("alpha", "points", "rewards.0.coupon_template")
-    assert "a coupon template of this shop's [coupons] (FIVE_PERCENT, TEN_OFF) (got 'TEN_OF')" in problem.expected
+    assert problem.message == "unknown coupon template 'TEN_OF': expected one of this shop's [coupons] " \
+                              "(FIVE_PERCENT, TEN_OFF)"
+
+
+DEMO = (ROOT / "plugins.toml").read_text()
+
+
+@pytest.mark.parametrize(("old", "new", "plugin", "key", "name"), [
+    ('monthly_coupon_min_tier = "SILVER"', 'monthly_coupon_min_tier = "SILVR"', "perks", "monthly_coupon_min_tier",
+     "SILVR"),
+    ('early_access_min_tier = "GOLD"', 'early_access_min_tier = "GLOD"', "member_only", "early_access_min_tier",
+     "GLOD"),
+    ("birthday_tier_percents = { SILVER = 10 }", "birthday_tier_percents = { SILVR = 10 }", "perks",
+     "birthday_tier_percents.SILVR", "SILVR"),
+])
+def test_a_tier_code_in_any_plugins_settings_is_checked_against_the_shops_tiers(settings_file, old, new, plugin,
+                                                                                 key, name):
+    assert old in DEMO
+    path = settings_file(DEMO.replace(old, new, 1))
+    [problem] = problems_of(path)
+    assert (problem.shop, problem.plugin, problem.key) == ("demo", plugin, key)
+    assert problem.message == f"unknown tier {name!r}: expected one of this shop's tiers (DIAMOND, GOLD, REGULAR, " \
+                              "SILVER)"
+    code, lines, _ = check(path)
+    assert code == 1 and lines == [f"error {problem}"]
+
+
+def test_tier_codes_go_unchecked_where_no_plugin_defines_tiers(settings_file):
+    """member_only's default early_access_min_tier names GOLD; a shop without tiering has no tiers to check."""
+    body = SHOP + 'plugins = ["member_only"]\n[shops.alpha.settings.member_only]\nearly_access_min_tier = "VIP"\n'
+    assert settings_module.load(settings_file(body)).shop("alpha").plugins == ("checkout", "member_only")

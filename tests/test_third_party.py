@@ -212,18 +212,18 @@ def test_its_settings_model_refuses_a_bad_value_and_an_unknown_key(stamps, setti
     problem = problems[0]
     assert (problem.file, problem.shop, problem.plugin, problem.key) == (str(path), "alpha", "stamps",
                                                                          "stamps_per_order")
-    assert "greater than or equal to 1" in problem.expected and "got 0" in problem.expected
+    assert "greater than or equal to 1" in problem.message and "got 0" in problem.message
     assert message.startswith(f"{path}, shop 'alpha', plugin 'stamps', key 'stamps_per_order': ")
 
     path, problems, message = _problems(
         settings_file, SETTINGS.replace("stamps_per_order = 2", "stamps_per_ordre = 2"), "typo.toml")
-    assert [(p.file, p.shop, p.plugin, p.key, p.expected) for p in problems] == [
-        (str(path), "alpha", "stamps", "stamps_per_ordre", "no such setting (check its spelling)")]
+    assert [(p.file, p.shop, p.plugin, p.key, p.message) for p in problems] == [
+        (str(path), "alpha", "stamps", "stamps_per_ordre", "unknown setting (check its spelling)")]
 
     path, problems, _ = _problems(settings_file, SETTINGS.replace('coupon_template = "FREE_COFFEE"', ""),
                                   "missing.toml")
-    assert [(p.shop, p.plugin, p.key, p.expected) for p in problems] == [
-        ("alpha", "stamps", "coupon_template", "a value is required")]
+    assert [(p.shop, p.plugin, p.key, p.message) for p in problems] == [
+        ("alpha", "stamps", "coupon_template", "missing: a value is required")]
 
     # Settings for it in a shop that did not enable it are a mistake too.
     beta_settings = SETTINGS + "\n[shops.beta.settings.stamps]\nstamps_per_order = 1\n"
@@ -238,7 +238,7 @@ def test_an_unknown_plugin_name_lists_the_installed_ones(stamps, settings_file):
     assert len(problems) == 1
     problem = problems[0]
     assert (problem.file, problem.shop, problem.plugin) == (str(path), "alpha", "stampz")
-    installed = problem.expected.split("installed: ", 1)[1].split(", ")
+    installed = problem.message.split("installed: ", 1)[1].rstrip(")").split(", ")
     assert "stamps" in installed and installed == plugin_registry.installed()
     assert "shop 'alpha'" in message and "'stampz'" in message
     stamps.assert_repository_unchanged()

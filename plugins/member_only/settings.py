@@ -12,14 +12,14 @@ import re
 
 from pydantic import Field, field_validator
 
-from memberkit.plugin import StrictModel
+from memberkit.plugin import StrictModel, TierCode
 
 NAME = "member_only"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
 
 
 class MemberOnlySettings(StrictModel):
-    early_access_min_tier: str | None = Field(
+    early_access_min_tier: TierCode | None = Field(
         default="GOLD", description="lowest tier code that may buy a new product before its launch (needs "
                                     "tiering; a tier the shop does not have gives nobody early access); "
                                     "unset: no early access")

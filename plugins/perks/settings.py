@@ -11,7 +11,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from memberkit.plugin import CouponTemplateName, StrictModel
+from memberkit.plugin import CouponTemplateName, StrictModel, TierCode
 
 NAME = "perks"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
@@ -38,7 +38,7 @@ class PerksSettings(StrictModel):
     # birthday
     birthday_percent: int = Field(default=5, ge=0, le=100,
                                   description="percent off during the birthday month for every member; 0: none")
-    birthday_tier_percents: dict[str, int] = Field(
+    birthday_tier_percents: dict[TierCode, int] = Field(
         default_factory=dict, description="tier code -> percent for that tier and every higher one, e.g. "
                                           "{ SILVER = 10 }; the highest that applies wins (needs tiering)")
     birthday_excluded_categories: list[str] = Field(
@@ -60,7 +60,7 @@ class PerksSettings(StrictModel):
     # monthly coupon
     monthly_coupon: CouponTemplateName | None = Field(
         default="SILVER_MONTHLY", description="coupon template issued once a month; empty: none")
-    monthly_coupon_min_tier: str | None = Field(
+    monthly_coupon_min_tier: TierCode | None = Field(
         default="SILVER", description="lowest tier code that gets the monthly coupon (needs tiering); "
                                       "unset: every member")
 

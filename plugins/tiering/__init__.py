@@ -34,7 +34,8 @@ from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.settings import NAME, TieringSettings, settings_of
 
 plugin = Plugin(NAME, settings=TieringSettings, tables=(models.TierMember, models.TierOrder, models.TierChange),
-                graphql=graphql.contribute, jobs=(Job("evaluate", timedelta(hours=1), actions.evaluate),))
+                graphql=graphql.contribute, jobs=(Job("evaluate", timedelta(hours=1), actions.evaluate),),
+                defines={"tier": lambda settings: [tier.code for tier in settings.tiers]})
 
 
 @hookimpl
