@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, DateTime, Integer, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.types import TypeDecorator
 
 DEFAULT_URL = "sqlite:///memberkit.db"
@@ -47,6 +48,9 @@ def database_url(url: str | None = None) -> str:
     """The URL as SQLAlchemy wants it: postgresql:// is served by psycopg 3."""
     raw = url or os.environ.get("MEMBERKIT_DATABASE_URL") or DEFAULT_URL
     parsed = make_url(raw)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+        raise ArgumentError(f"{parsed.get_backend_name()!r} is not a database memberkit runs on: expected "
+                            "sqlite or postgresql")
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)

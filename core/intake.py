@@ -91,16 +91,17 @@ def collect(plugin_results: list[list[Any] | None]) -> list[Any]:
 
 def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload: dict[str, Any],
               handler: Callable[[Context], EventResult], api_key_id: str | None = None,
-              validate: Callable[[Context], None] | None = None) -> EventResult:
+              validate: Callable[[Context], None] | None = None, key_field: str = "idempotencyKey") -> EventResult:
     """Run `handler` once per (shop, kind, key) in one transaction with the event row.
 
     A repeat with the same payload returns the stored result marked duplicate and runs nothing; the same
     key with another payload is refused with IDEMPOTENCY_CONFLICT. `validate` runs first and may refuse
     before anything is written. `key=None` records the event under a fresh key (not retry-safe).
+    `key_field` is the input field the key came from, named in the refusals about it.
     """
     if key is not None and len(key) > MAX_KEY_LENGTH:
-        return EventResult.refused(Refused("INVALID_KEY", f"the key must be at most {MAX_KEY_LENGTH} characters",
-                                           "idempotencyKey"))
+        return EventResult.refused(Refused("INVALID_KEY", f"{key_field} is {len(key)} characters: expected at "
+                                           f"most {MAX_KEY_LENGTH}", key_field))
     canonical = _canonical({"kind": kind, **payload})
     digest = keyed_hash(canonical)
     try:
@@ -117,7 +118,7 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
                 stored = _STORED_EVENT.first(conn, {"p_shop": shop.slug, "p_kind": kind, "p_key": key})
                 if stored.payload_hash != digest and stored.payload_hash not in keyed_hashes(canonical):
                     raise Refused("IDEMPOTENCY_CONFLICT",
-                                  f"{kind} {key!r} was already received with a different payload", "key")
+                                  f"{kind} {key!r} was already received with a different payload", key_field)
                 return EventResult.from_stored(stored.result)
             ctx.event_id = event_id
             result = handler(ctx)

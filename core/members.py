@@ -61,7 +61,8 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
             birthday=signup.birthday))
         return EventResult(member.id, collect(ctx.hook.member_signup(ctx=ctx, member=member, signup=signup)))
 
-    return run_event(runtime, shop, "member_signup", external_id.strip(), payload, handle, api_key_id, validate)
+    return run_event(runtime, shop, "member_signup", external_id.strip(), payload, handle, api_key_id, validate,
+                     "externalId")
 
 
 def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str,

@@ -93,7 +93,7 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
         effects += collect(ctx.hook.order_paid(ctx=ctx, order=order))
         return EventResult(order.member_id, effects)
 
-    return run_event(runtime, shop, "order_paid", order_id.strip(), payload, handle, api_key_id, validate)
+    return run_event(runtime, shop, "order_paid", order_id.strip(), payload, handle, api_key_id, validate, "orderId")
 
 
 def redeem_for_order(ctx: Context, order: PaidOrder, points: int) -> list[Effect]:
@@ -151,4 +151,5 @@ def record_order_refunded(runtime: Runtime, shop: Shop, api_key_id: str | None, 
         refund = Refund(refund_id.strip(), order, amount, refunded, refunded_at or ctx.now)
         return EventResult(order.member_id, collect(ctx.hook.order_refunded(ctx=ctx, refund=refund)))
 
-    return run_event(runtime, shop, "order_refunded", refund_id.strip(), payload, handle, api_key_id, validate)
+    return run_event(runtime, shop, "order_refunded", refund_id.strip(), payload, handle, api_key_id, validate,
+                     "refundId")

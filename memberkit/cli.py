@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
 from memberkit import config as settings_module
 from memberkit.secrets import ensure_secrets
@@ -32,7 +33,7 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", envvar="M
                                                       help="Settings file (default: plugins.toml).")]
 
 
-def _runtime(config: str | None):
+def _runtime(config: str | None, announce: bool = False):
     from memberkit.core.db import Database
     from memberkit.core.runtime import Runtime
 
@@ -44,7 +45,7 @@ def _runtime(config: str | None):
         raise typer.Exit(1) from None
     if config:
         os.environ["MEMBERKIT_CONFIG"] = config  # the development secrets live beside it
-    ensure_secrets()
+    ensure_secrets(announce)
     return Runtime(settings, Database())
 
 
@@ -64,7 +65,8 @@ def _ensure_migrated(runtime) -> None:
 
 def _shop(runtime, slug: str):
     if slug not in runtime.settings.shops:
-        err.print(f"[red]error[/red] no shop {slug!r}; shops: {', '.join(runtime.settings.shops)}")
+        err.print(f"[red]error[/red] no shop {slug!r} in {runtime.settings.path}; its shops: "
+                  f"{', '.join(runtime.settings.shops)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     return runtime.settings.shops[slug]
 
@@ -90,10 +92,12 @@ def migrate(config: ConfigOption = None):
 
     runtime = _runtime(config)
     try:
-        migrations.upgrade(runtime)
+        applied = migrations.upgrade(runtime)
     except migrations.MigrationError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    if applied:
+        typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     typer.echo("database is up to date")
 
 
@@ -109,7 +113,7 @@ def serve(
     """Serve /graphql and /healthz with uvicorn; a new SQLite database is migrated first."""
     import uvicorn
 
-    runtime = _runtime(config)
+    runtime = _runtime(config, announce=True)
     _ensure_migrated(runtime)
     runtime.db.dispose()
     if config:
@@ -172,14 +176,18 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
     from memberkit.schema import auth
 
     runtime = _runtime(config)
+    if shop is not None:
+        _shop(runtime, shop)
     _ensure_migrated(runtime)
     with runtime.db.read() as conn:
         rows = auth.list_keys(conn, shop)
-    table = Table("id", "shop", "kind", "prefix", "label", "created", "revoked")
-    for row in rows:
-        table.add_row(row.id, row.shop, row.kind, row.prefix + "…", row.label, f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
-    Console().print(table)
+    # Plain columns, never cut to the terminal's width: an id is pasted into `keys revoke`.
+    lines = [("id", "shop", "kind", "prefix", "created", "revoked", "label")] + [
+        (row.id, row.shop, row.kind, row.prefix + "...", f"{row.created_at:%Y-%m-%d %H:%M}",
+         f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-", row.label) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    for line in lines:
+        typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
 
 
 @jobs_app.command("run")
@@ -190,6 +198,8 @@ def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only th
     from memberkit import jobs
 
     runtime = _runtime(config)
+    if shop is not None:
+        _shop(runtime, shop)
     _ensure_migrated(runtime)
     runs = jobs.run_due(runtime, shop, force)
     for run in runs:
@@ -236,7 +246,25 @@ def plugin_new(name: Annotated[str, typer.Argument(help="The plugin's name, e.g.
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations print their own one-line outcome
-    app()
+    try:
+        app()
+    except (ArgumentError, NoSuchModuleError, OperationalError, InterfaceError) as exc:
+        # one line, never a traceback: what failed, where, and how to fix it
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err.print(f"[red]error[/red] cannot use the database {escape(_shown_url())}: {escape(reason)}; set "
+                  "MEMBERKIT_DATABASE_URL to sqlite:///path.db or postgresql://user@host:5432/db and check that "
+                  "the server runs", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _shown_url() -> str:
+    from memberkit.core.db import DEFAULT_URL
+
+    raw = os.environ.get("MEMBERKIT_DATABASE_URL") or DEFAULT_URL
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(raw)
 
 
 if __name__ == "__main__":

@@ -67,13 +67,27 @@ def _explain(exc: CommandError) -> MigrationError:
                           "plugin's branch is not labelled with its name: install the plugin that created them.")
 
 
-def upgrade(runtime: Runtime) -> None:
+def upgrade(runtime: Runtime) -> list[str]:
+    """Bring core's branch and every enabled plugin's to its head; returns the revisions applied, in order."""
     config = alembic_config(runtime)
+    before = _applied(runtime, ScriptDirectory.from_config(config))
     try:
         for branch in branches(runtime):
             command.upgrade(config, f"{branch}@head")
     except CommandError as exc:
         raise _explain(exc) from None
+    script = ScriptDirectory.from_config(config)
+    after = _applied(runtime, script)
+    return [rev.revision for rev in reversed(list(script.walk_revisions())) if rev.revision in after - before]
+
+
+def _applied(runtime: Runtime, script: ScriptDirectory) -> set[str]:
+    """Every revision the database has: its heads and all they stand on."""
+    with runtime.db.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        current = MigrationContext.configure(conn).get_current_heads()
+    return {rev.revision for head in current for rev in script.iterate_revisions(head, "base")}
 
 
 def is_current(runtime: Runtime) -> bool:
@@ -83,11 +97,7 @@ def is_current(runtime: Runtime) -> bool:
         heads = {rev.revision for branch in branches(runtime) for rev in script.get_revisions(f"{branch}@head")}
     except CommandError as exc:
         raise _explain(exc) from None
-    with runtime.db.engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return False
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    return heads <= {rev.revision for head in current for rev in script.iterate_revisions(head, "base")}
+    return heads <= _applied(runtime, script)
 
 
 def owned_by(name: str):

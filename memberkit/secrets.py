@@ -24,8 +24,9 @@ def development_secrets_file() -> Path:
     return Path(os.environ.get("MEMBERKIT_CONFIG") or DEFAULT_CONFIG).resolve().parent / "memberkit-secret.key"
 
 
-def ensure_secrets() -> None:
-    """Set the unset secret variables from the development file (generating it the first time) and say so."""
+def ensure_secrets(announce: bool = True) -> None:
+    """Set the unset secret variables from the development file (generating it the first time) and say so
+    (a file generated always; one reused where `announce`: the server's start, not every command)."""
     missing = [name for name in VARIABLES if not os.environ.get(name, "").strip()]
     if not missing:
         return
@@ -35,7 +36,7 @@ def ensure_secrets() -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump({field: secrets.token_urlsafe(32) for field in VARIABLES.values()}, handle)
         log.warning("%s not set: generated development secrets into %s", " and ".join(missing), path)
-    else:
+    elif announce:
         log.info("%s not set: using the development secrets in %s", " and ".join(missing), path)
     stored = json.loads(path.read_text())
     for name in missing:
