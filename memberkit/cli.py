@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
 from memberkit import config as settings_module
+from memberkit import logs
 from memberkit.secrets import ensure_secrets
 
 app = typer.Typer(help="memberkit: a headless, plugin-based membership programme.", no_args_is_help=True,
@@ -244,7 +245,7 @@ def plugin_new(name: Annotated[str, typer.Argument(help="The plugin's name, e.g.
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations print their own one-line outcome
     try:
         app()

@@ -7,6 +7,8 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
+import time
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -19,12 +21,15 @@ from strawberry.http.base import HTTPException  # (cross_web's, which strawberry
 
 from memberkit import config, jobs
 from memberkit.core.runtime import Runtime
+from memberkit.logs import REQUEST_ID
+from memberkit.logs import configure as configure_logging
 from memberkit.schema import auth
 from memberkit.schema.builder import build_schema
 from memberkit.schema.context import RequestContext
 from memberkit.secrets import ensure_secrets
 
 log = logging.getLogger("memberkit.app")
+access_log = logging.getLogger("memberkit.access")
 
 MAX_BODY_BYTES = 1_000_000  # a request body beyond it is answered 413 without being read further
 
@@ -144,6 +149,42 @@ class GraphQLDispatcher:
         await self.apps[shop.plugins](scope, receive, send)
 
 
+class AccessLog:
+    """One line per request (method, path, status, duration, operation, caller) with its request id, which
+    the response carries as X-Request-Id; an error nothing else caught is logged once, with its traceback."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = secrets.token_hex(8)
+        token = REQUEST_ID.set(request_id)
+        started, status, began = False, 500, time.perf_counter()
+
+        async def send_with_id(message):
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            if not started:
+                await _refusal(500, "INTERNAL_SERVER_ERROR", "Internal server error")(scope, receive, send_with_id)
+        finally:
+            principal = (scope.get("memberkit") or (None, None))[0]
+            caller = "-" if principal is None else principal.key_id or principal.role
+            fields = {"method": scope["method"], "path": scope["path"], "status": status,
+                      "duration_ms": round((time.perf_counter() - began) * 1000, 1),
+                      "operation": scope.get("memberkit.operation") or "-", "caller": caller}
+            access_log.info("%s %s %s %sms operation=%s caller=%s", *fields.values(), extra={"access": fields})
+            REQUEST_ID.reset(token)
+
+
 def create_app(runtime: Runtime | None = None, development: bool | None = None,
                jobs_interval: float | None = None) -> Starlette:
     ensure_secrets()
@@ -174,11 +215,11 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
             task.cancel()
         runtime.db.dispose()
 
-    return Starlette(
+    return AccessLog(Starlette(
         routes=[Route("/graphql", GraphQLDispatcher(runtime, development), methods=["GET", "POST"]),
                 Route("/healthz", healthz)],
         lifespan=lifespan,
-    )
+    ))
 
 
 async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:
@@ -187,12 +228,14 @@ async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             for run in await run_in_threadpool(jobs.run_due, runtime):
-                if run.status in ("done", "failed"):
-                    log.info("job %s for shop %s: %s", run.job, run.shop, run.status)
+                if run.status == "failed" or (run.status == "done" and run.result):  # quiet when idle
+                    log.info("job %s for shop %s: %s%s", run.job, run.shop, run.status,
+                             f" ({run.result})" if run.result else "")
         except Exception:
             log.exception("running jobs failed")
 
 
-def app_from_env() -> Starlette:
-    """uvicorn's factory for `memberkit serve` (each worker process builds its own)."""
+def app_from_env():
+    """uvicorn's factory for `memberkit serve` (each worker process builds its own, logging included)."""
+    configure_logging()
     return create_app()

@@ -107,6 +107,9 @@ class Limits(MaskErrors):
         context.validation_rules = context.validation_rules + rules
         context.parse_options["max_tokens"] = MAX_TOKENS
         yield from super().on_operation()
+        request = getattr(context.context, "request", None)
+        if request is not None:  # for the access line (memberkit.server)
+            request.scope["memberkit.operation"] = context.operation_name
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
