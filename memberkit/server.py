@@ -32,6 +32,7 @@ log = logging.getLogger("memberkit.app")
 access_log = logging.getLogger("memberkit.access")
 
 MAX_BODY_BYTES = 1_000_000  # a request body beyond it is answered 413 without being read further
+GRAPHQL_RESPONSE = "application/graphql-response+json"  # GraphQL over HTTP's own media type
 
 
 def development_mode() -> bool:
@@ -46,10 +47,25 @@ class ShopGraphQL(GraphQL):
         self.runtime = runtime
 
     async def get_context(self, request, response) -> RequestContext | None:
+        response.graphql_response = GRAPHQL_RESPONSE in request.headers.get("accept", "")
         if "memberkit" not in request.scope:
             return None  # the GraphiQL page in development: strawberry asks first, runs nothing without a key
         principal, shop = request.scope["memberkit"]
         return RequestContext(self.runtime, principal, shop, request)
+
+    def create_response(self, response_data, sub_response):
+        """With application/graphql-response+json accepted, GraphQL over HTTP's status codes: a request that
+        never ran (a document that does not parse or validate, variables that do not coerce: errors without a
+        path) is 400 and has no data entry. Older clients, asking for application/json, get 200 as before."""
+        if not getattr(sub_response, "graphql_response", False) or not isinstance(response_data, dict):
+            return super().create_response(response_data, sub_response)
+        errors = response_data.get("errors") or []
+        if response_data.get("data") is None and errors and not any(e.get("path") for e in errors):
+            response_data = {key: value for key, value in response_data.items() if key != "data"}
+            sub_response.status_code = 400
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+        return response
 
     def parse_json(self, data: str | bytes):
         try:
