@@ -144,7 +144,7 @@ def record_order_refunded(runtime: Runtime, shop: Shop, api_key_id: str | None, 
         order: PaidOrder = checked["order"]
         # One conditional UPDATE: two refunds racing can never refund more than was paid.
         refunded = ctx.conn.execute(
-            update(Order).where(Order.id == checked["row_id"], Order.refunded + amount <= Order.total)
+            update(Order).where(Order.id == checked["row_id"], Order.refunded <= Order.total - amount)
             .values(refunded=Order.refunded + amount).returning(Order.refunded)).scalar()
         if refunded is None:
             raise Refused("REFUND_EXCEEDS_ORDER", "amount is more than what is left to refund of the order", "amount")
