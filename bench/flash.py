@@ -181,7 +181,7 @@ def bench(args, url: str, tmp: Path) -> int:
     with engine.begin() as conn:
         conn.execute(insert(Member), [{"id": m, "shop": "demo", "external_id": m, "joined_at": now, "tags": [],
                                        "created_at": now} for m in members])
-    tokens = [auth.mint_member_token("demo", m, 6 * 3600)[0] for m in members]
+    tokens = [auth.mint_member_token("demo", m, 6 * 3600, "key_bench")[0] for m in members]
 
     mk_port, floor_port = free_port(), free_port()
     mk_cmd = [memberkit, "serve", "--port", str(mk_port), "--workers", str(args.workers), "--jobs-interval", "0"]

@@ -79,8 +79,9 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
         stored = ctx.conn.execute(select(MemberPersonal.phone_hash, MemberPersonal.email_hash, MemberPersonal.birthday)
                                   .where(MemberPersonal.member_id == member.id)).one()
         changes = MemberChanges(
-            new_phone if new_phone and new_phone != stored.phone_hash else None,
-            new_email if new_email and new_email != stored.email_hash else None,
+            # unchanged whichever key made the stored hash (a rotation is not a change)
+            new_phone if new_phone and stored.phone_hash not in keyed_hashes(phone, "phone") else None,
+            new_email if new_email and stored.email_hash not in keyed_hashes(email, "email") else None,
             birthday if birthday and birthday != stored.birthday else None,
             stored.birthday,
             new_tags if new_tags is not None and new_tags != member.tags else None)

@@ -38,7 +38,8 @@ class ApiKey(SQLModel, table=True):
 
 class Member(SQLModel, table=True):
     __tablename__ = "core_member"
-    __table_args__ = (UniqueConstraint("shop", "external_id", name="uq_core_member_shop_external_id"),)
+    __table_args__ = (UniqueConstraint("shop", "external_id", name="uq_core_member_shop_external_id"),
+                      Index("ix_core_member_tokens_valid_from", "tokens_valid_from"))
 
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64)

@@ -205,5 +205,5 @@ class Job:
 
     name: str
     every: timedelta
-    run: Callable[[Any], str | None]  # run(ctx) in a transaction; returns what it did
+    run: Callable[[Any], str | None]  # run(ctx) in a transaction; returns what it did, None if nothing
     plugin: str = field(default="")

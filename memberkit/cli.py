@@ -116,12 +116,10 @@ def serve(
 
     runtime = _runtime(config, announce=True)
     _ensure_migrated(runtime)
-    runtime.db.dispose()
-    if config:
-        os.environ["MEMBERKIT_CONFIG"] = config
+    runtime.db.dispose()  # _runtime set MEMBERKIT_CONFIG and the secrets: the workers inherit them
     if dev:
         os.environ["MEMBERKIT_ENV"] = "development"
-    os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)  # the secrets are set by _runtime: workers inherit
+    os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
     uvicorn.run("memberkit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=False)
 

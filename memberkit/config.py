@@ -146,6 +146,8 @@ def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[st
     context: dict[str, Any] = {"coupon template": coupons}
     for plugin in models:
         defines = plugin_registry.load(plugin).defines
+        if not defines:
+            continue
         try:
             first = models[plugin].model_validate(settings.get(plugin, {}), context=context)
         except ValidationError:

@@ -43,7 +43,7 @@ from memberkit.core.wallet import IssuedCoupon, new_code
 from memberkit.pricing import line_shares, money, percent_off, spread
 from memberkit.schema.builder import SchemaBuilder
 from memberkit.schema.context import AccessError, RequestContext, VisibleError, check_list_length
-from memberkit.schema.inputs import limited_list
+from memberkit.schema.inputs import acting_member_field, limited_list
 from memberkit.schema.member import coupon_view
 from memberkit.schema.member import load_member as load_member_view
 from memberkit.schema.mutations import event_mutation, event_payload, input_values, payload_of
@@ -79,7 +79,7 @@ __all__ = [
     # GraphQL
     "RequestContext", "VisibleError", "AccessError", "Money", "BigInt", "UserError", "PageInfo", "Coupon",
     "OrderLineInput",
-    "event_mutation", "input_values", "limited_list", "check_list_length",
+    "event_mutation", "input_values", "limited_list", "check_list_length", "acting_member_field",
     "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS",
     "coupon_view", "load_member_view", "event_payload", "payload_of",
 ]

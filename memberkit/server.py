@@ -194,7 +194,8 @@ class AccessLog:
         finally:
             principal = (scope.get("memberkit") or (None, None))[0]
             caller = "-" if principal is None else principal.key_id or principal.role
-            fields = {"method": scope["method"], "path": scope["path"], "status": status,
+            path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]  # as sent: no decoded newline
+            fields = {"method": scope["method"], "path": path, "status": status,
                       "duration_ms": round((time.perf_counter() - began) * 1000, 1),
                       "operation": scope.get("memberkit.operation") or "-", "caller": caller}
             access_log.info("%s %s %s %sms operation=%s caller=%s", *fields.values(), extra={"access": fields})

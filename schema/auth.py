@@ -67,7 +67,7 @@ def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
     conn.execute(update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
                  .values(revoked_at=clock.now()))
     _key_cache.clear()
-    _token_cache.clear()  # the key's member tokens go with it
+    _forget_revocations()  # the key's member tokens go with it
     return ApiKey.model_validate(row._mapping)
 
 
@@ -76,8 +76,7 @@ def revoke_member_tokens(conn: Connection, shop: str, member_id: str) -> bool:
     processes); False if the shop has no such member."""
     done = conn.execute(update(Member).where(Member.id == member_id, Member.shop == shop)
                         .values(tokens_valid_from=clock.now())).rowcount
-    for cached in [cached for cached in _token_cache if cached[0] == member_id]:
-        del _token_cache[cached]
+    _forget_revocations()
     return bool(done)
 
 
@@ -118,7 +117,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str | None = None) -> tuple[str, datetime]:
+def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str) -> tuple[str, datetime]:
     """A signed, expiring token that lets a storefront act for one member of one shop. It names the key
     that minted it (`a`) and when (`i`, milliseconds), so revoking either the key or the member's tokens
     ends it."""
@@ -126,9 +125,7 @@ def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str |
     now = clock.now()
     expires = now.replace(microsecond=0) + timedelta(seconds=ttl_seconds)
     claims = {"s": shop, "m": member_id, "e": int(expires.timestamp()), "i": int(now.timestamp() * 1000),
-              "k": keys.token_key_id(keys.token_keys[0])}
-    if key_id is not None:
-        claims["a"] = key_id
+              "a": key_id, "k": keys.token_key_id(keys.token_keys[0])}
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = _b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())
     return f"{TOKEN_PREFIX}{body}.{signature}", expires
@@ -137,12 +134,14 @@ def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str |
 @dataclass(frozen=True)
 class Token:
     principal: Principal
-    issued_ms: int  # 0 for tokens minted before revocation existed: any revocation ends them
-    key_id: str | None
+    issued_ms: int
+    key_id: str
 
 
 def _verified_token(token: str) -> Token | None:
-    """The token's claims if its signature holds and it has not expired (no database needed)."""
+    """The token's claims if its signature holds and it has not expired (no database needed). A token
+    without the key that minted it and when (from before revocation existed) is refused: it could not be
+    revoked."""
     try:
         body, signature = token.removeprefix(TOKEN_PREFIX).split(".")
         claims = json.loads(_unb64(body))
@@ -155,37 +154,45 @@ def _verified_token(token: str) -> Token | None:
             return None
         if datetime.fromtimestamp(claims["e"], UTC) <= clock.now():
             return None
-        return Token(Principal(shop=claims["s"], role="member", member_id=claims["m"]), int(claims.get("i", 0)),
-                     claims.get("a"))
+        return Token(Principal(shop=claims["s"], role="member", member_id=claims["m"]), int(claims["i"]),
+                     str(claims["a"]))
     except (ValueError, KeyError, TypeError, OverflowError):
         return None
 
 
-# (member id, minting key id) -> (trusted until, tokens valid from in ms, or None: the member is gone or the
-# key revoked)
-_token_cache: dict[tuple[str, str | None], tuple[float, int | None]] = {}
+@dataclass(frozen=True)
+class Revocations:
+    """What this process knows was revoked, read whole at most every KEY_CACHE_SECONDS (a revocation bites
+    that late in other processes): the revoked keys, and members whose tokens minted up to an instant (ms)
+    stopped. Only revocations younger than the longest token's life are kept: older tokens expired anyway."""
+
+    until: float
+    keys: frozenset[str]
+    members: dict[str, int]
+
+    def allows(self, token: Token) -> bool:
+        """A token minted at the instant of a revocation is revoked too (the safe side of a tie)."""
+        return token.key_id not in self.keys and token.issued_ms > self.members.get(token.principal.member_id, -1)
 
 
-def _token_standing(token: Token, valid_from: int | None) -> Principal | None:
-    """A token minted at the instant of a revocation is revoked too (the safe side of a tie)."""
-    return token.principal if valid_from is not None and token.issued_ms > valid_from else None
+_revocations = Revocations(0.0, frozenset(), {})
 
 
-def _principal_for_token(conn_factory, token: Token) -> Principal | None:
-    """Look up whether the member's tokens or the minting key were revoked; cached KEY_CACHE_SECONDS."""
-    member_id = token.principal.member_id
+def _load_revocations(conn_factory) -> Revocations:
+    global _revocations
+    since = clock.now() - timedelta(seconds=MAX_TOKEN_TTL)
     with conn_factory() as conn:
-        member = conn.execute(select(Member.tokens_valid_from).where(
-            Member.id == member_id, Member.shop == token.principal.shop)).first()
-        key_revoked = token.key_id is not None and conn.execute(select(ApiKey.id).where(
-            ApiKey.id == token.key_id, ApiKey.revoked_at.is_(None))).first() is None
-    valid_from = None
-    if member is not None and not key_revoked:
-        valid_from = int(member.tokens_valid_from.timestamp() * 1000) if member.tokens_valid_from else -1
-    if len(_token_cache) > 100_000:
-        _token_cache.clear()
-    _token_cache[member_id, token.key_id] = (time.monotonic() + KEY_CACHE_SECONDS, valid_from)
-    return _token_standing(token, valid_from)
+        keys = frozenset(conn.execute(select(ApiKey.id).where(ApiKey.revoked_at > since)).scalars())
+        members = {row.id: int(row.tokens_valid_from.timestamp() * 1000) for row in conn.execute(
+            select(Member.id, Member.tokens_valid_from).where(Member.tokens_valid_from > since))}
+    _revocations = Revocations(time.monotonic() + KEY_CACHE_SECONDS, keys, members)
+    return _revocations
+
+
+def _forget_revocations() -> None:
+    """After a revocation in this process: the next token is checked against the database again."""
+    global _revocations
+    _revocations = Revocations(0.0, frozenset(), {})
 
 
 def _credential(authorization: str | None) -> str:
@@ -204,10 +211,10 @@ def authenticate_without_io(authorization: str | None) -> Principal | None:
         token = _verified_token(credential)
         if token is None:
             raise AuthError("authentication required")
-        standing = _token_cache.get((token.principal.member_id, token.key_id))
-        if not standing or standing[0] <= time.monotonic():
+        revocations = _revocations
+        if revocations.until <= time.monotonic():
             return None
-        principal = _token_standing(token, standing[1])
+        principal = token.principal if revocations.allows(token) else None
     elif credential.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)):
         hit = _key_cache.get(_hash_key(credential))
         if not hit or hit[0] <= time.monotonic():
@@ -227,7 +234,7 @@ def authenticate(authorization: str | None, conn_factory) -> Principal:
         credential = _credential(authorization)
         if credential.startswith(TOKEN_PREFIX):
             token = _verified_token(credential)
-            principal = _principal_for_token(conn_factory, token) if token else None
+            principal = token.principal if token and _load_revocations(conn_factory).allows(token) else None
         else:
             principal = _principal_for_key(conn_factory, credential)
     if principal is None:

@@ -32,6 +32,12 @@ def limited_list(max_items: int, description: str = "", required: bool = False) 
                             description=f"{description} At most {max_items}.".strip())
 
 
+def acting_member_field() -> Any:
+    """`memberId` of a storefront write that a platform's backend may also make (RequestContext.acting_member)."""
+    return strawberry.field(default=None, description="with the secret key, the member a platform's backend acts "
+                                                      "for; with a member token absent or its own member")
+
+
 def _limited(convert: Convert, field: str, limit: int) -> Convert:
     def checked(value, ctx, keys):
         check_list_length(value, field, limit)

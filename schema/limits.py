@@ -37,29 +37,36 @@ class DepthLimit(ASTValidationRule):
         fragments = {d.name.value: d for d in self.context.document.definitions
                      if isinstance(d, FragmentDefinitionNode)}
 
+        entered: set[str] = set()  # fragments being walked: a cycle is NoFragmentCycles' to report
+
         @cache
         def fragment_depth(name: str) -> int:
             fragment = fragments.get(name)
-            return depth(fragment.selection_set, frozenset({name})) if fragment else 0
+            if fragment is None or name in entered:
+                return 0
+            entered.add(name)
+            try:
+                return depth(fragment.selection_set)
+            finally:
+                entered.discard(name)
 
-        def depth(selections: SelectionSetNode, seen: frozenset[str]) -> int:
+        def depth(selections: SelectionSetNode) -> int:
             deepest = 0
             for selection in selections.selections:
                 if isinstance(selection, FieldNode):
                     if selection.selection_set:
-                        deepest = max(deepest, 1 + depth(selection.selection_set, seen))
+                        deepest = max(deepest, 1 + depth(selection.selection_set))
                 elif isinstance(selection, FragmentSpreadNode):
-                    if selection.name.value not in seen:  # a cycle is NoFragmentCycles' to report
-                        deepest = max(deepest, fragment_depth(selection.name.value))
+                    deepest = max(deepest, fragment_depth(selection.name.value))
                 else:
-                    deepest = max(deepest, depth(selection.selection_set, seen))
+                    deepest = max(deepest, depth(selection.selection_set))
             return deepest
 
         for field in _root_fields(node.selection_set, fragments):
             if not field.selection_set:
                 continue
             limit = MAX_INTROSPECTION_DEPTH if field.name.value in INTROSPECTION_FIELDS else MAX_DEPTH
-            found = 1 + depth(field.selection_set, frozenset())
+            found = 1 + depth(field.selection_set)
             if found > limit:
                 self.report_error(GraphQLError(
                     f"'{field.name.value}' nests {found} levels deep: at most {limit} allowed", field))

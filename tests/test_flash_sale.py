@@ -92,7 +92,7 @@ def shop(make_runtime, make_api):
 
     def member(external_id: str, shop_slug: str = "alpha", shop_key: str | None = None) -> tuple[str, str]:
         member_id = sign_up(api, shop_key or key, external_id)
-        return member_id, auth.mint_member_token(shop_slug, member_id, 7 * 86400)[0]
+        return member_id, auth.mint_member_token(shop_slug, member_id, 7 * 86400, "key_test")[0]
 
     def reserve(token: str, sale_id: str, quantity: int = 1, idem: str = "k1") -> dict:
         return api(RESERVE, {"input": {"saleId": sale_id, "quantity": quantity, "idempotencyKey": idem}},
@@ -207,7 +207,7 @@ def test_expiry_job_returns_stock_once(shop):
     # Reads never write: the reservation shows as expired before the job runs, its stock still held.
     assert shop.api(MINE, {}, token)["me"]["flashReservations"][0]["status"] == "EXPIRED"
     assert counters(shop.runtime, sale["id"]) == (10, 2, 0)
-    for expected in ("1 reservations expired, 2 units returned", "0 reservations expired, 0 units returned"):
+    for expected in ("1 reservations expired, 2 units returned", None):
         runs = {r.job: r for r in jobs.run_due(shop.runtime, "alpha", force=True)}
         assert runs["flash_sale.expire_reservations"].result == expected
     assert counters(shop.runtime, sale["id"]) == (10, 0, 0)

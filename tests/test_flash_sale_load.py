@@ -85,7 +85,7 @@ def test_600_concurrent_reservations_never_oversell(server):
     with runtime.db.write() as conn:  # members straight into core's table: fast, and not what is measured
         conn.execute(insert(Member), [{"id": m, "shop": "alpha", "external_id": m, "joined_at": now, "tags": [],
                                        "created_at": now} for m in members])
-    tokens = [auth.mint_member_token("alpha", m, 3600)[0] for m in members]
+    tokens = [auth.mint_member_token("alpha", m, 3600, "key_load_test")[0] for m in members]
     with httpx.Client(base_url=base) as client:
         sale = gql(client, CREATE, {"input": {
             "sku": "FLASH-1", "title": "Tea set", "price": 8910, "startsAt": (now - timedelta(minutes=1)).isoformat(),

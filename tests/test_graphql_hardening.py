@@ -80,3 +80,10 @@ def test_several_operations_need_an_operation_name(demo):
     response = programme.api.client.post("/graphql", json={"query": document, "operationName": "B"},
                                          headers={"Authorization": f"Bearer {client.key}"})
     assert set(response.json()["data"]["shop"]) == {"name"}
+
+
+def test_a_fragment_cycle_is_reported_as_one(demo):
+    programme, _ = demo
+    errors = programme.integrator("demo").errors(
+        "{ shop { ...A } } fragment A on Shop { ...B } fragment B on Shop { ...A }")
+    assert any("Cannot spread fragment 'A' within itself" in e["message"] for e in errors), errors

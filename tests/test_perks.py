@@ -302,13 +302,13 @@ def test_birthday_coupon_on_the_day_once_a_year_late_and_repeated(shops):
     too_late = sign_up(api, key, "u-3", birthday="1980-02-10")
     sign_up(api, key, "u-4")  # no birthday
     clock.set_now(local(2026, 3, 1, 9))
-    assert run(runtime, "alpha", "birthday_coupons") == "0 birthday coupon(s) issued for 2026"
+    assert run(runtime, "alpha", "birthday_coupons") is None
     clock.set_now(local(2026, 3, 4, 23, 59))
     run(runtime, "alpha", "birthday_coupons")
     assert "BIRTHDAY_50" not in coupons(runtime, missed)
     clock.set_now(local(2026, 3, 10, 0, 1))  # 9 March in UTC: the shop's calendar decides
     assert run(runtime, "alpha", "birthday_coupons") == "2 birthday coupon(s) issued for 2026"  # and the 5th, late
-    assert run(runtime, "alpha", "birthday_coupons") == "0 birthday coupon(s) issued for 2026"  # twice: nothing
+    assert run(runtime, "alpha", "birthday_coupons") is None  # twice: nothing
     clock.set_now(local(2026, 3, 31, 23))
     run(runtime, "alpha", "birthday_coupons")
     assert coupons(runtime, on_time).count("BIRTHDAY_50") == 1 and coupons(runtime, missed).count("BIRTHDAY_50") == 1
@@ -442,7 +442,7 @@ def test_monthly_coupon_for_silver_and_above_once_a_month(shops):
     pay(api, key, gold, "g-1", 200000)
     clock.set_now(local(2026, 5, 1, 0, 1))  # 30 April in UTC: May in Shanghai
     assert run(runtime, "alpha", "monthly_coupons") == "2 monthly coupon(s) issued for 2026-05"
-    assert run(runtime, "alpha", "monthly_coupons") == "0 monthly coupon(s) issued for 2026-05"
+    assert run(runtime, "alpha", "monthly_coupons") is None
     pay(api, key, regular, "r-1", 60000)  # silver mid-month: this month's coupon on the next run
     clock.set_now(local(2026, 5, 31, 23, 59))
     assert run(runtime, "alpha", "monthly_coupons") == "1 monthly coupon(s) issued for 2026-05"
@@ -512,6 +512,6 @@ def test_a_shop_may_switch_each_gift_off(make_runtime, make_api):
     member_id = sign_up(api, key, "u-1", birthday="1990-03-01")
     assert pay(api, key, member_id, "o-1", 60000) == []
     assert adjustments(runtime, "x", member_id, [SHOES]) == {}  # birthday month, member day: all at 0
-    assert run(runtime, "x", "birthday_coupons") == "birthday coupon off"
-    assert run(runtime, "x", "monthly_coupons") == "0 monthly coupon(s) issued for 2026-03"  # silver < gold
+    assert run(runtime, "x", "birthday_coupons") is None
+    assert run(runtime, "x", "monthly_coupons") is None  # silver < gold
     assert coupons(runtime, member_id) == []

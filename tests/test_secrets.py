@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from memberkit.core import hashing, intake
 from memberkit.core.hashing import server_secrets
-from memberkit.core.models import Event
+from memberkit.core.models import Event, MemberPersonal
 from memberkit.secrets import ensure_secrets
 from tests.conftest import ROOT
 
@@ -100,3 +100,15 @@ def test_development_secrets_live_beside_the_settings_file(tmp_path, monkeypatch
     assert f"using the development secrets in {path}" in caplog.text
     assert json.loads(path.read_text())["pii"] not in caplog.text
     server_secrets.cache_clear()
+
+
+def test_the_same_phone_after_a_rotation_is_no_change(demo, pii_keys):
+    member_id = demo.sign_up("demo", "u-1", phone="13800000000")
+    pii_keys("key-2026", "key-2025")
+    with demo.runtime.db.read() as conn:
+        before = conn.execute(select(MemberPersonal.phone_hash)).scalar()
+    update = "mutation($input: UpdateMemberInput!) { updateMember(input: $input) { errors { code } } }"
+    payload = demo.integrator("demo")(update, {"input": {"memberId": member_id, "phone": "13800000000"}})
+    assert payload["updateMember"] == {"errors": []}
+    with demo.runtime.db.read() as conn:
+        assert conn.execute(select(MemberPersonal.phone_hash)).scalar() == before  # nothing written

@@ -120,3 +120,18 @@ def test_the_demo_schema_meets_the_server_side_contract():
     done = subprocess.run([sys.executable, str(SHARED / "check-contract.py"), "--with", "server-side",
                            str(ROOT / "schema" / "demo.graphql")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_token_that_does_not_name_its_key_is_refused(demo):
+    """Tokens minted before revocation existed could never be revoked: they no longer work."""
+    import hashlib
+    import hmac
+    import json
+
+    from memberkit.core.hashing import server_secrets
+    member_id = demo.sign_up("demo", "u-1")
+    keys = server_secrets()
+    claims = {"s": "demo", "m": member_id, "e": int(NOW.timestamp()) + 3600, "k": keys.token_key_id(keys.token_keys[0])}
+    body = auth._b64(json.dumps(claims).encode())
+    old = f"mkt_{body}.{auth._b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())}"
+    assert demo.api.post(ME, key=old).status_code == 401

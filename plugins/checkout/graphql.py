@@ -24,14 +24,12 @@ from memberkit.plugin import (
     RequestContext,
     UserError,
     VisibleError,
+    acting_member_field,
     input_values,
     limited_list,
     load_member,
 )
 from memberkit.plugins.checkout import holds, pricing
-
-MEMBER_ID = ("with the secret key, the member a platform's backend acts for; with a member token absent or "
-             "its own member")
 
 
 class CartError(VisibleError):
@@ -131,7 +129,7 @@ class CartInput:
     coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
-    member_id: Optional[strawberry.ID] = strawberry.field(default=None, description=MEMBER_ID)
+    member_id: Optional[strawberry.ID] = acting_member_field()
 
 
 @strawberry.input
@@ -141,7 +139,7 @@ class CheckoutInput:
     coupon_codes: Optional[list[str]] = limited_list(MAX_COUPON_CODES)
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
-    member_id: Optional[strawberry.ID] = strawberry.field(default=None, description=MEMBER_ID)
+    member_id: Optional[strawberry.ID] = acting_member_field()
 
 
 @strawberry.type

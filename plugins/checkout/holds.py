@@ -136,7 +136,7 @@ def expire_checkouts(ctx: Context) -> str:
         .order_by(CHECKOUTS.c.expires_at, CHECKOUTS.c.id).limit(EXPIRE_BATCH)).scalars().all()
     expired = sum(_close(ctx, checkout_id, "EXPIRED", "expired", CHECKOUTS.c.expires_at <= ctx.now)
                   for checkout_id in due)
-    return f"{expired} checkout(s) expired"
+    return f"{expired} checkout(s) expired" if expired else None
 
 
 @dataclass(frozen=True)

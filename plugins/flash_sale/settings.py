@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from pydantic import Field, field_validator
 
-from memberkit.plugin import StrictModel
+from memberkit.plugin import StrictModel, TierCode
 
 NAME = "flash_sale"
 TIER_CODE = r"^[A-Z][A-Z0-9_]{0,31}$"
@@ -29,7 +29,7 @@ class WeeklySale(StrictModel):
     discount_percent: int = Field(default=10, ge=1, le=100, description="10 = 10% off the list price")
     per_member_limit: int = Field(default=3, ge=1)
     members_only: bool = True
-    min_tier: str | None = Field(default=None, description="lowest tier code that may buy; unset: no tier needed")
+    min_tier: TierCode | None = Field(default=None, description="lowest tier code that may buy; unset: no tier needed")
     skus: list[str] = Field(default_factory=list, description="the products of the sale, e.g. three SKUs")
 
     @field_validator("weekday")

@@ -234,7 +234,7 @@ def expire_due(ctx: Context) -> str:
                                       RESERVATIONS.c.checkout_id.is_(None)), EXPIRED)
         if len(ids) < EXPIRY_BATCH:
             break
-    return f"{count} reservations expired, {total} units returned"
+    return f"{count} reservations expired, {total} units returned" if count else None
 
 
 def _give_back(ctx: Context, where, status: str) -> int:

@@ -253,7 +253,7 @@ def birthday_coupons(ctx: Context) -> str:
     late, or after a gap: a birthday missed by the job is paid while its month lasts, never twice."""
     s = settings_of(ctx)
     if s.birthday_coupon is None:
-        return "birthday coupon off"
+        return None  # the birthday coupon is off
     on = today(ctx)
     given = select(BIRTHDAYS.c.member_id).where(BIRTHDAYS.c.member_id == MEMBERS.c.id, BIRTHDAYS.c.year == on.year)
     rows = ctx.conn.execute(
@@ -287,7 +287,7 @@ def birthday_coupons(ctx: Context) -> str:
         result += f"; {late} birthday(s) recorded after the day: none"
     if problems:
         result += f"; coupon template {s.birthday_coupon!r} missing from the shop: {problems} not issued"
-    return result
+    return result if issued or late or problems else None
 
 
 def monthly_coupons(ctx: Context) -> str:
@@ -296,7 +296,7 @@ def monthly_coupons(ctx: Context) -> str:
     and says so."""
     s = settings_of(ctx)
     if s.monthly_coupon is None:
-        return "monthly coupon off"
+        return None  # the monthly coupon is off
     min_rank = None
     if s.monthly_coupon_min_tier is not None:
         if ctx.hook.tier_catalog(ctx=ctx) is None:
@@ -323,7 +323,7 @@ def monthly_coupons(ctx: Context) -> str:
         ctx.conn.execute(update(MONTHLY).where(MONTHLY.c.member_id == member_id, MONTHLY.c.month == month)
                          .values(coupon_id=coupon_id))
         issued += 1
-    return f"{issued} monthly coupon(s) issued for {month}"
+    return f"{issued} monthly coupon(s) issued for {month}" if issued else None
 
 
 # ---------------------------------------------------------------- the member's view

@@ -17,7 +17,7 @@ plugin = Plugin(
     NAME, settings=PointsSettings, graphql=graphql.contribute,
     tables=(models.PointsAccount, models.PointsEntry, models.PointsLot, models.PointsMilestone,
             models.PointsActionDay, models.PointsHold),
-    jobs=(Job("settle_lots", timedelta(hours=1), lambda ctx: f"{ledger.settle_due(ctx)} member(s) settled"),),
+    jobs=(Job("settle_lots", timedelta(hours=1), ledger.settle_lots),),
 )
 
 

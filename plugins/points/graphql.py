@@ -7,7 +7,6 @@ from typing import Optional
 import strawberry
 
 from memberkit.plugin import (
-    MAX_INT,
     Coupon,
     Effect,
     EventResult,
@@ -16,6 +15,7 @@ from memberkit.plugin import (
     RequestContext,
     UserError,
     VisibleError,
+    acting_member_field,
     clock,
     coupon_view,
     event_mutation,
@@ -119,9 +119,7 @@ class Reward:
 class RedeemRewardInput:
     reward_id: strawberry.ID
     idempotency_key: str
-    member_id: Optional[strawberry.ID] = strawberry.field(
-        default=None, description="with the secret key, the member a platform's backend acts for; with a member "
-                                  "token absent or its own member")
+    member_id: Optional[strawberry.ID] = acting_member_field()
 
 
 @strawberry.input
@@ -229,12 +227,9 @@ async def adjust_points(info: strawberry.Info, input: AdjustPointsInput) -> Even
             raise Refused("INVALID_REASON", "reason must be 1 to 200 characters", "reason")
         if input.delta == 0:
             raise Refused("INVALID_AMOUNT", "delta must not be zero", "delta")
-        locked = ledger.lock(ctx, input.member_id)
-        ledger.require_room(locked, input.delta)
-        if locked.balance + input.delta < -MAX_INT:
-            raise Refused("POINTS_LIMIT_REACHED", f"{input.delta} points would take the balance below -{MAX_INT}",
-                          "delta")
         if input.delta > 0:
+            locked = ledger.lock(ctx, input.member_id)
+            ledger.require_room(locked, input.delta)
             ledger.earn(ctx, input.member_id, input.delta, "ADJUST", "manual", locked, actor=key, note=reason)
         elif settings_of(ctx).allow_negative_balance:
             ledger.take_back(ctx, input.member_id, -input.delta, "ADJUST", "manual", None, key, reason)

@@ -182,6 +182,7 @@ def _settle(ctx: Context, member_id: str, due, locked: Locked) -> None:
         balance=ACCOUNTS.c.balance + matured - gone, pending=ACCOUNTS.c.pending - matured,
         debt=ACCOUNTS.c.debt - repaid))
     locked.balance += matured - gone
+    locked.pending -= matured
     locked.debt -= repaid
 
 
@@ -196,6 +197,12 @@ def settle_due(ctx: Context, limit: int = 500) -> int:
     for member_id in members:
         lock(ctx, member_id)
     return len(members)
+
+
+def settle_lots(ctx: Context) -> str | None:
+    """The job: what settle_due did, or None when no lot was due."""
+    settled = settle_due(ctx)
+    return f"{settled} member(s) settled" if settled else None
 
 
 # ---------------------------------------------------------------- writes

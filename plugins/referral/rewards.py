@@ -116,7 +116,7 @@ def assign_missing_codes(ctx: Context) -> str:
         for member_id in missing:
             assigned += assign_code(ctx, member_id, s) is not None
         if len(missing) < JOB_BATCH:
-            return f"{assigned} referral code(s) assigned"
+            return f"{assigned} referral code(s) assigned" if assigned else None
 
 
 def summary(ctx: Context, member_id: str) -> Any | None:

@@ -112,7 +112,7 @@ def evaluate(ctx: Context) -> str:
     for row in rows:
         spend, orders = totals.get(row.member_id, (0, 0)) if totals is not None else (row.spend, row.orders)
         changes += evaluate_member(ctx, s, row, spend, orders)
-    return f"{len(rows)} members evaluated, {changes} tier changes"
+    return f"{len(rows)} members evaluated, {changes} tier changes" if changes else None
 
 
 def evaluate_member(ctx: Context, s: TieringSettings, row: Any, spend: int, orders: int) -> int:
