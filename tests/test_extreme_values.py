@@ -124,3 +124,13 @@ def test_a_line_whose_amount_passes_int_is_refused_with_its_field(programme):
     lines = [{"sku": "A", "quantity": 1, "unitPrice": MAX_INT}, {"sku": "B", "quantity": 1, "unitPrice": 1}]
     paid = programme.pay("demo", member_id, "o-1", 100, lines=lines)
     assert [(e["code"], e["field"]) for e in paid["errors"]] == [("AMOUNT_TOO_LARGE", "lines[1].quantity")]
+
+
+def test_a_milestone_beyond_int_is_reached_and_granted(memberkit):
+    """Lifetime spend is 64-bit, so a milestone may lie beyond Int; passing it must not break the order."""
+    text = (ROOT / "plugins.toml").read_text().replace("lifetime_spend = 3000000 ", "lifetime_spend = 3000000000 ", 1)
+    programme = memberkit(text)
+    member_id = programme.sign_up("demo", "whale")
+    assert programme.pay("demo", member_id, "o-1", MAX_INT)["errors"] == []
+    second = programme.pay("demo", member_id, "o-2", MAX_INT)
+    assert second["errors"] == [] and "milestone:3000000000" in [e.get("rule") for e in second["effects"]]
