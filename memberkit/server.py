@@ -198,7 +198,10 @@ class AccessLog:
             fields = {"method": scope["method"], "path": path, "status": status,
                       "duration_ms": round((time.perf_counter() - began) * 1000, 1),
                       "operation": scope.get("memberkit.operation") or "-", "caller": caller}
-            access_log.info("%s %s %s %sms operation=%s caller=%s", *fields.values(), extra={"access": fields})
+            if access_log.isEnabledFor(logging.INFO):  # a record made directly: no caller lookup per request
+                access_log.handle(access_log.makeRecord(
+                    access_log.name, logging.INFO, __file__, 0, "%s %s %s %sms operation=%s caller=%s",
+                    tuple(fields.values()), None, extra={"access": fields}))
             REQUEST_ID.reset(token)
 
 
