@@ -18,9 +18,24 @@ from pydantic import (
     field_validator,
 )
 
+MAX_SETTING = 2**31 - 1  # an amount in settings is served back as GraphQL's Int (a threshold, a price)
+
 
 class StrictModel(BaseModel):
+    """Settings: unknown keys refused, frozen, and every whole number within GraphQL's Int, so no setting
+    can make a read fail (a spendToNext beyond Int, say)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _within_int(cls, value: Any, info: ValidationInfo) -> Any:
+        numbers = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+        for number in numbers:
+            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_SETTING:
+                what = f"{number} is" if number is not value else "it is"  # (the loader shows the value)
+                raise ValueError(f"{what} beyond {MAX_SETTING}, the largest figure memberkit serves")
+        return value
 
 
 def reference(kind: str, plural: str) -> Any:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memberkit import config
 from memberkit.plugin import MAX_INT
 from tests.conftest import ORDER_PAID, ORDER_REFUNDED, ROOT
 
@@ -126,11 +127,16 @@ def test_a_line_whose_amount_passes_int_is_refused_with_its_field(programme):
     assert [(e["code"], e["field"]) for e in paid["errors"]] == [("AMOUNT_TOO_LARGE", "lines[1].quantity")]
 
 
-def test_a_milestone_beyond_int_is_reached_and_granted(memberkit):
-    """Lifetime spend is 64-bit, so a milestone may lie beyond Int; passing it must not break the order."""
-    text = (ROOT / "plugins.toml").read_text().replace("lifetime_spend = 3000000 ", "lifetime_spend = 3000000000 ", 1)
-    programme = memberkit(text)
+def test_settings_beyond_int_are_refused_and_the_largest_milestone_is_granted(memberkit, settings_file):
+    """No setting can make a read fail: a figure beyond Int is refused when plugins.toml is loaded."""
+    demo = (ROOT / "plugins.toml").read_text()
+    with pytest.raises(config.SettingsError) as refused:
+        config.load(settings_file(demo.replace("lifetime_spend = 3000000 ", "lifetime_spend = 3000000000 ", 1)))
+    [problem] = refused.value.problems
+    assert (problem.plugin, problem.key) == ("points", "milestones.2.lifetime_spend")
+    assert problem.message == "got 3000000000: it is beyond 2147483647, the largest figure memberkit serves"
+    programme = memberkit(demo.replace("lifetime_spend = 3000000 ", f"lifetime_spend = {MAX_INT} ", 1))
     member_id = programme.sign_up("demo", "whale")
-    assert programme.pay("demo", member_id, "o-1", MAX_INT)["errors"] == []
+    assert programme.pay("demo", member_id, "o-1", MAX_INT - 1)["errors"] == []
     second = programme.pay("demo", member_id, "o-2", MAX_INT)
-    assert second["errors"] == [] and "milestone:3000000000" in [e.get("rule") for e in second["effects"]]
+    assert second["errors"] == [] and f"milestone:{MAX_INT}" in [e.get("rule") for e in second["effects"]]
