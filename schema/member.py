@@ -15,6 +15,8 @@ from memberkit.core.wallet import available_clause
 from memberkit.schema.context import RequestContext, VisibleError
 from memberkit.schema.types import Coupon, CouponKind, CouponStatus, Money, PageInfo, Shop
 
+MAX_COUPONS = 500  # a wallet read's most coupons
+
 
 @strawberry.type(description="Member's core fields; each schema adds its plugins' fields to it.")
 class MemberBase:
@@ -24,14 +26,18 @@ class MemberBase:
     birthday: Optional[date]
     tags: list[str]
 
-    @strawberry.field(description="The member's wallet; AVAILABLE by default, all statuses with null.")
-    async def coupons(self, info: strawberry.Info,
-                      status: Optional[CouponStatus] = CouponStatus.AVAILABLE) -> list[Coupon]:
+    @strawberry.field(description="The member's wallet, oldest first; AVAILABLE by default, all statuses with "
+                                  f"null; the first `first` (at most {MAX_COUPONS}).")
+    async def coupons(self, info: strawberry.Info, status: Optional[CouponStatus] = CouponStatus.AVAILABLE,
+                      first: Optional[int] = 100) -> list[Coupon]:
         context: RequestContext = info.context
-        return await context.read(lambda ctx: member_coupons(ctx, self.id, status))
+        count = 100 if first is None else first
+        if not 0 <= count <= MAX_COUPONS:
+            raise VisibleError(f"coupons: first is {count}: expected 0 to {MAX_COUPONS}")
+        return await context.read(lambda ctx: member_coupons(ctx, self.id, status, count))
 
 
-def member_coupons(ctx: Context, member_id: str, status: CouponStatus | None) -> list[Coupon]:
+def member_coupons(ctx: Context, member_id: str, status: CouponStatus | None, first: int = 100) -> list[Coupon]:
     query = select(CouponRow).where(CouponRow.shop == ctx.shop.slug, CouponRow.member_id == member_id)
     if status in (CouponStatus.USED, CouponStatus.WITHDRAWN):
         query = query.where(CouponRow.status == status.value)
@@ -39,7 +45,7 @@ def member_coupons(ctx: Context, member_id: str, status: CouponStatus | None) ->
         query = query.where(available_clause(ctx.now))
     elif status is CouponStatus.EXPIRED:
         query = query.where(CouponRow.status == "AVAILABLE", CouponRow.valid_until <= ctx.now)
-    rows = ctx.conn.execute(query.order_by(CouponRow.issued_at, CouponRow.id)).all()
+    rows = ctx.conn.execute(query.order_by(CouponRow.issued_at, CouponRow.id).limit(first)).all()
     return [coupon_view(row, ctx) for row in rows]
 
 

@@ -137,3 +137,13 @@ def test_a_failing_statement_logs_no_parameter(demo, caplog, monkeypatch):
         "orderId": "o-9", "memberId": member_id, "total": 1}})
     assert errors[0]["message"] == "Internal server error"
     assert "bogus_fn" in caplog.text and secret not in caplog.text
+
+
+def test_a_wallet_read_returns_at_most_first_coupons(demo):
+    programme, member_id = demo
+    integrator = programme.integrator("demo")
+    read = "query($id: ID!, $first: Int) { member(id: $id) { coupons(status: null, first: $first) { code } } }"
+    everything = integrator(read, {"id": member_id, "first": 500})["member"]["coupons"]
+    assert everything and len(integrator(read, {"id": member_id, "first": 1})["member"]["coupons"]) == 1
+    assert integrator.errors(read, {"id": member_id, "first": 501})[0]["message"] == \
+        "coupons: first is 501: expected 0 to 500"
