@@ -68,7 +68,8 @@ def phone_hash(phone: str | None) -> str | None:
         return None
     digits = sum(c.isdigit() for c in phone)
     if not 5 <= digits <= 20 or any(not (c.isdigit() or c in "+- ()") for c in phone):
-        raise Refused("INVALID_PHONE", "phone must be 5 to 20 digits, optionally with + - ( ) and spaces", "phone")
+        raise Refused("INVALID_PHONE", f"phone has {digits} digits or other characters: expected 5 to 20 digits, "
+                      "optionally with + - ( ) and spaces", "phone")
     return keyed_hash(phone, "phone")
 
 
@@ -77,13 +78,14 @@ def email_hash(email: str | None) -> str | None:
         return None
     local, _, domain = email.strip().partition("@")
     if not local or "." not in domain or len(email) > 254:
-        raise Refused("INVALID_EMAIL", "email must look like name@example.com", "email")
+        raise Refused("INVALID_EMAIL", "email is not an address: expected one like name@example.com", "email")
     return keyed_hash(email, "email")
 
 
 def check_birthday(birthday: date | None, today: date) -> None:
     if birthday is not None and not (date(1900, 1, 1) <= birthday <= today):
-        raise Refused("INVALID_BIRTHDAY", "birthday must be a past date after 1900-01-01", "birthday")
+        raise Refused("INVALID_BIRTHDAY", "birthday is in the future or before 1900: expected a past date after "
+                      "1900-01-01", "birthday")
 
 
 def order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:
@@ -93,11 +95,13 @@ def order_lines(lines: list[dict[str, Any]] | None) -> tuple[OrderLine, ...]:
     for index, line in enumerate(lines or []):
         where = f"lines[{index}]"
         if not line["sku"].strip():
-            raise Refused("INVALID_LINE", f"{where}.sku must not be empty", f"{where}.sku")
+            raise Refused("INVALID_LINE", f"{where}.sku is empty: expected a sku", f"{where}.sku")
         if line["quantity"] <= 0:
-            raise Refused("INVALID_LINE", f"{where}.quantity must be at least 1", f"{where}.quantity")
+            raise Refused("INVALID_LINE", f"{where}.quantity is {line['quantity']}: expected at least 1",
+                          f"{where}.quantity")
         if line["unit_price"] < 0:
-            raise Refused("NEGATIVE_AMOUNT", f"{where}.unitPrice must not be negative", f"{where}.unitPrice")
+            raise Refused("NEGATIVE_AMOUNT", f"{where}.unitPrice is {line['unit_price']}: expected 0 or more",
+                          f"{where}.unitPrice")
         subtotal += line["quantity"] * line["unit_price"]
         if subtotal > MAX_INT:
             raise Refused("AMOUNT_TOO_LARGE", f"{where}: the lines come to {subtotal}, more than {MAX_INT} "
@@ -110,5 +114,6 @@ def coupon_codes(codes: list[str] | None) -> tuple[str, ...]:
     """Coupon codes as the wallet keeps them (trimmed, upper case): distinct and not empty."""
     normal = [code.strip().upper() for code in codes or []]
     if len(set(normal)) != len(normal) or not all(normal):
-        raise Refused("INVALID_COUPON_CODES", "couponCodes must be distinct and not empty", "couponCodes")
+        raise Refused("INVALID_COUPON_CODES", "couponCodes has an empty or repeated code: expected distinct codes",
+                      "couponCodes")
     return tuple(normal)

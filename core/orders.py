@@ -50,9 +50,10 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
         key = require_key(order_id, "orderId")
         require_moment(paid_at, "paidAt", ctx.now)
         if total < 0:
-            raise Refused("NEGATIVE_AMOUNT", "total must not be negative", "total")
+            raise Refused("NEGATIVE_AMOUNT", f"total is {total}: expected 0 or more", "total")
         if (points_redeemed or 0) < 0:
-            raise Refused("NEGATIVE_AMOUNT", "pointsRedeemed must not be negative", "pointsRedeemed")
+            raise Refused("NEGATIVE_AMOUNT", f"pointsRedeemed is {points_redeemed}: expected 0 or more",
+                          "pointsRedeemed")
         found_lines = order_lines(lines)
         if found_lines and total > sum(line.amount for line in found_lines):
             raise Refused("TOTAL_EXCEEDS_LINES", "total is more than the sum of its lines at list price", "total")

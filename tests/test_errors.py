@@ -74,3 +74,14 @@ def test_keys_list_never_cuts_an_id_and_migrate_says_what_it_applied(tmp_path, s
     assert key_id in listed.split() and "the pos" in listed
     revoked = CliRunner().invoke(app, ["keys", "revoke", key_id], env=env)
     assert revoked.exit_code == 0 and key_id in revoked.stdout
+
+
+def test_refusal_messages_say_what_was_wrong_then_what_was_expected(demo):
+    member_id = demo.sign_up("demo", "u-1")
+    negative = demo.pay("demo", member_id, "o-1", -5)["errors"]
+    assert [e["message"] for e in negative] == ["total is -5: expected 0 or more"]
+    zero = demo.pay("demo", member_id, "o-1", 100, lines=[{"sku": "A", "quantity": 0, "unitPrice": 100}])["errors"]
+    assert [e["message"] for e in zero] == ["lines[0].quantity is 0: expected at least 1"]
+    phone = demo.integrator("demo")(SIGN_UP, {"input": {"externalId": "u-2", "phone": "12-34"}})["signUpMember"]
+    [error] = phone["errors"]
+    assert error["message"].startswith("phone has 4 digits") and "12-34" not in error["message"]  # never echoed

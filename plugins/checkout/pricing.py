@@ -36,10 +36,11 @@ def make_cart(member_id: str | None, lines: list[dict[str, Any]] | None, codes: 
     """A validated cart; malformed input raises ``Refused`` with the field it concerns."""
     found_lines, found_codes = order_lines(lines), coupon_codes(codes)
     if (points_to_redeem or 0) < 0:
-        raise Refused("NEGATIVE_AMOUNT", "pointsToRedeem must not be negative", "pointsToRedeem")
+        raise Refused("NEGATIVE_AMOUNT", f"pointsToRedeem is {points_to_redeem}: expected 0 or more", "pointsToRedeem")
     reservations = [r.strip() for r in reservation_ids or []]
     if len(set(reservations)) != len(reservations) or not all(reservations):
-        raise Refused("INVALID_RESERVATION_IDS", "reservationIds must be distinct and not empty", "reservationIds")
+        raise Refused("INVALID_RESERVATION_IDS", "reservationIds has an empty or repeated id: expected distinct ids",
+                      "reservationIds")
     return Cart(found_lines, member_id, found_codes, points_to_redeem or 0, tuple(reservations))
 
 

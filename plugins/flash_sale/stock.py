@@ -105,17 +105,18 @@ def check_fields(ctx: Context, f: SaleFields) -> None:
     require_moment(f.starts_at, "startsAt", ctx.now, fact=False)
     require_moment(f.ends_at, "endsAt", ctx.now, fact=False)
     if not f.sku.strip() or len(f.sku) > 200:
-        raise Refused("INVALID_SKU", "sku must be 1 to 200 characters", "sku")
+        raise Refused("INVALID_SKU", f"sku is {len(f.sku.strip())} characters: expected 1 to 200", "sku")
     if not f.title.strip() or len(f.title) > 200:
-        raise Refused("INVALID_TITLE", "title must be 1 to 200 characters", "title")
+        raise Refused("INVALID_TITLE", f"title is {len(f.title.strip())} characters: expected 1 to 200", "title")
     if f.price < 0:
-        raise Refused("NEGATIVE_AMOUNT", "price must not be negative", "price")
+        raise Refused("NEGATIVE_AMOUNT", f"price is {f.price}: expected 0 or more", "price")
     if f.ends_at <= f.starts_at:
-        raise Refused("INVALID_WINDOW", "endsAt must be after startsAt", "endsAt")
+        raise Refused("INVALID_WINDOW", f"endsAt is {f.ends_at.isoformat()}, not after startsAt "
+                      f"{f.starts_at.isoformat()}: expected a later end", "endsAt")
     if f.stock < 0:
-        raise Refused("INVALID_STOCK", "stock must not be negative", "stock")
+        raise Refused("INVALID_STOCK", f"stock is {f.stock}: expected 0 or more", "stock")
     if f.per_member_limit < 1:
-        raise Refused("INVALID_LIMIT", "perMemberLimit must be at least 1", "perMemberLimit")
+        raise Refused("INVALID_LIMIT", f"perMemberLimit is {f.per_member_limit}: expected at least 1", "perMemberLimit")
     if f.min_tier is not None and tier_rank(ctx, f.min_tier) is None:
         raise Refused("UNKNOWN_TIER", f"{f.min_tier!r} is not a tier of this shop", "minTier")
 
@@ -171,7 +172,7 @@ def reserve(ctx: Context, member_id: str, sale_id: str, quantity: int) -> dict:
     """Hold `quantity` units for the member; refuses with a code, never oversells or passes the limit."""
     s = settings_of(ctx)
     if not 1 <= quantity <= s.max_quantity:
-        raise Refused("INVALID_QUANTITY", f"quantity must be from 1 to {s.max_quantity}", "quantity")
+        raise Refused("INVALID_QUANTITY", f"quantity is {quantity}: expected 1 to {s.max_quantity}", "quantity")
     sale = load_sale(ctx, sale_id)
     if sale.cancelled_at is not None or not sale.starts_at <= ctx.now < sale.ends_at:
         raise Refused("SALE_NOT_ACTIVE", "the sale is not open now", "saleId")

@@ -200,7 +200,7 @@ def member_prices(ctx: Context, cart: Cart) -> list[Adjustment]:
 def check_sku(sku: str) -> str:
     value = sku.strip()
     if not value or len(value) > MAX_SKU_LENGTH:
-        raise Refused("INVALID_SKU", f"sku must be 1 to {MAX_SKU_LENGTH} characters", "sku")
+        raise Refused("INVALID_SKU", f"sku is {len(sku.strip())} characters: expected 1 to {MAX_SKU_LENGTH}", "sku")
     return value
 
 
@@ -244,7 +244,7 @@ def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: st
         checked["min_tier"] = check_min_tier(ctx, min_tier, member_only)
         require_moment(launch_at, "launchAt", ctx.now, fact=False)
         if member_price is not None and member_price < 0:
-            raise Refused("NEGATIVE_AMOUNT", "memberPrice must not be negative", "memberPrice")
+            raise Refused("NEGATIVE_AMOUNT", f"memberPrice is {member_price}: expected 0 or more", "memberPrice")
 
     def handle(ctx: Context) -> EventResult:
         code = checked["sku"]

@@ -224,9 +224,9 @@ async def adjust_points(info: strawberry.Info, input: AdjustPointsInput) -> Even
         load_member(ctx.conn, ctx.shop.slug, input.member_id)
         reason = input.reason.strip()
         if not reason or len(reason) > 200:
-            raise Refused("INVALID_REASON", "reason must be 1 to 200 characters", "reason")
+            raise Refused("INVALID_REASON", f"reason is {len(reason)} characters: expected 1 to 200", "reason")
         if input.delta == 0:
-            raise Refused("INVALID_AMOUNT", "delta must not be zero", "delta")
+            raise Refused("INVALID_AMOUNT", "delta is 0: expected points to add or take", "delta")
         if input.delta > 0:
             locked = ledger.lock(ctx, input.member_id)
             ledger.require_room(locked, input.delta)

@@ -184,10 +184,12 @@ def set_member_tier(runtime: Runtime, shop: Shop, api_key_id: str | None, *, mem
         checked["tier"] = _tier_input(s, tier_code)
         checked["reason"] = reason.strip()
         if not checked["reason"] or len(checked["reason"]) > MAX_REASON:
-            raise Refused("INVALID_REASON", f"reason must be 1 to {MAX_REASON} characters", "reason")
+            raise Refused("INVALID_REASON", f"reason is {len(checked['reason'])} characters: expected 1 to "
+                          f"{MAX_REASON}", "reason")
         require_moment(expires_at, "expiresAt", ctx.now, fact=False)
         if expires_at is not None and expires_at <= ctx.now:
-            raise Refused("EXPIRY_IN_PAST", "expiresAt must be in the future", "expiresAt")
+            raise Refused("EXPIRY_IN_PAST", f"expiresAt is {expires_at.isoformat()}, already past: expected a "
+                          "future time", "expiresAt")
 
     def handle(ctx: Context) -> EventResult:
         s, tier = settings_of(ctx), checked["tier"]
@@ -222,9 +224,9 @@ def record_tier_upgrade(runtime: Runtime, shop: Shop, api_key_id: str | None, *,
         if tier.upgrade_price is None:
             raise Refused("TIER_NOT_FOR_SALE", f"tier {tier.code} is not sold in this shop", "tierCode")
         if amount_paid < 0:
-            raise Refused("NEGATIVE_AMOUNT", "amountPaid must not be negative", "amountPaid")
+            raise Refused("NEGATIVE_AMOUNT", f"amountPaid is {amount_paid}: expected 0 or more", "amountPaid")
         if points_used < 0:
-            raise Refused("NEGATIVE_AMOUNT", "pointsUsed must not be negative", "pointsUsed")
+            raise Refused("NEGATIVE_AMOUNT", f"pointsUsed is {points_used}: expected 0 or more", "pointsUsed")
         if points_used > tier.upgrade_max_points:
             raise Refused("TOO_MANY_POINTS", f"at most {tier.upgrade_max_points} points go towards {tier.code}",
                           "pointsUsed")
