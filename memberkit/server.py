@@ -98,13 +98,14 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(receive, limit: int) -> bytes:
-    """The whole request body, or BodyTooLarge as soon as it passes `limit` bytes (chunked bodies too)."""
+async def read_body(receive, limit: int) -> bytes | None:
+    """The whole request body (None if the client went away), or BodyTooLarge as soon as it passes `limit`
+    bytes (chunked bodies too)."""
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise BodyTooLarge  # nobody is left to answer
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -158,9 +159,13 @@ class GraphQLDispatcher:
             if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 return await too_large(scope, receive, send)
             try:
-                receive = replaying(await read_body(receive, MAX_BODY_BYTES), receive)
+                body = await read_body(receive, MAX_BODY_BYTES)
             except BodyTooLarge:
                 return await too_large(scope, receive, send)
+            if body is None:
+                scope["memberkit.status"] = 499  # the client closed the request: nobody is left to answer
+                return
+            receive = replaying(body, receive)
         scope["memberkit"] = (principal, shop)
         await self.apps[shop.plugins](scope, receive, send)
 
@@ -195,7 +200,7 @@ class AccessLog:
             principal = (scope.get("memberkit") or (None, None))[0]
             caller = "-" if principal is None else principal.key_id or principal.role
             path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]  # as sent: no decoded newline
-            fields = {"method": scope["method"], "path": path, "status": status,
+            fields = {"method": scope["method"], "path": path, "status": scope.get("memberkit.status", status),
                       "duration_ms": round((time.perf_counter() - began) * 1000, 1),
                       "operation": scope.get("memberkit.operation") or "-", "caller": caller}
             if access_log.isEnabledFor(logging.INFO):  # a record made directly: no caller lookup per request
