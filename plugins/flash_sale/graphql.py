@@ -210,11 +210,7 @@ def _cancel(Member):
         context.require_integrator()
 
         def handle(ctx) -> EventResult:
-            try:
-                units = stock.cancel_sale(ctx, id)
-            except Refused as refusal:  # the argument here is `id`
-                raise Refused(refusal.code, refusal.message, "id" if refusal.field == "saleId" else refusal.field
-                              ) from None
+            units = stock.cancel_sale(ctx, id)
             return EventResult(None, _effect("SALE_CANCELLED", f"flash sale {id} cancelled, {units} held units "
                                                                "released"), data={"sale_id": id})
 

@@ -72,10 +72,11 @@ def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
-def load_sale(ctx: Context, sale_id: str):
+def load_sale(ctx: Context, sale_id: str, field: str = "saleId"):
+    """The sale, or SALE_NOT_FOUND naming `field`, the input that named it."""
     row = _SALE.first(ctx.conn, {"s": sale_id, "shop": ctx.shop.slug})
     if row is None:
-        raise Refused("SALE_NOT_FOUND", f"no flash sale {sale_id!r} in this shop", "saleId")
+        raise Refused("SALE_NOT_FOUND", f"no flash sale {sale_id!r} in this shop", field)
     return row
 
 
@@ -152,8 +153,8 @@ def update_sale(ctx: Context, sale_id: str, changes: dict) -> None:
 
 
 def cancel_sale(ctx: Context, sale_id: str) -> int:
-    """Cancel a sale and release every HELD reservation; returns the units given back."""
-    sale = load_sale(ctx, sale_id)
+    """Cancel a sale (cancelFlashSale(id)) and release every HELD reservation; returns the units given back."""
+    sale = load_sale(ctx, sale_id, "id")
     if sale.cancelled_at is not None:
         return 0
     given_back = _give_back(ctx, and_(RESERVATIONS.c.sale_id == sale_id, RESERVATIONS.c.status == HELD), RELEASED)
