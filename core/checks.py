@@ -7,12 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from memberkit.core.hashing import keyed_hash
-from memberkit.core.types import OrderLine, Refused
+from memberkit.core.types import MAX_INT, OrderLine, Refused
 
 MAX_KEY_LENGTH = 200
-# GraphQL's Int: the largest figure memberkit serves as Int, so the largest a line, an order or a member's
-# points may reach (sums over a member's history are stored in 64 bits and served as BigInt).
-MAX_INT = 2**31 - 1
 MAX_TAGS, MAX_TAG_LENGTH = 50, 64
 # The window a timestamp must fall in: facts (paidAt, refundedAt, joinedAt) from EARLIEST to a little past
 # the server's clock, so a late report is never refused and a clock a few minutes fast is tolerated;

@@ -57,15 +57,23 @@ def _message(value: str | dict, kind: str) -> bytes:
     return f"{kind}:{normal}".encode()
 
 
+def _hmac(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _versioned(key_id: str, digest: str) -> str:
+    return f"{key_id}:{digest}"[:64]
+
+
 def keyed_hash(value: str | dict, kind: str = "payload") -> str:
     """HMAC of a normalised phone or email (equal ones compare equal without being stored), or of an event's
     payload (tells a repeat from a conflict without keeping the payload); made with the newest key."""
     keys = server_secrets()
-    return f"{keys.pii_key_id}:{hmac.new(keys.pii_key, _message(value, kind), hashlib.sha256).hexdigest()}"[:64]
+    return _versioned(keys.pii_key_id, _hmac(keys.pii_key, _message(value, kind)))
 
 
 def keyed_hashes(value: str | dict, kind: str = "payload") -> tuple[str, ...]:
     """Every stored form of `value`'s hash, whichever current key made it: for lookups and comparisons."""
     keys, message = server_secrets(), _message(value, kind)
-    digests = [(keys.token_key_id(key), hmac.new(key, message, hashlib.sha256).hexdigest()) for key in keys.pii_keys]
-    return tuple(form for key_id, digest in digests for form in (f"{key_id}:{digest}"[:64], digest))
+    digests = [(keys.token_key_id(key), _hmac(key, message)) for key in keys.pii_keys]
+    return tuple(form for key_id, digest in digests for form in (_versioned(key_id, digest), digest))

@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-MAX_SETTING = 2**31 - 1  # an amount in settings is served back as GraphQL's Int (a threshold, a price)
+from memberkit.core.types import MAX_INT
 
 
 class StrictModel(BaseModel):
@@ -32,9 +32,9 @@ class StrictModel(BaseModel):
     def _within_int(cls, value: Any, info: ValidationInfo) -> Any:
         numbers = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
         for number in numbers:
-            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_SETTING:
+            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_INT:
                 what = f"{number} is" if number is not value else "it is"  # (the loader shows the value)
-                raise ValueError(f"{what} beyond {MAX_SETTING}, the largest figure memberkit serves")
+                raise ValueError(f"{what} beyond {MAX_INT}, the largest figure memberkit serves")
         return value
 
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+# GraphQL's Int: the largest figure memberkit serves as Int, so the largest a line, an order, a member's points
+# or a setting may reach (sums over a member's history are stored in 64 bits and served as BigInt).
+MAX_INT = 2**31 - 1
+
 
 class EffectKind(str, enum.Enum):
     """Common effect kinds; plugins may use any other SCREAMING_SNAKE_CASE string."""

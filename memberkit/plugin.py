@@ -6,7 +6,7 @@ The guide, docs/plugins.md, shows each name in use.
 """
 
 from memberkit.core import clock
-from memberkit.core.checks import MAX_INT, coupon_codes, order_lines, require_aware, require_key, require_moment
+from memberkit.core.checks import coupon_codes, order_lines, require_aware, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import ByDialect, Int64, Prepared, UTCDateTime, upsert
 from memberkit.core.intake import EventResult, collect, run_event
@@ -19,6 +19,7 @@ from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
 from memberkit.core.types import (
+    MAX_INT,
     Adjustment,
     Cart,
     CheckoutPayment,

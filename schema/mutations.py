@@ -91,6 +91,10 @@ async def record_order_refunded(info: strawberry.Info, input: OrderRefundedInput
     return await info.context.integrator_write(orders.record_order_refunded, **input_values(input))
 
 
+def _member_not_found(member_id: str) -> UserError:
+    return UserError(code="MEMBER_NOT_FOUND", field="memberId", message=f"no member {member_id!r} in this shop")
+
+
 def contribute(builder) -> None:
     """Core's mutations, added before any plugin's."""
     builder.mutation_field("sign_up_member", event_mutation("SignUpMemberPayload", sign_up_member))
@@ -117,9 +121,7 @@ def contribute(builder) -> None:
                 return MemberTokenPayload(token=None, expires_at=None, errors=[error])
             exists = await context.read(lambda ctx: member_fields(ctx, member_id) is not None)
             if not exists:
-                error = UserError(code="MEMBER_NOT_FOUND", field="memberId",
-                                  message=f"no member {member_id!r} in this shop")
-                return MemberTokenPayload(token=None, expires_at=None, errors=[error])
+                return MemberTokenPayload(token=None, expires_at=None, errors=[_member_not_found(member_id)])
             token, expires = auth.mint_member_token(context.shop.slug, member_id, ttl, context.principal.key_id)
             return MemberTokenPayload(token=token, expires_at=expires, errors=[])
         return resolve
@@ -143,9 +145,7 @@ def contribute(builder) -> None:
                     return auth.revoke_member_tokens(conn, context.shop.slug, member_id)
             if await context.call(revoke):
                 return RevokeMemberTokensPayload(revoked=True, errors=[])
-            error = UserError(code="MEMBER_NOT_FOUND", field="memberId",
-                              message=f"no member {member_id!r} in this shop")
-            return RevokeMemberTokensPayload(revoked=False, errors=[error])
+            return RevokeMemberTokensPayload(revoked=False, errors=[_member_not_found(member_id)])
         return resolve
 
     builder.mutation_field("revoke_member_tokens", revoke_member_tokens)
