@@ -84,7 +84,7 @@ class PointsMilestone(SQLModel, table=True):
     __tablename__ = "points_milestone"
 
     member_id: str = Field(sa_column=member_column(primary_key=True))
-    lifetime_spend: int = Field(primary_key=True, sa_type=Int64)  # a milestone may lie beyond Int
+    lifetime_spend: int = Field(primary_key=True)
     shop: str = Field(max_length=64)
     order_id: str = Field(max_length=200)
 
