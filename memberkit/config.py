@@ -126,7 +126,7 @@ def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[st
     Twice: first to learn what the plugins define (a tiering plugin's tiers), then with every definition
     as context, so a name one plugin's settings give for another's (a tier code in perks) is checked."""
     models: dict[str, type[BaseModel]] = {}
-    misspelt: dict[str, str] = {}  # a settings table -> the listed plugin name it was likely meant for
+    misspelt: set[str] = set()  # installed names a listed, uninstalled name was likely meant as
     for plugin in enabled:
         if plugin not in installed:
             close = difflib.get_close_matches(plugin, installed, n=1)
@@ -134,7 +134,7 @@ def _plugin_settings(file: str, slug: str, enabled: list[str], settings: dict[st
             problems.append(Problem(file, slug, plugin, "plugins", f"{plugin!r} is not installed{hint} "
                                     f"(installed: {', '.join(installed) or 'none'})"))
             if close:
-                misspelt[close[0]] = plugin
+                misspelt.add(close[0])
             continue
         model = plugin_registry.load(plugin).settings
         values = settings.get(plugin, {})

@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from memberkit.config import DEFAULT_CONFIG
+from memberkit.config import config_path
 
 log = logging.getLogger("memberkit.secrets")
 VARIABLES = {"MEMBERKIT_TOKEN_SECRETS": "token", "MEMBERKIT_PII_KEY": "pii"}
@@ -21,7 +21,7 @@ def development_secrets_file() -> Path:
     ./plugins.toml)."""
     if os.environ.get("MEMBERKIT_SECRETS_FILE"):
         return Path(os.environ["MEMBERKIT_SECRETS_FILE"]).resolve()
-    return Path(os.environ.get("MEMBERKIT_CONFIG") or DEFAULT_CONFIG).resolve().parent / "memberkit-secret.key"
+    return config_path().resolve().parent / "memberkit-secret.key"
 
 
 def ensure_secrets(announce: bool = True) -> None:
