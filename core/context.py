@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from memberkit.core.settings import Shop
+from memberkit.core import plugins
+from memberkit.core.types import CORE_EVENT_TYPES, OutboundEvent
 from memberkit.core.wallet import Wallet
 
 
@@ -35,6 +37,25 @@ class Context:
     # contends for (a flash sale's stock), whose lock is then held for one statement, not the whole event.
     # One may raise Refused, which rolls the whole event back.
     last: list[Callable[[], None]] = field(default_factory=list)
+    # What caused this transaction (the inbound event's kind and key, or the job), named in outbound events.
+    cause: dict[str, Any] = field(default_factory=dict)
+    outbound: list[OutboundEvent] = field(default_factory=list)
+
+    def emit(self, type: str, member_id: str | None, **data: Any) -> None:
+        """Tell the platform about a change made in this transaction: the events are handed to the
+        ``outbound_events`` hook just before commit, so a rolled-back change emits nothing."""
+        self.outbound.append(OutboundEvent(type, member_id, data))
+
+    def outbound_event_types(self) -> list[str]:
+        """Every outbound event type of the shop: core's, then each enabled plugin's declared ones."""
+        declared = (t for name in self.shop.plugins for t in plugins.load(name).event_types)
+        return list(dict.fromkeys([*CORE_EVENT_TYPES, *declared]))
+
+    def flush_outbound(self) -> None:
+        """Hand the transaction's events to the outbox (``outbound_events``), once, just before commit."""
+        if self.outbound:
+            events, self.outbound = self.outbound, []
+            self.hook.outbound_events(ctx=self, events=events)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         """A plugin's validated settings for this shop (by its declared settings model), or None."""

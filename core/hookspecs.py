@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Effect,
         MemberChanges,
         MemberInfo,
+        OutboundEvent,
         PaidOrder,
         PriceStage,
         PurchaseDenial,
@@ -62,6 +63,19 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect] | None:
 def order_refunded(ctx: Context, refund: Refund) -> list[Effect] | None:
     """Part or all of a paid order was refunded: reverse, in proportion, what the plugin stored for the
     order and return effects. Never refuses."""
+
+
+@hookspec
+def tier_changed(ctx: Context, member_id: str, before: TierInfo | None, after: TierInfo, reason: str) -> None:
+    """The member's tier changed in this transaction (``reason``: ORDER, REFUND, EVALUATION, MANUAL,
+    PAID_UPGRADE or IMPORTED), told by the plugin that keeps tiers, so others can follow (segments)."""
+
+
+@hookspec
+def outbound_events(ctx: Context, events: list[OutboundEvent]) -> None:
+    """The outbound events (``ctx.emit``) of one transaction, once, just before it commits: the plugin that
+    keeps an outbox writes them in that transaction, in as few statements as it can (an order's are on the
+    hot path). Raising rolls the whole transaction back."""
 
 
 # ---------------------------------------------------------------- perform: one plugin answers (first result)

@@ -120,10 +120,11 @@ def run_event(runtime: Runtime, shop: Shop, kind: str, key: str | None, payload:
                     raise Refused("IDEMPOTENCY_CONFLICT",
                                   f"{kind} {key!r} was already received with a different payload", key_field)
                 return EventResult.from_stored(stored.result)
-            ctx.event_id = event_id
+            ctx.event_id, ctx.cause = event_id, {"kind": kind, "key": key, "eventId": event_id}
             result = handler(ctx)
             _FINISH_EVENT.cursor(conn, {"p_id": event_id, "p_result": result.stored(),
                                         "p_member_id": result.member_id})
+            ctx.flush_outbound()  # before `last`: the hot rows stay locked for one statement
             for write in ctx.last:
                 write()
             return result

@@ -59,6 +59,8 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
         ctx.conn.execute(insert(MemberPersonal).values(
             member_id=member.id, shop=shop.slug, phone_hash=signup.phone_hash, email_hash=signup.email_hash,
             birthday=signup.birthday))
+        ctx.emit("member.signed_up", member.id, joinedAt=member.joined_at, tags=list(member.tags),
+                 referred=bool(signup.referral_code))
         return EventResult(member.id, collect(ctx.hook.member_signup(ctx=ctx, member=member, signup=signup)))
 
     return run_event(runtime, shop, "member_signup", external_id.strip(), payload, handle, api_key_id, validate,
@@ -107,6 +109,10 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
         if changes.tags is not None:
             ctx.conn.execute(update(Member).where(Member.id == member.id).values(tags=list(changes.tags)))
+        changed = [name for name, value in (("phone", changes.phone_hash), ("email", changes.email_hash),
+                                            ("birthday", changes.birthday), ("tags", changes.tags)) if value is not None]
+        ctx.emit("member.updated", member.id, changed=changed,
+                 **({"tags": list(changes.tags)} if changes.tags is not None else {}))
         return EventResult(member.id, effects)
 
     return run_event(runtime, shop, "member_updated", None, payload, handle, api_key_id, validate)

@@ -92,6 +92,9 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
         if order.points_redeemed > held_points:  # held points are captured by their plugin in order_paid
             effects += redeem_for_order(ctx, order, order.points_redeemed - held_points)
         effects += collect(ctx.hook.order_paid(ctx=ctx, order=order))
+        ctx.emit("order.paid", order.member_id, orderId=order.order_id, total=order.total, currency=order.currency,
+                 paidAt=order.paid_at, number=order.number, couponCodes=list(order.coupon_codes),
+                 pointsRedeemed=order.points_redeemed)
         return EventResult(order.member_id, effects)
 
     return run_event(runtime, shop, "order_paid", order_id.strip(), payload, handle, api_key_id, validate, "orderId")
@@ -150,7 +153,11 @@ def record_order_refunded(runtime: Runtime, shop: Shop, api_key_id: str | None, 
         if refunded is None:
             raise Refused("REFUND_EXCEEDS_ORDER", "amount is more than what is left to refund of the order", "amount")
         refund = Refund(refund_id.strip(), order, amount, refunded, refunded_at or ctx.now)
-        return EventResult(order.member_id, collect(ctx.hook.order_refunded(ctx=ctx, refund=refund)))
+        effects = collect(ctx.hook.order_refunded(ctx=ctx, refund=refund))
+        ctx.emit("order.refunded", order.member_id, orderId=order.order_id, refundId=refund.refund_id,
+                 amount=amount, refundedTotal=refunded, currency=order.currency, full=refund.is_full,
+                 refundedAt=refund.refunded_at)
+        return EventResult(order.member_id, effects)
 
     return run_event(runtime, shop, "order_refunded", refund_id.strip(), payload, handle, api_key_id, validate,
                      "refundId")

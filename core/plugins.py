@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from memberkit.core.types import Job
+from memberkit.core.types import Job, Service
 
 PROJECT = ENTRY_POINT_GROUP = "memberkit"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -30,7 +30,8 @@ DEFAULT_PLUGINS = ("checkout",)  # built-in plugins every shop runs, before the 
 @dataclass(frozen=True)
 class Plugin:
     """A plugin's declaration: its name (the one a shop enables), settings model, tables, GraphQL
-    contributions (``graphql(builder)``), jobs, Alembic migrations and the outbound event types it emits.
+    contributions (``graphql(builder)``), jobs, long-running services, Alembic migrations and the outbound
+    event types it emits.
 
     ``migrations`` is the folder of its Alembic branch; left out, it is ``migrations/`` beside the module
     that declares the plugin, where the plugin owns tables. ``hooks`` is the object whose ``@hookimpl``
@@ -42,6 +43,7 @@ class Plugin:
     tables: tuple[type, ...] = ()
     graphql: Callable[[Any], None] | None = None
     jobs: tuple[Job, ...] = ()
+    services: tuple[Service, ...] = ()
     migrations: str | Path | None = None
     event_types: tuple[str, ...] = ()
     hooks: object | None = field(default=None, compare=False)

@@ -49,10 +49,12 @@ class Runtime:
         return Context(shop=shop, conn=conn, now=now or clock.now(), hook=self.hook(shop.slug), **extra)
 
     @contextmanager
-    def transaction(self, shop: Shop) -> Iterator[Context]:
-        """A write transaction for `shop` outside any event (jobs, CLI)."""
+    def transaction(self, shop: Shop, cause: dict | None = None) -> Iterator[Context]:
+        """A write transaction for `shop` outside any event (jobs, CLI); `cause` names it in outbound events."""
         with self.db.write() as conn:
-            yield self.context(shop, conn)
+            ctx = self.context(shop, conn, cause=cause or {"kind": "internal"})
+            yield ctx
+            ctx.flush_outbound()
 
     @contextmanager
     def reading(self, shop: Shop) -> Iterator[Context]:

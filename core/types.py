@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -211,3 +211,29 @@ class Job:
     every: timedelta
     run: Callable[[Any], str | None]  # run(ctx) in a transaction; returns what it did, None if nothing
     plugin: str = field(default="")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A long-running task a plugin owns: ``memberkit serve`` runs it in every worker process, and
+    ``memberkit PLUGIN NAME`` runs it alone. ``run(runtime, stopping)`` returns soon after ``stopping``
+    (an asyncio.Event) is set, having finished or given back what it claimed."""
+
+    name: str
+    run: Callable[[Any, Any], Awaitable[None]]
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """A committed change worth telling the platform (``ctx.emit``): ``type`` such as "points.earned", the
+    member it concerns, and what a receiver needs to act on it, never personal data."""
+
+    type: str
+    member_id: str | None
+    data: dict[str, Any]
+
+
+# What core itself emits; plugins declare theirs in Plugin.event_types (docs/events.md describes each).
+CORE_EVENT_TYPES = ("member.signed_up", "member.updated", "order.paid", "order.refunded", "coupon.issued",
+                    "coupon.used", "coupon.withdrawn")

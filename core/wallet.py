@@ -52,6 +52,9 @@ class Wallet:
             title=spec.title, kind=spec.kind, value=spec.value, min_spend=spec.min_spend, source=source,
             status="AVAILABLE", issued_at=now, valid_until=valid_until,
         ))
+        self.ctx.emit("coupon.issued", member_id, couponId=coupon.id, code=coupon.code, template=template,
+                      title=spec.title, kind=spec.kind, value=spec.value, minSpend=spec.min_spend,
+                      validUntil=valid_until, rule=source)
         return coupon
 
     def issued_effect(self, plugin: str, coupon: IssuedCoupon, rule: str | None = None) -> Effect:
@@ -116,6 +119,7 @@ class Wallet:
             ).rowcount
             if used:
                 effects.append(Effect("core", EffectKind.COUPON_USED, f"coupon {code} used", rule="wallet"))
+                self.ctx.emit("coupon.used", member_id, code=code, orderId=order_id)
             else:
                 reason, text = self._why_unusable(member_id, code, spend, checkout_id)
                 effects.append(Effect("core", EffectKind.CONFLICT, f"coupon {code} not applied: {text}",
@@ -148,7 +152,11 @@ class Wallet:
     def withdraw(self, coupon_id: str, reason: str) -> bool:
         """Take back a coupon that is still unused (e.g. a referral reward whose order was refunded):
         one conditional UPDATE; False if it was used meanwhile (then it stays with the member)."""
-        return bool(self.ctx.conn.execute(
+        row = self.ctx.conn.execute(
             update(Coupon).where(Coupon.id == coupon_id, Coupon.shop == self.ctx.shop.slug,
                                  Coupon.status == "AVAILABLE", Coupon.held_by.is_(None))
-            .values(status="WITHDRAWN", used_at=self.ctx.now, used_order_id=f"withdrawn: {reason}"[:200])).rowcount)
+            .values(status="WITHDRAWN", used_at=self.ctx.now, used_order_id=f"withdrawn: {reason}"[:200])
+            .returning(Coupon.member_id, Coupon.code)).first()
+        if row is not None:
+            self.ctx.emit("coupon.withdrawn", row.member_id, couponId=coupon_id, code=row.code, reason=reason)
+        return row is not None

@@ -242,6 +242,49 @@ def plugin_new(name: Annotated[str, typer.Argument(help="The plugin's name, e.g.
     typer.echo(f"wrote {root}: cd there, `pip install -e .` and run `pytest`")
 
 
+def _service_command(service):
+    def command(config: ConfigOption = None):
+        import asyncio
+        import signal
+
+        runtime = _runtime(config, announce=True)
+        _ensure_migrated(runtime)
+
+        async def run() -> None:
+            stopping = asyncio.Event()
+            for number in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(number, stopping.set)
+            await service.run(runtime, stopping)
+
+        asyncio.run(run())
+        runtime.db.dispose()
+
+    command.__doc__ = service.help or f"Run the {service.name} service until Ctrl-C or SIGTERM."
+    return command
+
+
+def _add_service_commands() -> None:
+    """`memberkit PLUGIN SERVICE` for each installed plugin's services, e.g. `memberkit webhooks deliver`
+    (what `memberkit serve` also runs in every worker), for a process of its own."""
+    from memberkit.core import plugins as registry
+
+    taken = {group.name for group in app.registered_groups} | {c.name for c in app.registered_commands}
+    for name in registry.installed():
+        try:
+            plugin = registry.load(name)
+        except Exception:  # a broken third-party plugin must not break every command
+            continue
+        if not plugin.services or name in taken:
+            continue
+        group = typer.Typer(help=f"The {name} plugin's services.", no_args_is_help=True)
+        for service in plugin.services:
+            group.command(service.name)(_service_command(service))
+        app.add_typer(group, name=name)
+
+
+_add_service_commands()
+
+
 def main() -> None:
     logs.configure()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations print their own one-line outcome

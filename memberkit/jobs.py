@@ -91,7 +91,7 @@ def run_due(runtime: Runtime, shop_slug: str | None = None, force: bool = False)
                 runs.append(JobRun(shop.slug, job.name, "not due"))
                 continue
             try:
-                with runtime.transaction(shop) as ctx:
+                with runtime.transaction(shop, {"kind": "job", "job": job.name}) as ctx:
                     if not _exclusive(ctx.conn, shop.slug, job.name):
                         raise _Busy
                     result = job.run(ctx)

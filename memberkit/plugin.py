@@ -29,6 +29,7 @@ from memberkit.core.types import (
     MemberChanges,
     MemberInfo,
     OrderLine,
+    OutboundEvent,
     PaidOrder,
     PriceStage,
     PurchaseDenial,
@@ -37,6 +38,7 @@ from memberkit.core.types import (
     RedemptionResult,
     Refund,
     Refused,
+    Service,
     SignUp,
     TierInfo,
 )
@@ -62,11 +64,11 @@ from memberkit.schema.types import (
 
 __all__ = [
     # the declaration and the hooks
-    "Plugin", "hookimpl", "Job", "SchemaBuilder",
+    "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
     # what hooks receive and return
     "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
-    "CheckoutPayment", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
+    "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
     "order_lines", "coupon_codes", "MAX_INT",

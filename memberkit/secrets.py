@@ -1,6 +1,6 @@
-"""Development secrets: where MEMBERKIT_TOKEN_SECRETS or MEMBERKIT_PII_KEY is unset (a developer's machine),
-random ones generated once into a 0600 file beside the settings file, so the server's processes and the CLI
-agree whichever folder they start from. Production sets both variables."""
+"""Development secrets: where MEMBERKIT_TOKEN_SECRETS, MEMBERKIT_PII_KEY or MEMBERKIT_WEBHOOK_KEYS is unset (a
+developer's machine), random ones generated once into a 0600 file beside the settings file, so the server's
+processes and the CLI agree whichever folder they start from. Production sets all three."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from memberkit.config import config_path
 
 log = logging.getLogger("memberkit.secrets")
-VARIABLES = {"MEMBERKIT_TOKEN_SECRETS": "token", "MEMBERKIT_PII_KEY": "pii"}
+VARIABLES = {"MEMBERKIT_TOKEN_SECRETS": "token", "MEMBERKIT_PII_KEY": "pii", "MEMBERKIT_WEBHOOK_KEYS": "webhook"}
 
 
 def development_secrets_file() -> Path:
@@ -39,5 +39,8 @@ def ensure_secrets(announce: bool = True) -> None:
     elif announce:
         log.info("%s not set: using the development secrets in %s", " and ".join(missing), path)
     stored = json.loads(path.read_text())
+    if any(VARIABLES[name] not in stored for name in missing):  # a file from before a secret was added
+        stored = {field: secrets.token_urlsafe(32) for field in VARIABLES.values()} | stored
+        path.write_text(json.dumps(stored))
     for name in missing:
         os.environ[name] = stored[VARIABLES[name]]

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import time
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -20,6 +21,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http.base import HTTPException  # (cross_web's, which strawberry answers with)
 
 from memberkit import config, jobs
+from memberkit.core import plugins as plugin_registry
 from memberkit.core.runtime import Runtime
 from memberkit.logs import REQUEST_ID
 from memberkit.logs import configure as configure_logging
@@ -232,12 +234,16 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app):
         task = asyncio.create_task(_run_jobs_forever(runtime, jobs_interval)) if jobs_interval > 0 else None
+        stopping = asyncio.Event()
+        services = [asyncio.create_task(service.run(runtime, stopping), name=f"{plugin}.{service.name}")
+                    for plugin, service in plugin_services(runtime)]
         # The schemas, settings and modules live as long as the server: keep them out of the cyclic
         # collector's full passes, which otherwise walk them all again every few hundred requests.
         gc.freeze()
         yield
         if task:
             task.cancel()
+        await stop_services(stopping, services)
         runtime.db.dispose()
 
     return AccessLog(Starlette(
@@ -245,6 +251,26 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
                 Route("/healthz", healthz)],
         lifespan=lifespan,
     ))
+
+
+def plugin_services(runtime: Runtime) -> list[tuple[str, Any]]:
+    """(plugin, service) for each service of a plugin that some shop enables, once each."""
+    enabled = dict.fromkeys(name for shop in runtime.settings.shops.values() for name in shop.plugins)
+    return [(name, service) for name in enabled for service in plugin_registry.load(name).services]
+
+
+async def stop_services(stopping: asyncio.Event, tasks: list[asyncio.Task], grace: float = 20) -> None:
+    """Ask the services to stop and wait for them to finish what they hold; cancel what is left after `grace`."""
+    stopping.set()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("service %s stopped with an error", task.get_name(), exc_info=task.exception())
 
 
 async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:

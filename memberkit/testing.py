@@ -78,6 +78,8 @@ def pytest_configure(config) -> None:
     # Fixed secrets for tests, so keyed hashes and tokens are reproducible and no secrets file is written.
     os.environ.setdefault("MEMBERKIT_TOKEN_SECRETS", "test-token-secret-new,test-token-secret-old")
     os.environ.setdefault("MEMBERKIT_PII_KEY", "test-pii-key")
+    os.environ.setdefault("MEMBERKIT_WEBHOOK_KEYS", "test-webhook-key-new,test-webhook-key-old")
+    os.environ.setdefault("MEMBERKIT_ENV", "test")  # webhooks may go to a receiver on 127.0.0.1
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (MEMBERKIT_TEST_DATABASE_URL)")
 
 

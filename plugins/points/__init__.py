@@ -16,8 +16,10 @@ from memberkit.plugins.points.settings import NAME, PointsSettings, settings_of
 plugin = Plugin(
     NAME, settings=PointsSettings, graphql=graphql.contribute,
     tables=(models.PointsAccount, models.PointsEntry, models.PointsLot, models.PointsMilestone,
-            models.PointsActionDay, models.PointsHold),
-    jobs=(Job("settle_lots", timedelta(hours=1), ledger.settle_lots),),
+            models.PointsActionDay, models.PointsHold, models.PointsExpiryNotice),
+    jobs=(Job("settle_lots", timedelta(hours=1), ledger.settle_lots),
+          Job("notify_expiring", timedelta(hours=1), ledger.notify_expiring)),
+    event_types=(*ledger.EVENT_TYPES.values(), "points.expiring"),
 )
 
 

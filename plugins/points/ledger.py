@@ -14,6 +14,7 @@ from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
     PointsEntry,
+    PointsExpiryNotice,
     PointsHold,
     PointsLot,
     PointsMilestone,
@@ -23,7 +24,10 @@ from memberkit.plugins.points.settings import NAME, PointsSettings, settings_of
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the expiry of points that do not expire
 ACCOUNTS, ENTRIES, LOTS = PointsAccount.__table__, PointsEntry.__table__, PointsLot.__table__
 MILESTONES, ACTION_DAYS = PointsMilestone.__table__, PointsActionDay.__table__
-HOLDS = PointsHold.__table__
+HOLDS, NOTICES = PointsHold.__table__, PointsExpiryNotice.__table__
+# The outbound event of each kind of ledger entry (docs/events.md).
+EVENT_TYPES = {"EARN": "points.earned", "SPEND": "points.spent", "EXPIRE": "points.expired",
+               "REFUND": "points.reversed", "ADJUST": "points.adjusted"}
 
 # The statements of every order, compiled once per dialect and run at driver level.
 _LOCKED = (ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at,
@@ -199,6 +203,33 @@ def settle_due(ctx: Context, limit: int = 500) -> int:
     return len(members)
 
 
+def notify_expiring(ctx: Context, limit: int = 1000) -> str | None:
+    """The job behind ``points.expiring``: once per member and expiry moment, the shop's notice days before,
+    the points still open in the lots that expire then. The notice row makes a rerun send nothing again."""
+    days = settings_of(ctx).expiring_notice_days
+    if not days:
+        return None
+    points = func.sum(LOTS.c.remaining)
+    due = ctx.conn.execute(
+        select(LOTS.c.member_id, LOTS.c.expires_at, points.label("points"))
+        .where(LOTS.c.shop == ctx.shop.slug, LOTS.c.state == "open", LOTS.c.remaining > 0,
+               LOTS.c.expires_at > ctx.now, LOTS.c.expires_at <= ctx.now + timedelta(days=days),
+               ~select(NOTICES.c.member_id).where(NOTICES.c.member_id == LOTS.c.member_id,
+                                                  NOTICES.c.expires_at == LOTS.c.expires_at).exists())
+        .group_by(LOTS.c.member_id, LOTS.c.expires_at).having(points > 0)
+        .order_by(LOTS.c.expires_at, LOTS.c.member_id).limit(limit)).all()
+    if not due:
+        return None
+    ctx.conn.execute(NOTICES.insert(), [{"member_id": row.member_id, "expires_at": row.expires_at,
+                                         "shop": ctx.shop.slug, "points": row.points, "created_at": ctx.now}
+                                        for row in due])
+    for row in due:
+        ctx.emit("points.expiring", row.member_id, points=row.points, expiresAt=row.expires_at,
+                 expiresOn=ctx.shop.local(row.expires_at - timedelta(microseconds=1)).date(),
+                 daysLeft=(row.expires_at - ctx.now).days, rule="expiring_notice_days")
+    return f"{len(due)} expiry notice(s)"
+
+
 def settle_lots(ctx: Context) -> str | None:
     """The job: what settle_due did, or None when no lot was due."""
     settled = settle_due(ctx)
@@ -210,10 +241,14 @@ def settle_lots(ctx: Context) -> str | None:
 
 def _entry(ctx: Context, member_id: str, delta: int, reason: str, rule: str, order_id: str | None = None,
            actor: str | None = None, note: str | None = None) -> int:
-    return _ADD_ENTRY.scalar(ctx.conn, {
+    """One ledger entry, and its outbound event."""
+    entry_id = _ADD_ENTRY.scalar(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "delta": delta, "reason": reason, "rule": rule,
         "order_id": order_id, "event_id": ctx.event_id, "actor": actor, "note": note, "created_at": ctx.now,
     })
+    ctx.emit(EVENT_TYPES[reason], member_id, points=abs(delta), delta=delta, entryId=entry_id, rule=rule,
+             orderId=order_id)
+    return entry_id
 
 
 def add_lot(ctx: Context, member_id: str, points: int, remaining: int, reason: str, rule: str,

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from memberkit.plugin import Int64, member_column, timestamp
+from memberkit.plugin import Int64, UTCDateTime, member_column, timestamp
 
 
 class PointsAccount(SQLModel, table=True):
@@ -116,3 +116,15 @@ class PointsHold(SQLModel, table=True):
     created_at: datetime = timestamp()
     settled_at: datetime | None = timestamp(nullable=True)
     order_id: str | None = Field(default=None, max_length=200)
+
+
+class PointsExpiryNotice(SQLModel, table=True):
+    """A ``points.expiring`` event sent for the member's lots expiring at one moment: once each."""
+
+    __tablename__ = "points_expiry_notice"
+
+    member_id: str = Field(sa_column=member_column(primary_key=True))
+    expires_at: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    shop: str = Field(max_length=64)
+    points: int
+    created_at: datetime = timestamp()

@@ -60,6 +60,8 @@ class PointsSettings(StrictModel):
     pending_days: int = Field(0, ge=0, description="days purchase points wait before they can be spent")
     expiry_months: int | None = Field(
         12, ge=1, description="points expire at the end of the Nth month after the month they were earned")
+    expiring_notice_days: int = Field(
+        7, ge=0, le=366, description="days before lots expire that points.expiring tells the platform (0: never)")
     actions: dict[str, Action] = Field(default_factory=dict, description="check_in, review, share, ...")
     allow_negative_balance: bool = Field(
         False, description="a refund of spent points drives the balance negative; else the shortfall is recorded")

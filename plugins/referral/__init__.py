@@ -20,7 +20,8 @@ from memberkit.plugins.referral.settings import NAME, ReferralSettings
 
 plugin = Plugin(NAME, settings=ReferralSettings, graphql=graphql.contribute,
                 tables=(models.ReferralCode, models.ReferralFriend, models.ReferralMonth),
-                jobs=(Job("assign_codes", timedelta(hours=1), rewards.assign_missing_codes),))
+                jobs=(Job("assign_codes", timedelta(hours=1), rewards.assign_missing_codes),),
+                event_types=("referral.rewarded",))
 
 
 @hookimpl

@@ -227,6 +227,9 @@ def pay(ctx: Context, s: ReferralSettings, friend: str, referrer: str) -> list[E
         ids["bonus_coupon_id"] = issue(ctx, referrer, s.bonus_coupon, "bonus_every",
                                        f"the referrer {referrer} for friend number {rewarded}", effects)
     ctx.conn.execute(update(FRIENDS).where(FRIENDS.c.friend_id == friend).values(**ids))
+    ctx.emit("referral.rewarded", referrer, friendId=friend, friendNumber=rewarded, rule=f"referral.{s.reward_on}",
+             friendCouponId=ids.get("friend_coupon_id"), referrerCouponId=ids.get("referrer_coupon_id"),
+             bonusCouponId=ids.get("bonus_coupon_id"))
     return effects
 
 

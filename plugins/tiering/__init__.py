@@ -35,6 +35,7 @@ from memberkit.plugins.tiering.settings import NAME, TieringSettings, settings_o
 
 plugin = Plugin(NAME, settings=TieringSettings, tables=(models.TierMember, models.TierOrder, models.TierChange),
                 graphql=graphql.contribute, jobs=(Job("evaluate", timedelta(hours=1), actions.evaluate),),
+                event_types=("tier.changed",),
                 defines={"tier": lambda settings: [tier.code for tier in settings.tiers]})
 
 

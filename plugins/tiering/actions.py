@@ -49,7 +49,7 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     before, after = st.effective(s, old, ctx.now, row), st.effective(s, new, ctx.now, row)
     if after.code == before.code:
         return []
-    return [st.record(ctx, order.member_id, before, after, "order", order.order_id,
+    return [st.record(ctx, order.member_id, before, after, st.TierChangeReason.ORDER, order.order_id,
                       f"order {order.order_id}, qualifying spend {money(spend, ctx.shop.currency)}, {orders} orders",
                       st.threshold_rule(s, after))]
 
@@ -85,7 +85,7 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     before, after = st.effective(s, old, ctx.now, row), st.effective(s, new, ctx.now, row)
     if after.code == before.code:
         return []
-    return [st.record(ctx, counted.member_id, before, after, "refund", refund.refund_id,
+    return [st.record(ctx, counted.member_id, before, after, st.TierChangeReason.REFUND, refund.refund_id,
                       f"refund {refund.refund_id} of order {refund.order.order_id}, net qualifying spend "
                       f"{money(spend, ctx.shop.currency)}", "refunds: immediately")]
 
@@ -118,7 +118,7 @@ def evaluate(ctx: Context) -> str:
 def evaluate_member(ctx: Context, s: TieringSettings, row: Any, spend: int, orders: int) -> int:
     now = ctx.now
     old = st.State.of(row)
-    state, reason, notes, rule = old, "evaluation", [], "evaluation"
+    state, reason, notes, rule = old, st.TierChangeReason.EVALUATION, [], "evaluation"
     if state.override_code and st.override_stands(s, state, now) is None:
         state = replace(state, override_code=None, override_until=None, override_reason=None)
         notes.append("the tier set by hand or bought has ended")
@@ -129,7 +129,7 @@ def evaluate_member(ctx: Context, s: TieringSettings, row: Any, spend: int, orde
     if state.refund_pending:
         corrected = correct(s, state, target)
         if corrected.tier_code != state.tier_code:
-            reason, rule = "refund", "refunds: next_evaluation"
+            reason, rule = st.TierChangeReason.REFUND, "refunds: next_evaluation"
             notes.append("refunded spend never counted")
         state = corrected
     standing = st.by_code(s, state.tier_code)
@@ -200,7 +200,7 @@ def set_member_tier(runtime: Runtime, shop: Shop, api_key_id: str | None, *, mem
         st.save(ctx, member_id, old, new)
         before = st.effective(s, old, ctx.now, row)
         until = f" until {expires_at.isoformat()}" if expires_at else ""
-        effect = st.record(ctx, member_id, before, tier, "manual", idempotency_key,
+        effect = st.record(ctx, member_id, before, tier, st.TierChangeReason.MANUAL, idempotency_key,
                            f"set by hand{until}: {checked['reason']}", "manual")
         return EventResult(member_id, [effect])
 
@@ -264,7 +264,7 @@ def record_tier_upgrade(runtime: Runtime, shop: Shop, api_key_id: str | None, *,
         note = (f"bought for {money(tier.upgrade_price, currency)}: {money(amount_paid, currency)} paid"
                 + (f" and {points_used} points" if points_used else "")
                 + (f", until {until.isoformat()}" if until else ""))
-        effects.insert(0, st.record(ctx, member_id, before, tier, "paid_upgrade", key, note,
+        effects.insert(0, st.record(ctx, member_id, before, tier, st.TierChangeReason.PAID_UPGRADE, key, note,
                                     f"tiers.{tier.code}: upgrade_price {tier.upgrade_price}"))
         return EventResult(member_id, effects)
 

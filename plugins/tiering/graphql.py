@@ -44,12 +44,15 @@ class TierProgress:
     set_until: Optional[datetime] = strawberry.field(description="when a tier set by hand or bought ends")
 
 
-@strawberry.type(description="One change of the member's tier and why (order, refund, evaluation, manual, "
-                             "paid_upgrade).")
+TierChangeReason = strawberry.enum(st.TierChangeReason, name="TierChangeReason",
+                                   description="Why a tier changed; the same in tier.changed events.")
+
+
+@strawberry.type(description="One change of the member's tier and why.")
 class TierChange:
     from_code: Optional[str]
     to_code: str
-    reason: str
+    reason: TierChangeReason
     reference: Optional[str]
     note: str
     created_at: datetime
@@ -109,7 +112,7 @@ def history_of(ctx: Context, member_id: str, first: int) -> list[TierChange]:
         TierChangeRow.__table__.select()
         .where(st.HISTORY.c.shop == ctx.shop.slug, st.HISTORY.c.member_id == member_id)
         .order_by(st.HISTORY.c.id.desc()).limit(first)).all()
-    return [TierChange(from_code=r.from_code, to_code=r.to_code, reason=r.reason, reference=r.reference,
+    return [TierChange(from_code=r.from_code, to_code=r.to_code, reason=st.TierChangeReason(r.reason), reference=r.reference,
                        note=r.note, created_at=r.created_at) for r in rows]
 
 

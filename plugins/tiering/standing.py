@@ -10,6 +10,7 @@ storefront see; each change of it is a row of ``tiering_history`` with its reaso
 from __future__ import annotations
 
 import calendar
+import enum
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,18 @@ from memberkit.plugins.tiering.models import TierChange, TierMember, TierOrder
 from memberkit.plugins.tiering.settings import NAME, TieringSettings, TierSettings, settings_of
 
 MEMBERS, ORDERS, HISTORY = TierMember.__table__, TierOrder.__table__, TierChange.__table__
+
+
+class TierChangeReason(str, enum.Enum):
+    """Why a tier changed: stored in the history, served by GraphQL, sent in ``tier.changed`` and told to
+    other plugins by ``tier_changed`` as the member's name (ORDER, ...)."""
+
+    ORDER = "order"
+    REFUND = "refund"
+    EVALUATION = "evaluation"
+    MANUAL = "manual"
+    PAID_UPGRADE = "paid_upgrade"
+    IMPORTED = "imported"
 
 
 def by_code(s: TieringSettings, code: str | None) -> TierSettings | None:
@@ -198,13 +211,21 @@ def save(ctx: Context, member_id: str, old: State, new: State, expected_updated_
     return ctx.conn.execute(query.values(updated_at=ctx.now, **changed)).rowcount == 1
 
 
-def record(ctx: Context, member_id: str, before: TierSettings | None, after: TierSettings, reason: str,
-           reference: str | None, note: str, rule: str) -> Effect:
-    """Store one tier change in the history and say it as an effect."""
+def record(ctx: Context, member_id: str, before: TierSettings | None, after: TierSettings,
+           reason: TierChangeReason, reference: str | None, note: str, rule: str) -> Effect:
+    """Store one tier change in the history, tell other plugins and the platform, and say it as an effect."""
     ctx.conn.execute(insert(HISTORY).values(
         shop=ctx.shop.slug, member_id=member_id, from_code=before.code if before else None, to_code=after.code,
-        reason=reason, reference=reference, note=note[:500], created_at=ctx.now))
-    kind = "TIER_CHANGED" if before is None or before.code != after.code else "TIER_SET"
+        reason=reason.value, reference=reference, note=note[:500], created_at=ctx.now))
+    changed = before is None or before.code != after.code
+    if changed:
+        ctx.hook.tier_changed(ctx=ctx, member_id=member_id, before=tier_info(before) if before else None,
+                              after=tier_info(after), reason=reason.name)
+        ctx.emit("tier.changed", member_id, **{"from": before.code if before else None}, to=after.code,
+                 fromRank=before.rank if before else None, toRank=after.rank,
+                 direction="UP" if before is None or after.rank > before.rank else "DOWN",
+                 reason=reason.name, reference=reference, rule=rule)
+    kind = "TIER_CHANGED" if changed else "TIER_SET"
     return Effect(NAME, kind, f"tier {before.code if before else '-'} -> {after.code}" + (f" ({note})" if note else ""),
                   rule=rule)
 

@@ -1,0 +1,5 @@
+"""Publishing to RabbitMQ: filled in below."""
+
+
+def senders(runtime) -> dict:
+    return {}

@@ -1,0 +1,173 @@
+"""The outbox: writing a transaction's events in one statement, fanning them out to endpoints, requeueing
+and pruning.
+
+Each event carries the member's ``sequence``: on PostgreSQL the statement's first part upserts the
+member's row of ``webhooks_sequence`` (a row lock: two transactions of one member number their events
+one after the other, in commit order, and a transaction that waited reads the number the other committed);
+on SQLite, whose one writer already orders transactions, it counts on from the member's newest event (or
+the number kept when old events were pruned). Either way the whole batch is one INSERT, compiled once per
+shape of batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Boolean, Integer, String, Text, bindparam, case, cast, false, func, literal, select, true
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql
+
+from memberkit.plugin import Context, MemberRow, Prepared, UTCDateTime, upsert
+from memberkit.plugins.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSequence
+from memberkit.plugins.webhooks.settings import settings_of
+from memberkit.plugins.webhooks.signing import encode_data
+
+EVENTS, SEQUENCES = WebhookEvent.__table__, WebhookSequence.__table__
+ENDPOINTS, DELIVERIES = WebhookEndpoint.__table__, WebhookDelivery.__table__
+MEMBERS = MemberRow.__table__
+COLUMNS = ("shop", "type", "member_id", "external_id", "sequence", "data", "created_at", "fanned")
+FAN_OUT_BATCH = 500
+
+
+def _external_id(member: Any):
+    return select(MEMBERS.c.external_id).where(MEMBERS.c.id == member).scalar_subquery()
+
+
+def _rows(shape: tuple[int, ...], sequence_of) -> Any:
+    """One SELECT per event (``shape[i]``: the index of its member in the batch, -1 for none)."""
+    selects, seen = [], Counter()
+    for i, slot in enumerate(shape):
+        member = cast(bindparam(f"m{slot}"), String) if slot >= 0 else literal(None, String)
+        if slot >= 0:
+            seen[slot] += 1
+            sequence = sequence_of(slot, member, seen[slot])
+        else:
+            sequence = literal(None, Integer)
+        selects.append(select(cast(bindparam("shop"), String), cast(bindparam(f"t{i}"), String), member,
+                              _external_id(member) if slot >= 0 else literal(None, String), sequence,
+                              cast(bindparam(f"d{i}"), Text), bindparam("now", type_=UTCDateTime),
+                              cast(false(), Boolean)))
+    return selects[0] if len(selects) == 1 else selects[0].union_all(*selects[1:])
+
+
+def _postgres(shape: tuple[int, ...]) -> Any:
+    members = sorted({slot for slot in shape if slot >= 0})
+    if not members:
+        return EVENTS.insert().from_select(COLUMNS, _rows(shape, None))
+    counts = Counter(slot for slot in shape if slot >= 0)
+    # members in batch order: m0 < m1 < ... (the caller sorts them), so concurrent batches lock alike
+    taken = postgresql.insert(SEQUENCES).values(
+        [{"member_id": bindparam(f"m{slot}"), "last": literal(counts[slot])} for slot in members])
+    taken = taken.on_conflict_do_update(index_elements=["member_id"],
+                                        set_={"last": SEQUENCES.c.last + taken.excluded.last})
+    numbers = taken.returning(SEQUENCES.c.member_id, SEQUENCES.c.last).cte("numbers")
+
+    def sequence_of(slot, member, k):
+        return (select(numbers.c.last - counts[slot] + k).where(numbers.c.member_id == member)
+                .scalar_subquery())
+
+    return EVENTS.insert().from_select(COLUMNS, _rows(shape, sequence_of)).add_cte(numbers)
+
+
+def _sqlite(shape: tuple[int, ...]) -> Any:
+    def sequence_of(slot, member, k):
+        newest = select(func.max(EVENTS.c.sequence)).where(EVENTS.c.member_id == member).scalar_subquery()
+        kept = select(SEQUENCES.c.last).where(SEQUENCES.c.member_id == member).scalar_subquery()
+        return func.coalesce(newest, kept, 0) + k
+
+    return EVENTS.insert().from_select(COLUMNS, _rows(shape, sequence_of))
+
+
+_WRITES: dict[tuple[str, tuple[int, ...]], Prepared] = {}
+
+
+def write(ctx: Context, events: list) -> None:
+    """The ``outbound_events`` hook: every event of the transaction in one INSERT."""
+    members = sorted({event.member_id for event in events if event.member_id})
+    slot = {member: i for i, member in enumerate(members)}
+    # a member's events in the order they were emitted; members in id order
+    ordered = sorted(events, key=lambda event: slot.get(event.member_id, len(members)))
+    shape = tuple(slot.get(event.member_id, -1) for event in ordered)
+    dialect = ctx.conn.dialect.name
+    statement = _WRITES.get((dialect, shape))
+    if statement is None:
+        statement = _WRITES[(dialect, shape)] = Prepared((_postgres if dialect == "postgresql" else _sqlite)(shape))
+    common = {"cause": ctx.cause, "settingsVersion": ctx.shop.version}
+    params: dict[str, Any] = {"shop": ctx.shop.slug, "now": ctx.now}
+    for member, i in slot.items():
+        params[f"m{i}"] = member
+    for i, event in enumerate(ordered):
+        params[f"t{i}"] = event.type
+        params[f"d{i}"] = encode_data({**event.data, **common})
+    statement.cursor(ctx.conn, params)
+
+
+# ---------------------------------------------------------------- the delivery side
+
+
+def subscribed(endpoint: Any, event_type: str) -> bool:
+    return not endpoint.event_types or event_type in endpoint.event_types
+
+
+def fan_out(conn, now: datetime, shops: list[str]) -> int:
+    """Turn new events into one PENDING delivery per enabled endpoint subscribed to their type."""
+    events = conn.execute(
+        select(EVENTS.c.id, EVENTS.c.shop, EVENTS.c.type, EVENTS.c.created_at)
+        .where(EVENTS.c.fanned == false(), EVENTS.c.shop.in_(shops)).order_by(EVENTS.c.id).limit(FAN_OUT_BATCH)
+        .with_for_update(skip_locked=True)).all()
+    if not events:
+        return 0
+    endpoints = conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.shop.in_({e.shop for e in events}),
+                                                     ENDPOINTS.c.enabled == true())).all()
+    rows = [{"shop": event.shop, "endpoint_id": endpoint.id, "event_id": event.id, "status": "PENDING",
+             "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for event in events for endpoint in endpoints
+            if endpoint.shop == event.shop and subscribed(endpoint, event.type)
+            and event.created_at >= endpoint.created_at]
+    if rows:
+        conn.execute(upsert(DELIVERIES, on=["endpoint_id", "event_id"]).on(conn), rows)
+    conn.execute(sa_update(EVENTS).where(EVENTS.c.id.in_([e.id for e in events])).values(fanned=True))
+    return len(events)
+
+
+def requeue(conn, shop: str, endpoint: Any, since: datetime, now: datetime) -> int:
+    """Queue again, as new, every event of the endpoint's types committed since `since`."""
+    query = select(EVENTS.c.id).where(EVENTS.c.shop == shop, EVENTS.c.created_at >= since,
+                                      EVENTS.c.fanned == true(), EVENTS.c.type != "webhook.test")
+    if endpoint.event_types:
+        query = query.where(EVENTS.c.type.in_(endpoint.event_types))
+    ids = conn.execute(query).scalars().all()
+    if not ids:
+        return 0
+    statement = upsert(DELIVERIES, on=["endpoint_id", "event_id"], update=lambda excluded: {
+        "status": "PENDING", "attempts": 0, "next_attempt_at": excluded.next_attempt_at, "lease_owner": None,
+        "lease_until": None}).on(conn)
+    for start in range(0, len(ids), 1000):
+        conn.execute(statement, [{"shop": shop, "endpoint_id": endpoint.id, "event_id": event_id,
+                                  "status": "PENDING", "attempts": 0, "next_attempt_at": now, "created_at": now}
+                                 for event_id in ids[start:start + 1000]])
+    return len(ids)
+
+
+def prune(ctx: Context, batch: int = 5000, batches: int = 20) -> str | None:
+    """The retention job: events older than the retention period go, with their deliveries, a batch at a
+    time. Each member's last sequence number is kept first, so numbering never starts again."""
+    cutoff = ctx.now - timedelta(days=settings_of(ctx).retention_days)
+    conn, gone = ctx.conn, 0
+    keep = upsert(SEQUENCES, update=lambda excluded: {
+        "last": case((SEQUENCES.c.last > excluded.last, SEQUENCES.c.last), else_=excluded.last)}).on(conn)
+    for _ in range(batches):
+        ids = conn.execute(select(EVENTS.c.id).where(EVENTS.c.shop == ctx.shop.slug, EVENTS.c.created_at < cutoff)
+                           .order_by(EVENTS.c.id).limit(batch)).scalars().all()
+        if not ids:
+            break
+        last = conn.execute(select(EVENTS.c.member_id, func.max(EVENTS.c.sequence))
+                            .where(EVENTS.c.id.in_(ids), EVENTS.c.member_id.is_not(None))
+                            .group_by(EVENTS.c.member_id)).all()
+        if last:
+            conn.execute(keep, [{"member_id": member, "last": sequence} for member, sequence in last])
+        conn.execute(DELIVERIES.delete().where(DELIVERIES.c.event_id.in_(ids)))
+        gone += conn.execute(EVENTS.delete().where(EVENTS.c.id.in_(ids))).rowcount
+    return f"{gone} event(s) pruned" if gone else None
