@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from memberkit.core.settings import Shop
 from memberkit.core import plugins
+from memberkit.core.settings import Shop
 from memberkit.core.types import CORE_EVENT_TYPES, OutboundEvent
 from memberkit.core.wallet import Wallet
 

@@ -109,8 +109,9 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
         if changes.tags is not None:
             ctx.conn.execute(update(Member).where(Member.id == member.id).values(tags=list(changes.tags)))
-        changed = [name for name, value in (("phone", changes.phone_hash), ("email", changes.email_hash),
-                                            ("birthday", changes.birthday), ("tags", changes.tags)) if value is not None]
+        fields = (("phone", changes.phone_hash), ("email", changes.email_hash), ("birthday", changes.birthday),
+                  ("tags", changes.tags))
+        changed = [name for name, value in fields if value is not None]
         ctx.emit("member.updated", member.id, changed=changed,
                  **({"tags": list(changes.tags)} if changes.tags is not None else {}))
         return EventResult(member.id, effects)

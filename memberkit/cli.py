@@ -272,7 +272,8 @@ def _add_service_commands() -> None:
     for name in registry.installed():
         try:
             plugin = registry.load(name)
-        except Exception:  # a broken third-party plugin must not break every command
+        except Exception as exc:  # a broken third-party plugin must not break every command
+            logging.getLogger("memberkit.cli").debug("plugin %s not loaded: %s", name, exc)
             continue
         if not plugin.services or name in taken:
             continue

@@ -213,7 +213,7 @@ class AccessLog:
 
 
 def create_app(runtime: Runtime | None = None, development: bool | None = None,
-               jobs_interval: float | None = None) -> Starlette:
+               jobs_interval: float | None = None, services: bool = True) -> Starlette:
     ensure_secrets()
     runtime = runtime or config.runtime()
     development = development_mode() if development is None else development
@@ -235,15 +235,15 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
     async def lifespan(app):
         task = asyncio.create_task(_run_jobs_forever(runtime, jobs_interval)) if jobs_interval > 0 else None
         stopping = asyncio.Event()
-        services = [asyncio.create_task(service.run(runtime, stopping), name=f"{plugin}.{service.name}")
-                    for plugin, service in plugin_services(runtime)]
+        running = [asyncio.create_task(service.run(runtime, stopping), name=f"{plugin}.{service.name}")
+                   for plugin, service in (plugin_services(runtime) if services else ())]
         # The schemas, settings and modules live as long as the server: keep them out of the cyclic
         # collector's full passes, which otherwise walk them all again every few hundred requests.
         gc.freeze()
         yield
         if task:
             task.cancel()
-        await stop_services(stopping, services)
+        await stop_services(stopping, running)
         runtime.db.dispose()
 
     return AccessLog(Starlette(

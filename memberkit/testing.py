@@ -289,11 +289,12 @@ def make_runtime(tmp_path, settings_file, tmp_path_factory) -> Callable[[str], R
 
 @pytest.fixture
 def make_api() -> Callable[..., Api]:
-    """An HTTP client on the real app (jobs timer off) for a runtime."""
+    """An HTTP client on the real app (jobs timer and plugins' services off: a test runs them itself) for a
+    runtime."""
     clients: list[TestClient] = []
 
     def make(runtime: Runtime, development: bool = False) -> Api:
-        client = TestClient(create_app(runtime, development=development, jobs_interval=0))
+        client = TestClient(create_app(runtime, development=development, jobs_interval=0, services=False))
         client.__enter__()
         clients.append(client)
         return Api(client, runtime)

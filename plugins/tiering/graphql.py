@@ -112,8 +112,8 @@ def history_of(ctx: Context, member_id: str, first: int) -> list[TierChange]:
         TierChangeRow.__table__.select()
         .where(st.HISTORY.c.shop == ctx.shop.slug, st.HISTORY.c.member_id == member_id)
         .order_by(st.HISTORY.c.id.desc()).limit(first)).all()
-    return [TierChange(from_code=r.from_code, to_code=r.to_code, reason=st.TierChangeReason(r.reason), reference=r.reference,
-                       note=r.note, created_at=r.created_at) for r in rows]
+    return [TierChange(from_code=r.from_code, to_code=r.to_code, reason=st.TierChangeReason(r.reason),
+                       reference=r.reference, note=r.note, created_at=r.created_at) for r in rows]
 
 
 async def tier(root, info: strawberry.Info) -> Optional[Tier]:

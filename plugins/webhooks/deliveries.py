@@ -14,6 +14,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from memberkit.plugins.webhooks.transport import Outcome, Sender
 log = logging.getLogger("memberkit.webhooks")
 CLAIM_BATCH = 50
 IDLE_POLL = 0.25  # seconds between looks when there is nothing to do
+PER_ENDPOINT = 8  # requests in flight to one endpoint at a time, so a small receiver is not swamped
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,15 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
 
 
 def work_of(row: Any, now: datetime) -> Work:
+    """What one claimed delivery sends: the event's body, signed with the endpoint's active secrets."""
     body = signing.body(row.type, row.event_created_at, row.member_id, row.external_id, row.sequence, row.data)
     try:
         found, error = active_secrets(row, now), None
     except signing.MissingServerKey as exc:
         found, error = (), str(exc)
+    # the wall clock, not memberkit's (which tests and MEMBERKIT_NOW move): receivers check it against theirs
     return Work(row.id, row.shop, row.attempts, row.kind, row.url, signing.message_id(row.event_id),
-                int(now.timestamp()), body, found, row.type, error)
+                int(time.time()), body, found, row.type, error)
 
 
 def record(runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]]) -> None:
@@ -173,6 +177,7 @@ class Deliverer:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
         self.http = Sender()
         self.senders: dict[str, Send] = {"http": self._send_http, **(senders or {})}
+        self.in_flight: dict[str, asyncio.Semaphore] = {}
 
     async def _send_http(self, work: Work) -> Outcome:
         settings = _settings(self.runtime, work.shop)
@@ -187,8 +192,10 @@ class Deliverer:
         sender = self.senders.get(work.kind)
         if sender is None:
             return Outcome(False, None, f"no sender for endpoints of kind {work.kind!r} in this process")
+        limit = self.in_flight.setdefault(work.url, asyncio.Semaphore(PER_ENDPOINT))
         try:
-            return await sender(work)
+            async with limit:
+                return await sender(work)
         except Exception as exc:  # a sender must not take the loop down; the attempt is retried
             log.exception("webhook delivery %s failed", work.delivery_id)
             return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:500])

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import Any
 
 KEYS_VARIABLE = "MEMBERKIT_WEBHOOK_KEYS"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 
 
 class MissingServerKey(LookupError):

@@ -37,7 +37,7 @@ def _refused_address(address: str) -> str | None:
         ip = ip.ipv4_mapped
     if ip.is_loopback:
         return None if loopback_allowed() else "a loopback address"
-    for name in ("is_private", "is_link_local", "is_multicast", "is_reserved", "is_unspecified"):
+    for name in ("is_link_local", "is_unspecified", "is_multicast", "is_reserved", "is_private"):
         if getattr(ip, name):
             return "a " + name.removeprefix("is_").replace("_", "-") + " address"
     if not ip.is_global:
