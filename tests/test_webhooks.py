@@ -498,3 +498,10 @@ def test_other_plugins_hear_tier_changed_and_outbound_events_through_core(member
     assert "tier.changed" in watcher.batches[1] and "order.refunded" in watcher.batches[2]
     with shop.runtime.db.read() as conn:  # the webhooks outbox got the same events
         assert conn.execute(select(func.count()).select_from(WebhookEvent)).scalar() == sum(map(len, watcher.batches))
+
+
+def test_docs_events_md_describes_every_type_of_the_demo_shop(shop):
+    documented = (ROOT / "docs" / "events.md").read_text()
+    types = shop.integrator("demo")("{ outboundEventTypes }")["outboundEventTypes"]
+    assert len(types) >= 15
+    assert [t for t in types if f"| `{t}` |" not in documented] == []

@@ -172,6 +172,7 @@ class Deliverer:
     """One process's delivery loop over the shops that enable webhooks."""
 
     def __init__(self, runtime: Runtime, senders: dict[str, Send] | None = None):
+        """`senders` by endpoint kind: "http" is built in; another kind (a queue) brings its own."""
         self.runtime = runtime
         self.shops = [slug for slug, shop in runtime.settings.shops.items() if NAME in shop.plugins]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
@@ -236,6 +237,4 @@ class Deliverer:
 
 async def deliver(runtime: Runtime, stopping: asyncio.Event) -> None:
     """The webhooks service: ``memberkit serve`` runs it in every worker; ``memberkit webhooks deliver`` alone."""
-    from memberkit.plugins.webhooks import amqp
-
-    await Deliverer(runtime, amqp.senders(runtime)).run(stopping)
+    await Deliverer(runtime).run(stopping)

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from memberkit.plugin import StrictModel
 
 NAME = "webhooks"
-ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,63}$"
-
-
-class RabbitMQSettings(StrictModel):
-    """Publish the shop's events to a RabbitMQ exchange too (needs ``pip install 'memberkit[amqp]'``)."""
-
-    url_env: str = Field(description="the environment variable holding the broker's amqp:// URL (a secret)")
-    exchange: str = Field("memberkit", min_length=1, max_length=200, description="a durable topic exchange")
-    queue: str | None = Field(None, max_length=200, description="a durable queue bound to every event type "
-                                                                  "(routing key: the type); empty: none declared")
-    event_types: list[str] = Field(default_factory=list, description="the types published; empty: every type")
-
-    @field_validator("url_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if not re.match(ENV_NAME, value):
-            raise ValueError(f"url_env is {value!r}: expected an environment variable name such as "
-                             "MEMBERKIT_AMQP_URL")
-        return value
 
 
 class WebhooksSettings(StrictModel):
@@ -43,7 +23,6 @@ class WebhooksSettings(StrictModel):
     connect_timeout_seconds: float = Field(5, gt=0, le=60)
     read_timeout_seconds: float = Field(10, gt=0, le=120)
     max_endpoints: int = Field(20, ge=1, le=100, description="endpoints a shop may have")
-    rabbitmq: RabbitMQSettings | None = None
 
     @model_validator(mode="after")
     def _retries(self) -> Self:

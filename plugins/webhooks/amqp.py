@@ -1,5 +1,0 @@
-"""Publishing to RabbitMQ: filled in below."""
-
-
-def senders(runtime) -> dict:
-    return {}
