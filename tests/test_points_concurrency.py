@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from memberkit.core.db import Database
 from memberkit.core.models import Coupon
 from memberkit.plugins.points.models import PointsAccount, PointsEntry, PointsLot
+from memberkit.plugins.webhooks.models import WebhookEvent
 from tests.conftest import MEMBERKIT, ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, memberkit_serve, postgres_only
 
 pytestmark = postgres_only()
@@ -115,6 +116,12 @@ def test_concurrent_rewards_spend_exactly_what_the_balance_covers(demo_server):
         reward_coupons = conn.execute(select(func.count()).select_from(Coupon).where(
             Coupon.member_id == member_id, Coupon.source == "points:reward:coupon-10")).scalar()
     assert reward_coupons == len(won) <= coupons
+
+    # Every outbound event of the member has its own sequence number, in commit order, with no gap.
+    with db.read() as conn:
+        sequences = conn.execute(select(WebhookEvent.sequence).where(WebhookEvent.member_id == member_id)
+                                 .order_by(WebhookEvent.id)).scalars().all()
+    assert sorted(sequences) == list(range(1, len(sequences) + 1)) and len(sequences) > 2 * len(won)
 
     # A retry of a won redemption is a duplicate and spends nothing more.
     again = redeem(results.index(won[0]))
