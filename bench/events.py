@@ -8,6 +8,10 @@ floor: bench/floor_app.py, one strawberry mutation on the same stack (Starlette 
 worker, writes in the threadpool) doing only the three raw writes (event row, ledger row, balance update)
 with plain sqlite3, WAL and synchronous=FULL, in one BEGIN IMMEDIATE transaction.
 
+The demo shop keeps its outbox: one webhook endpoint subscribed to every event type, delivered to a
+receiver in this process (bench/receiver.py), so every order also writes its outbound events and
+memberkit's delivery loop runs beside the orders, as in production (`--no-endpoint` leaves it out).
+
 Each server is warmed up, then measured alone with the same wrk settings. Afterwards the rows written must
 match the 2xx responses and no response may carry an error; otherwise the script exits non-zero.
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from receiver import Receiver
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +48,8 @@ ORDER_PAID = ("mutation($input: OrderPaidInput!) { recordOrderPaid(input: $input
 FLOOR_ORDER = ("mutation($orderId: String!, $memberId: String!, $total: Int!) "
                "{ recordOrder(orderId: $orderId, memberId: $memberId, total: $total) "
                "{ duplicate errors { code } } }")
+CREATE_ENDPOINT = ("mutation($input: WebhookEndpointInput!) "
+                   "{ createWebhookEndpoint(input: $input) { endpoint { id } errors { code message } } }")
 SIGN_UP = ("mutation($input: SignUpMemberInput!) "
            "{ signUpMember(input: $input) { member { id } errors { code message } } }")
 
@@ -156,17 +163,22 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 6
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict, cwd: Path, port: int, log: Path):
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+def server(cmd: list[str], env: dict, cwd: Path, port: int, log: Path, beside: list[str] | None = None):
+    """The server, healthy, and `beside` it another process (a delivery worker) for as long."""
+    procs = []
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc, log)
-        yield proc
+        with log.open("ab") as out:
+            procs = [subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+                     for command in ([cmd, beside] if beside else [cmd])]
+        wait_healthy(f"http://127.0.0.1:{port}", procs[0], log)
+        yield procs[0]
     finally:
-        if proc.poll() is None:
-            proc.terminate()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
             try:
-                proc.wait(10)
+                proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -251,6 +263,32 @@ def sign_up_members(url: str, key: str, count: int) -> list[str]:
     return members
 
 
+def create_endpoint(url: str, key: str, receiver_url: str) -> str:
+    """One endpoint subscribed to every type (no eventTypes), delivering to `receiver_url`."""
+    response = httpx.post(url + "/graphql", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                          json={"query": CREATE_ENDPOINT, "variables": {"input": {"url": receiver_url}}})
+    body = response.json()
+    payload = (body.get("data") or {}).get("createWebhookEndpoint") or {}
+    if response.status_code != 200 or body.get("errors") or payload.get("errors"):
+        raise BenchError(f"createWebhookEndpoint failed: {response.status_code} {body}")
+    return payload["endpoint"]["id"]
+
+
+def memberkit_env(db: Path, config: Path) -> dict:
+    """Production settings, except MEMBERKIT_ENV=test so webhooks may go to the loopback receiver."""
+    return {**os.environ, "MEMBERKIT_DATABASE_URL": f"sqlite:///{db}", "MEMBERKIT_CONFIG": str(config),
+            "MEMBERKIT_TOKEN_SECRETS": "bench-token-secret", "MEMBERKIT_PII_KEY": "bench-pii-key",
+            "MEMBERKIT_WEBHOOK_KEYS": "bench-webhook-key", "MEMBERKIT_ENV": "test"}
+
+
+def create_key(memberkit: str, env: dict, tmp: Path, shop: str) -> str:
+    created = subprocess.run([memberkit, "keys", "create", "--shop", shop, "--label", "bench"],  # noqa: S603
+                             env=env, cwd=tmp, capture_output=True, text=True)
+    if created.returncode != 0:
+        raise BenchError(f"memberkit keys create failed:\n{created.stdout}\n{created.stderr}")
+    return created.stdout.strip().splitlines()[-1]
+
+
 def run(args) -> int:
     if not shutil.which(args.wrk):
         raise BenchError(f"wrk not found ({args.wrk})")
@@ -268,16 +306,10 @@ def bench(args, tmp: Path) -> int:
     config = tmp / "plugins.toml"
     shutil.copy(args.config, config)
     mk_db, floor_db = tmp / "bench.db", tmp / "floor.db"
-    env = {**os.environ, "MEMBERKIT_DATABASE_URL": f"sqlite:///{mk_db}", "MEMBERKIT_CONFIG": str(config),
-           "MEMBERKIT_TOKEN_SECRETS": "bench-token-secret", "MEMBERKIT_PII_KEY": "bench-pii-key",
-           "MEMBERKIT_ENV": "production"}
+    env = memberkit_env(mk_db, config)
     memberkit = memberkit_cmd()
-
-    created = subprocess.run([memberkit, "keys", "create", "--shop", args.shop, "--label", "bench"],  # noqa: S603
-                             env=env, cwd=tmp, capture_output=True, text=True)
-    if created.returncode != 0:
-        raise BenchError(f"memberkit keys create failed:\n{created.stdout}\n{created.stderr}")
-    key = created.stdout.strip().splitlines()[-1]
+    key = create_key(memberkit, env, tmp, args.shop)
+    receiver = Receiver().start() if args.endpoint else None
 
     mk_port, floor_port = free_port(), free_port()
     mk_cmd = [memberkit, "serve", "--port", str(mk_port), "--workers", "1", "--jobs-interval", "0"]
@@ -287,6 +319,8 @@ def bench(args, tmp: Path) -> int:
     # Sign up the members once (on a first start of the server), so both targets share the member ids.
     with server(mk_cmd, env, tmp, mk_port, tmp / "memberkit.log"):
         members = sign_up_members(f"http://127.0.0.1:{mk_port}", key, args.members)
+        if receiver:
+            create_endpoint(f"http://127.0.0.1:{mk_port}", key, receiver.url)
     floor_cmd += ["--members", ",".join(members)]
 
     marker_order, marker_member = "@@ORDER@@", "@@MEMBER@@"
@@ -300,24 +334,35 @@ def bench(args, tmp: Path) -> int:
 
     mk_count = "SELECT count(*) FROM core_order"  # the demo shop is the only one with orders
     floor_count = "SELECT count(*) FROM floor_event"
-    targets = [("memberkit", mk_cmd, env, mk_port, mk_script, mk_db, mk_count, tmp / "memberkit.log"),
-               ("floor", floor_cmd, os.environ.copy(), floor_port, floor_script, floor_db, floor_count,
+    # The measured memberkit leaves delivery to a `memberkit webhooks deliver` process beside it, as a
+    # deployment does that wants its workers for requests; "in-worker" is the default serve, delivering too.
+    deliverer = ["nice", "-n", "10", memberkit, "webhooks", "deliver"] if receiver else None
+    mk_log = tmp / "memberkit.log"
+    targets = [("memberkit", mk_cmd + ["--no-services"], deliverer, env, mk_port, mk_script, mk_db, mk_count,
+                mk_log),
+               ("floor", floor_cmd, None, os.environ.copy(), floor_port, floor_script, floor_db, floor_count,
                 tmp / "floor.log")]
+    if receiver and args.in_worker:
+        targets.append(("in-worker", mk_cmd, None, env, mk_port, mk_script, mk_db, mk_count, mk_log))
     runs: list[Run] = []
     console.print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (warm-up {args.warmup}s), "
                   f"{args.rounds} round(s), {len(members)} members, shop {args.shop!r}, "
+                  f"{'one webhook endpoint for every type' if receiver else 'no webhook endpoint'}, "
                   f"{os.cpu_count()} cores, databases in {tmp}")
     for round_no in range(1, args.rounds + 1):
-        for name, cmd, target_env, port, script, db, count_sql, log in targets:
-            with server(cmd, target_env, tmp, port, log):
+        for name, cmd, beside, target_env, port, script, db, count_sql, log in targets:
+            with server(cmd, target_env, tmp, port, log, beside):
                 if args.warmup > 0:
-                    measure(args, name, port, script, db, count_sql, f"warm{round_no}", args.warmup)
-                result = measure(args, name, port, script, db, count_sql, f"run{round_no}", args.duration)
+                    measure(args, name, port, script, db, count_sql, f"{name}-warm{round_no}", args.warmup)
+                result = measure(args, name, port, script, db, count_sql, f"{name}-run{round_no}", args.duration)
             runs.append(result)
             console.print(f"  round {round_no} {name:9} {result.rate:8.0f} orders/s  "
                           f"p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  ({result.ok} orders)")
 
     check_floor(floor_db)
+    if receiver:
+        written = count_rows(mk_db, "SELECT count(*) FROM webhooks_event")
+        console.print(f"webhooks: {len(receiver.arrivals):,} deliveries received ({written:,} events written)")
     report(runs, args)
     return 0
 
@@ -355,6 +400,11 @@ def report(runs: list[Run], args) -> None:
         table.add_column(column, justify=justify)
     table.add_row("memberkit serve", f"{mk:,.0f}", f"{median('memberkit', 'p50_ms'):.1f}",
                   f"{median('memberkit', 'p99_ms'):.1f}", f"{100 * ratio:.1f}%")
+    if in_worker := [r for r in runs if r.target == "in-worker"]:
+        worker_ratio = statistics.median(w.rate / floor.rate for w, floor in zip(in_worker, floors, strict=True))
+        table.add_row("the same, delivering in the worker", f"{median('in-worker', 'rate'):,.0f}",
+                      f"{median('in-worker', 'p50_ms'):.1f}", f"{median('in-worker', 'p99_ms'):.1f}",
+                      f"{100 * worker_ratio:.1f}%")
     table.add_row("floor (3 raw writes)", f"{floor:,.0f}", f"{median('floor', 'p50_ms'):.1f}",
                   f"{median('floor', 'p99_ms'):.1f}", "100%")
     console.print(table)
@@ -372,6 +422,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds, median taken (default 5)")
     parser.add_argument("--members", type=int, default=5, help="members the orders are spread over")
     parser.add_argument("--shop", default="demo")
+    parser.add_argument("--no-endpoint", dest="endpoint", action="store_false",
+                        help="no webhook endpoint (by default one, subscribed to every type, receives)")
+    parser.add_argument("--in-worker", action="store_true",
+                        help="also measure the default serve, delivering webhooks in its worker")
     parser.add_argument("--config", default=str(ROOT / "plugins.toml"), help="settings file (repo's)")
     parser.add_argument("--wrk", default="wrk")
     parser.add_argument("--dir", default=None,

@@ -110,6 +110,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     dev: Annotated[bool, typer.Option("--dev", help="Development: GraphiQL and unmasked errors.")] = False,
     jobs_interval: Annotated[float, typer.Option(help="Seconds between job runs; 0 turns the timer off.")] = 60,
+    services: Annotated[bool, typer.Option(
+        help="Run the plugins' services (webhook delivery) in every worker; --no-services when separate "
+             "processes run them (memberkit webhooks deliver), keeping the workers for requests.")] = True,
 ):
     """Serve /graphql and /healthz with uvicorn; a new SQLite database is migrated first."""
     import uvicorn
@@ -120,6 +123,7 @@ def serve(
     if dev:
         os.environ["MEMBERKIT_ENV"] = "development"
     os.environ["MEMBERKIT_JOBS_INTERVAL"] = str(jobs_interval)
+    os.environ["MEMBERKIT_SERVICES"] = "1" if services else "0"
     uvicorn.run("memberkit.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=False)
 

@@ -289,4 +289,4 @@ async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:
 def app_from_env():
     """uvicorn's factory for `memberkit serve` (each worker process builds its own, logging included)."""
     configure_logging()
-    return create_app()
+    return create_app(services=os.environ.get("MEMBERKIT_SERVICES", "1") != "0")

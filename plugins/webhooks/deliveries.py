@@ -30,7 +30,7 @@ from memberkit.plugins.webhooks.settings import NAME, WebhooksSettings
 from memberkit.plugins.webhooks.transport import Outcome, Sender
 
 log = logging.getLogger("memberkit.webhooks")
-CLAIM_BATCH = 50
+CLAIM_BATCH = 200
 IDLE_POLL = 0.25  # seconds between looks when there is nothing to do
 PER_ENDPOINT = 8  # requests in flight to one endpoint at a time, so a small receiver is not swamped
 
@@ -82,16 +82,16 @@ def anything_to_do(runtime: Runtime, shops: list[str]) -> bool:
 
 
 def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BATCH) -> list[Work]:
-    """Fan out what is new, then lease up to `limit` due deliveries of enabled endpoints, committed."""
+    """Fan out what is new, then lease up to `limit` due deliveries of enabled endpoints: one transaction,
+    committed before anything is sent."""
     now = clock.now()
+    lease = max((lease_for(_settings(runtime, shop)) for shop in shops), default=timedelta(minutes=1))
     with runtime.db.write() as conn:
         fan_out(conn, now, shops)
-    with runtime.db.write() as conn:
         enabled = select(ENDPOINTS.c.id).where(ENDPOINTS.c.enabled == true())
         chosen = (select(DELIVERIES.c.id).where(due_clause(now), DELIVERIES.c.shop.in_(shops),
                                                 DELIVERIES.c.endpoint_id.in_(enabled))
                   .order_by(DELIVERIES.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-        lease = max((lease_for(_settings(runtime, shop)) for shop in shops), default=timedelta(minutes=1))
         ids = conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(chosen))
                            .values(lease_owner=owner, lease_until=now + lease)
                            .returning(DELIVERIES.c.id)).scalars().all()
@@ -124,38 +124,54 @@ def work_of(row: Any, now: datetime) -> Work:
 def record(runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]]) -> None:
     """Store each attempt's outcome (only where this process still holds the lease): DELIVERED, or the next
     attempt on the shop's schedule with jitter, or FAILED after the last; an endpoint that has failed
-    everything for the shop's ``disable_after_hours`` is disabled."""
+    everything for the shop's ``disable_after_hours`` is disabled. The deliveries that went through, the
+    common case, are stored by one statement."""
     now = clock.now()
+    delivered: dict[int | None, list[int]] = {}  # by status code (200, 204, ...)
+    for work, outcome in results:
+        if outcome.delivered:
+            delivered.setdefault(outcome.status_code, []).append(work.delivery_id)
     with runtime.db.write() as conn:
+        endpoints: set[str] = set()
+        for code, ids in delivered.items():
+            endpoints.update(conn.execute(
+                update(DELIVERIES).where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)
+                .values(status="DELIVERED", delivered_at=now, next_attempt_at=None,
+                        attempts=DELIVERIES.c.attempts + 1, last_status_code=code, last_error=None,
+                        lease_owner=None, lease_until=None)
+                .returning(DELIVERIES.c.endpoint_id)).scalars())
+        if endpoints:
+            conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(endpoints),
+                                                 ENDPOINTS.c.failing_since.is_not(None))
+                         .values(failing_since=None))
         for work, outcome in results:
-            settings = _settings(runtime, work.shop)
-            attempts = work.attempts + 1
-            values: dict[str, Any] = {"attempts": attempts, "last_status_code": outcome.status_code,
-                                      "last_error": outcome.error[:500] if outcome.error else None,
-                                      "lease_owner": None, "lease_until": None}
-            if outcome.delivered:
-                values.update(status="DELIVERED", delivered_at=now, next_attempt_at=None)
-            elif attempts > len(settings.retry_seconds):
-                values.update(status="FAILED", next_attempt_at=None)
-            else:
-                wait = settings.retry_seconds[attempts - 1] * random.uniform(0.9, 1.1)
-                values.update(next_attempt_at=now + timedelta(seconds=wait))
-            stored = conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == work.delivery_id,
-                                                           DELIVERIES.c.lease_owner == owner)
-                                  .values(**values).returning(DELIVERIES.c.endpoint_id)).scalar()
-            if stored is None:
-                continue  # the lease ran out and another process took it over
-            if outcome.delivered:
-                conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id == stored, ENDPOINTS.c.failing_since.is_not(None))
-                             .values(failing_since=None))
-                continue
-            conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id == stored, ENDPOINTS.c.failing_since.is_(None))
-                         .values(failing_since=now))
-            conn.execute(update(ENDPOINTS).where(
-                ENDPOINTS.c.id == stored, ENDPOINTS.c.enabled == true(),
-                ENDPOINTS.c.failing_since <= now - timedelta(hours=settings.disable_after_hours))
-                .values(enabled=False, updated_at=now, disabled_reason=f"every delivery failed for "
-                        f"{settings.disable_after_hours} hours (last: {values['last_error'] or 'no answer'})"[:200]))
+            if not outcome.delivered:
+                _record_failure(conn, owner, work, outcome, now, _settings(runtime, work.shop))
+
+
+def _record_failure(conn, owner: str, work: Work, outcome: Outcome, now: datetime,
+                    settings: WebhooksSettings) -> None:
+    attempts = work.attempts + 1
+    error = outcome.error[:500] if outcome.error else None
+    values: dict[str, Any] = {"attempts": attempts, "last_status_code": outcome.status_code,
+                              "last_error": error, "lease_owner": None, "lease_until": None}
+    if attempts > len(settings.retry_seconds):
+        values.update(status="FAILED", next_attempt_at=None)
+    else:
+        wait = settings.retry_seconds[attempts - 1] * random.uniform(0.9, 1.1)
+        values.update(next_attempt_at=now + timedelta(seconds=wait))
+    stored = conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == work.delivery_id,
+                                                   DELIVERIES.c.lease_owner == owner)
+                          .values(**values).returning(DELIVERIES.c.endpoint_id)).scalar()
+    if stored is None:
+        return  # the lease ran out and another process took it over
+    conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id == stored, ENDPOINTS.c.failing_since.is_(None))
+                 .values(failing_since=now))
+    conn.execute(update(ENDPOINTS).where(
+        ENDPOINTS.c.id == stored, ENDPOINTS.c.enabled == true(),
+        ENDPOINTS.c.failing_since <= now - timedelta(hours=settings.disable_after_hours))
+        .values(enabled=False, updated_at=now, disabled_reason=f"every delivery failed for "
+                f"{settings.disable_after_hours} hours (last: {error or 'no answer'})"[:200]))
 
 
 def release(runtime: Runtime, owner: str) -> int:
@@ -182,8 +198,7 @@ class Deliverer:
 
     async def _send_http(self, work: Work) -> Outcome:
         settings = _settings(self.runtime, work.shop)
-        timeouts = {"connect": settings.connect_timeout_seconds, "read": settings.read_timeout_seconds,
-                    "write": settings.read_timeout_seconds, "pool": settings.connect_timeout_seconds}
+        timeouts = {"connect": settings.connect_timeout_seconds, "read": settings.read_timeout_seconds}
         return await self.http.send(work.url, signing.headers(list(work.secrets), work.message_id, work.timestamp,
                                                               work.body), work.body, timeouts)
 

@@ -10,6 +10,7 @@ removed says so instead of signing with another one.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -30,7 +31,12 @@ class MissingServerKey(LookupError):
 
 def server_keys() -> dict[str, bytes]:
     """The server keys by id, newest first."""
-    keys = [key.strip() for key in os.environ.get(KEYS_VARIABLE, "").split(",") if key.strip()]
+    return _keys_of(os.environ.get(KEYS_VARIABLE, ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _keys_of(raw: str) -> dict[str, bytes]:
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
     if not keys:
         raise RuntimeError(f"{KEYS_VARIABLE} is not set: webhook secrets cannot be derived")
     return {hashlib.sha256(key.encode()).hexdigest()[:12]: key.encode() for key in keys}
