@@ -45,7 +45,13 @@ from memberkit.core.types import (
 from memberkit.core.wallet import IssuedCoupon, new_code
 from memberkit.pricing import line_shares, money, percent_off, spread
 from memberkit.schema.builder import SchemaBuilder
-from memberkit.schema.context import AccessError, RequestContext, VisibleError, check_list_length
+from memberkit.schema.context import (
+    MAX_IDEMPOTENCY_KEY,
+    AccessError,
+    RequestContext,
+    VisibleError,
+    check_list_length,
+)
 from memberkit.schema.inputs import acting_member_field, limited_list
 from memberkit.schema.member import coupon_view
 from memberkit.schema.member import load_member as load_member_view
@@ -60,6 +66,8 @@ from memberkit.schema.types import (
     OrderLineInput,
     PageInfo,
     UserError,
+    id_after,
+    id_cursor,
 )
 
 __all__ = [
@@ -81,8 +89,8 @@ __all__ = [
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL
     "RequestContext", "VisibleError", "AccessError", "Money", "BigInt", "UserError", "PageInfo", "Coupon",
-    "OrderLineInput",
+    "OrderLineInput", "id_cursor", "id_after",
     "event_mutation", "input_values", "limited_list", "check_list_length", "acting_member_field",
-    "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS",
+    "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS", "MAX_IDEMPOTENCY_KEY",
     "coupon_view", "load_member_view", "event_payload", "payload_of",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 from datetime import date, datetime
 from typing import NewType, Optional
@@ -11,6 +12,7 @@ import strawberry
 from memberkit.core.checks import MAX_TAGS
 from memberkit.core.intake import UserErrorData
 from memberkit.core.types import Effect as EffectData
+from memberkit.schema.context import VisibleError
 from memberkit.schema.inputs import limited_list
 
 # How long each list input may be (said in the schema; a longer list is refused as TOO_MANY_ITEMS).
@@ -68,6 +70,24 @@ class Effect:
 class PageInfo:
     has_next_page: bool
     end_cursor: Optional[str]
+
+
+def id_cursor(kind: str, row_id: int) -> str:
+    """An opaque keyset cursor for a connection ordered by row id (`kind` tells connections' cursors apart)."""
+    return base64.urlsafe_b64encode(f"{kind}:{row_id}".encode()).decode()
+
+
+def id_after(kind: str, cursor: str | None, field: str) -> int | None:
+    """The row id an `id_cursor(kind, ...)` cursor names; a VisibleError naming `field` for anything else."""
+    if cursor is None:
+        return None
+    try:
+        found, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if found == kind:
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise VisibleError(f"{field}: `after` is not a cursor this connection gave")
 
 
 @strawberry.type

@@ -131,24 +131,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_serve(env: dict, workers: int, log, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `memberkit serve --workers N` (logging to the open file `log`) and wait until it is healthy."""
+    port = port or free_port()
+    process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", str(workers),
+                                "--jobs-interval", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    log.seek(0)
+    pytest.fail("server did not start: " + log.read())
+
+
 @contextmanager
 def memberkit_serve(env: dict, workers: int, log_path: Path):
     """A real `memberkit serve --workers N` process, as a user runs it; yields its base URL once healthy."""
-    port = free_port()
     with open(log_path, "w+") as log:
-        process = subprocess.Popen([MEMBERKIT, "serve", "--port", str(port), "--workers", str(workers),
-                                    "--jobs-interval", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            process.kill()
-            pytest.fail("server did not start: " + log_path.read_text())
+        process, base = start_serve(env, workers, log)
         try:
             yield base
         finally:

@@ -266,6 +266,19 @@ def test_endpoints_refuse_unsafe_urls_and_unknown_types(shop, monkeypatch):
     assert integrator(ENDPOINTS)["webhookEndpoints"] == []
 
 
+def test_creating_an_endpoint_again_with_its_idempotency_key_makes_no_second_one(shop, receiver):
+    integrator = shop.integrator("demo")
+    create = {"input": {"url": receiver.url, "idempotencyKey": "setup-1"}}
+    first = integrator(CREATE, create)["createWebhookEndpoint"]
+    again = integrator(CREATE, create)["createWebhookEndpoint"]
+    assert first["errors"] == again["errors"] == []
+    assert again["endpoint"]["id"] == first["endpoint"]["id"] and again["secret"] == first["secret"]
+    too_long = integrator(CREATE, {"input": {"url": receiver.url, "idempotencyKey": "k" * 121}})
+    [error] = too_long["createWebhookEndpoint"]["errors"]
+    assert (error["code"], error["field"]) == ("INVALID_KEY", "idempotencyKey") and "1 to 120" in error["message"]
+    assert [e["id"] for e in integrator(ENDPOINTS)["webhookEndpoints"]] == [first["endpoint"]["id"]]
+
+
 def test_a_name_resolving_to_a_private_address_is_refused_when_connecting(monkeypatch):
     monkeypatch.setenv("MEMBERKIT_ENV", "production")
 

@@ -1,6 +1,5 @@
 """Points in the schema: Member.points, the rewards catalogue, redeeming, check-in, actions, adjustments."""
 
-import base64
 from datetime import datetime
 from typing import Optional
 
@@ -19,6 +18,8 @@ from memberkit.plugin import (
     clock,
     coupon_view,
     event_mutation,
+    id_after,
+    id_cursor,
     load_member,
     load_member_view,
 )
@@ -57,22 +58,6 @@ class PointsEntryConnection:
     page_info: PageInfo
 
 
-def _cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"entry:{entry_id}".encode()).decode()
-
-
-def _after(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "entry":
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise VisibleError("history: `after` is not a cursor this connection gave")
-
-
 @strawberry.type(description="A member's points: spendable balance, pending, what expires next, and every entry.")
 class PointsAccount:
     member_id: strawberry.Private[str]
@@ -93,9 +78,9 @@ class PointsAccount:
         size = 20 if first is None else first
         if not 0 <= size <= MAX_PAGE:
             raise VisibleError(f"history: first must be from 0 to {MAX_PAGE}")
-        before_id = _after(after)
+        before_id = id_after("entry", after, "history")
         rows = await info.context.read(lambda ctx: ledger.history(ctx, self.member_id, size, before_id))
-        edges = [PointsEntryEdge(cursor=_cursor(row.id), node=PointsEntry(
+        edges = [PointsEntryEdge(cursor=id_cursor("entry", row.id), node=PointsEntry(
             id=strawberry.ID(str(row.id)), delta=row.delta, reason=row.reason, rule=row.rule,
             order_id=row.order_id, note=row.note, created_at=row.created_at)) for row in rows[:size]]
         return PointsEntryConnection(edges=edges, page_info=PageInfo(

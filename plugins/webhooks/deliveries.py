@@ -24,7 +24,7 @@ from sqlalchemy import and_, exists, false, or_, select, true, update
 from starlette.concurrency import run_in_threadpool
 
 from memberkit.plugin import Runtime, clock
-from memberkit.plugins.webhooks import signing
+from memberkit.plugins.webhooks import amqp, signing
 from memberkit.plugins.webhooks.outbox import DELIVERIES, ENDPOINTS, EVENTS, fan_out
 from memberkit.plugins.webhooks.settings import NAME, WebhooksSettings
 from memberkit.plugins.webhooks.transport import Outcome, Sender
@@ -57,7 +57,8 @@ def _settings(runtime: Runtime, shop: str) -> WebhooksSettings:
 
 
 def lease_for(settings: WebhooksSettings) -> timedelta:
-    return timedelta(seconds=2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds) + 30)
+    # an attempt takes at most connect + read timeouts; twice that and a margin for recording it
+    return timedelta(seconds=2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds) + 5)
 
 
 def active_secrets(endpoint: Any, now: datetime) -> tuple[str, ...]:
@@ -112,8 +113,8 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
 def work_of(row: Any, now: datetime) -> Work:
     """What one claimed delivery sends: the event's body, signed with the endpoint's active secrets."""
     body = signing.body(row.type, row.event_created_at, row.member_id, row.external_id, row.sequence, row.data)
-    try:
-        found, error = active_secrets(row, now), None
+    try:  # a queue's endpoint has no secret: the broker is the integrator's own
+        found, error = (active_secrets(row, now) if row.kind == "http" else ()), None
     except signing.MissingServerKey as exc:
         found, error = (), str(exc)
     # the wall clock, not memberkit's (which tests and MEMBERKIT_NOW move): receivers check it against theirs
@@ -195,6 +196,7 @@ class Deliverer:
         self.http = Sender()
         self.senders: dict[str, Send] = {"http": self._send_http, **(senders or {})}
         self.in_flight: dict[str, asyncio.Semaphore] = {}
+        self.closers: list[Callable[[], Awaitable[None]]] = []
 
     async def _send_http(self, work: Work) -> Outcome:
         settings = _settings(self.runtime, work.shop)
@@ -252,4 +254,22 @@ class Deliverer:
 
 async def deliver(runtime: Runtime, stopping: asyncio.Event) -> None:
     """The webhooks service: ``memberkit serve`` runs it in every worker; ``memberkit webhooks deliver`` alone."""
-    await Deliverer(runtime).run(stopping)
+    deliverer = await run_in_threadpool(deliverer_for, runtime)
+    try:
+        await deliverer.run(stopping)
+    finally:
+        for close in deliverer.closers:
+            await close()
+
+
+def deliverer_for(runtime: Runtime) -> Deliverer:
+    """A delivery loop with a sender for every kind of endpoint the shops configure (their amqp endpoints
+    brought in line with the settings first)."""
+    with runtime.db.write() as conn:
+        amqp.sync_endpoints(conn, runtime, clock.now())
+    if not amqp.configured(runtime):
+        return Deliverer(runtime)
+    publisher = amqp.Publisher(runtime)
+    deliverer = Deliverer(runtime, senders={amqp.KIND: publisher.send})
+    deliverer.closers.append(publisher.close)
+    return deliverer

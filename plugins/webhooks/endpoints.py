@@ -8,7 +8,16 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from memberkit.plugin import Context, EventResult, Refused, Runtime, Shop, run_event
+from memberkit.plugin import (
+    MAX_IDEMPOTENCY_KEY,
+    Context,
+    EventResult,
+    Refused,
+    Runtime,
+    Shop,
+    require_key,
+    run_event,
+)
 from memberkit.plugins.webhooks import signing
 from memberkit.plugins.webhooks.outbox import DELIVERIES, ENDPOINTS, EVENTS, requeue
 from memberkit.plugins.webhooks.settings import settings_of
@@ -74,7 +83,12 @@ def create(runtime: Runtime, shop: Shop, api_key_id: str | None, *, url: str,
             enabled=True, key_id=key_id, salt=salt, created_at=ctx.now, updated_at=ctx.now))
         return EventResult(data={"endpoint_id": endpoint_id})
 
-    key = f"webhook_endpoint:{idempotency_key.strip()}" if idempotency_key else None
+    key = None
+    if idempotency_key is not None:
+        try:
+            key = "webhook_endpoint:" + require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)
+        except Refused as refusal:
+            return EventResult.refused(refusal)
     return run_event(runtime, shop, "webhook_endpoint_created", key, payload, handle, api_key_id, validate)
 
 

@@ -3,7 +3,6 @@ and the endpoint mutations of ../shared/contract/outbound-events.graphql."""
 
 from __future__ import annotations
 
-import base64
 import enum
 from datetime import datetime
 from typing import Any, Optional
@@ -19,6 +18,8 @@ from memberkit.plugin import (
     UserError,
     VisibleError,
     check_list_length,
+    id_after,
+    id_cursor,
     limited_list,
 )
 from memberkit.plugins.webhooks import endpoints
@@ -126,22 +127,6 @@ def _deliveries(ctx: Context):
             .where(DELIVERIES.c.shop == ctx.shop.slug))
 
 
-def _cursor(delivery_id: int) -> str:
-    return base64.urlsafe_b64encode(f"delivery:{delivery_id}".encode()).decode()
-
-
-def _after(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "delivery":
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise VisibleError("webhookDeliveries: `after` is not a cursor this connection gave")
-
-
 def _endpoint_payload(context: RequestContext, result: EventResult, with_secret: bool):
     async def build() -> WebhookEndpointPayload:
         if result.errors:
@@ -194,7 +179,7 @@ def webhook_deliveries(Member):
         first = 50 if first is None else first
         if not 1 <= first <= MAX_PAGE:
             raise VisibleError(f"webhookDeliveries: first is {first}: expected 1 to {MAX_PAGE}")
-        before = _after(after)
+        before = id_after("delivery", after, "webhookDeliveries")
 
         def read(ctx: Context) -> list[Any]:
             query = _deliveries(ctx)
@@ -207,7 +192,8 @@ def webhook_deliveries(Member):
             return ctx.conn.execute(query.order_by(DELIVERIES.c.id.desc()).limit(first + 1)).all()
 
         rows = await context.read(read)
-        edges = [WebhookDeliveryEdge(node=WebhookDelivery.of(row), cursor=_cursor(row.id)) for row in rows[:first]]
+        edges = [WebhookDeliveryEdge(node=WebhookDelivery.of(row), cursor=id_cursor("delivery", row.id))
+                 for row in rows[:first]]
         return WebhookDeliveryConnection(edges=edges, page_info=PageInfo(
             has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None))
     return resolve

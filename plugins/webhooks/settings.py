@@ -11,6 +11,20 @@ from memberkit.plugin import StrictModel
 NAME = "webhooks"
 
 
+class AmqpSettings(StrictModel):
+    """``[shops.<slug>.settings.webhooks.amqp]``: also publish the shop's events to RabbitMQ."""
+
+    url_env: str = Field("MEMBERKIT_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]{0,63}$",
+                         description="the environment variable holding the broker URL (amqp://user:pass@host/vhost)")
+    exchange: str = Field("memberkit.events", min_length=1, max_length=200,
+                          description="a durable topic exchange; each message's routing key is its event type")
+    queue: str | None = Field(None, min_length=1, max_length=200,
+                              description="a durable queue bound to every type ('#'); leave out if consumers "
+                                          "bind their own (a type no queue is bound for is retried, then FAILED)")
+    event_types: list[str] = Field(default_factory=list, max_length=100,
+                                   description="the types to publish; empty: every type")
+
+
 class WebhooksSettings(StrictModel):
     retry_seconds: list[int] = Field(
         default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1, max_length=30,
@@ -23,6 +37,7 @@ class WebhooksSettings(StrictModel):
     connect_timeout_seconds: float = Field(5, gt=0, le=60)
     read_timeout_seconds: float = Field(10, gt=0, le=120)
     max_endpoints: int = Field(20, ge=1, le=100, description="endpoints a shop may have")
+    amqp: AmqpSettings | None = None
 
     @model_validator(mode="after")
     def _retries(self) -> Self:
