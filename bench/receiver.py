@@ -1,7 +1,9 @@
 """A webhook receiver for the benchmarks: answers 200 to every POST and records when each event arrived.
 
-An asyncio HTTP/1.1 server with keep-alive in a thread of the bench process (which otherwise only waits
-for wrk), so the receiver costs as little as possible of the two cores memberkit is measured on.
+An asyncio HTTP/1.1 server with keep-alive, in a thread of the bench process (bench/webhooks.py, which
+reads the arrival times) or as a process of its own (bench/events.py runs `nice -n 10 python
+bench/receiver.py PORT`, standing for the integrator's server elsewhere; `GET /count` answers how many
+events arrived).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class Receiver:
                     elif name == b"webhook-id":
                         message_id = value.strip().decode()
                 await reader.readexactly(length)
+                if head.startswith(b"GET /count"):
+                    count = str(len(self.arrivals)).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(count), count))
+                    await writer.drain()
+                    continue
                 self.arrivals.append((message_id, time.time()))
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 await writer.drain()
@@ -39,8 +46,8 @@ class Receiver:
         finally:
             writer.close()
 
-    async def _serve(self) -> None:
-        server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
+    async def _serve(self, port: int = 0) -> None:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=512)
         self.port = server.sockets[0].getsockname()[1]
         self._loop = asyncio.get_running_loop()
         self._ready.set()
@@ -55,3 +62,9 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(Receiver()._serve(int(sys.argv[1])))

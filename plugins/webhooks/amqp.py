@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from memberkit.plugin import Runtime
+from memberkit.plugin import Runtime, upsert
 from memberkit.plugins.webhooks.settings import NAME, AmqpSettings, WebhooksSettings
 from memberkit.plugins.webhooks.transport import Outcome
 
@@ -54,9 +54,9 @@ def sync_endpoints(conn, runtime: Runtime, now) -> None:
         values = {"url": f"amqp:{settings.exchange}", "event_types": list(settings.event_types), "enabled": True,
                   "disabled_reason": None, "updated_at": now}
         row = rows.get(shop)
-        if row is None:
-            conn.execute(ENDPOINTS.insert().values(id=endpoint_id(shop), shop=shop, kind=KIND, key_id="", salt="",
-                                                   created_at=now, **values))
+        if row is None:  # every worker starting at once may try: the first one makes it
+            conn.execute(upsert(ENDPOINTS).on(conn), {"id": endpoint_id(shop), "shop": shop, "kind": KIND,
+                                                      "key_id": "", "salt": "", "created_at": now, **values})
         elif (row.url, row.event_types, row.enabled) != (values["url"], values["event_types"], True):
             conn.execute(ENDPOINTS.update().where(ENDPOINTS.c.id == row.id).values(**values))
     for shop, row in rows.items():

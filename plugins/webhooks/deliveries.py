@@ -96,8 +96,10 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
         ids = conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(chosen))
                            .values(lease_owner=owner, lease_until=now + lease)
                            .returning(DELIVERIES.c.id)).scalars().all()
-        if not ids:
-            return []
+    if not ids:
+        return []
+    # what to send is read after the lease is committed, outside the write lock the orders wait for
+    with runtime.db.read() as conn:
         rows = conn.execute(
             select(DELIVERIES.c.id, DELIVERIES.c.shop, DELIVERIES.c.attempts, ENDPOINTS.c.kind, ENDPOINTS.c.url,
                    ENDPOINTS.c.key_id, ENDPOINTS.c.salt, ENDPOINTS.c.old_key_id, ENDPOINTS.c.old_salt,
@@ -106,7 +108,7 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
                    EVENTS.c.created_at.label("event_created_at"), EVENTS.c.id.label("event_id"))
             .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
             .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
-            .where(DELIVERIES.c.id.in_(ids))).all()
+            .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)).all()
     return [work_of(row, now) for row in rows]
 
 
@@ -254,7 +256,17 @@ class Deliverer:
 
 async def deliver(runtime: Runtime, stopping: asyncio.Event) -> None:
     """The webhooks service: ``memberkit serve`` runs it in every worker; ``memberkit webhooks deliver`` alone."""
-    deliverer = await run_in_threadpool(deliverer_for, runtime)
+    while True:
+        try:
+            deliverer = await run_in_threadpool(deliverer_for, runtime)
+            break
+        except Exception:  # the database may not be up yet
+            log.exception("webhook delivery could not start; trying again in 5 s")
+            try:
+                await asyncio.wait_for(stopping.wait(), 5)
+                return
+            except TimeoutError:
+                pass
     try:
         await deliverer.run(stopping)
     finally:
