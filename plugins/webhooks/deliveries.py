@@ -82,12 +82,15 @@ def anything_to_do(runtime: Runtime, shops: list[str]) -> bool:
         return bool(conn.execute(select(or_(exists(unfanned), exists(due)))).scalar())
 
 
-def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BATCH) -> list[Work]:
-    """Fan out what is new, then lease up to `limit` due deliveries of enabled endpoints: one transaction,
-    committed before anything is sent."""
+def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BATCH,
+          results: list[tuple[Work, Outcome]] = ()) -> list[Work]:
+    """Store the outcomes of the last round (`results`), fan out what is new, then lease up to `limit` due
+    deliveries of enabled endpoints: one transaction, committed before anything is sent."""
     now = clock.now()
     lease = max((lease_for(_settings(runtime, shop)) for shop in shops), default=timedelta(minutes=1))
     with runtime.db.write() as conn:
+        if results:
+            store_outcomes(conn, runtime, owner, results, now)
         fan_out(conn, now, shops)
         enabled = select(ENDPOINTS.c.id).where(ENDPOINTS.c.enabled == true())
         chosen = (select(DELIVERIES.c.id).where(due_clause(now), DELIVERIES.c.shop.in_(shops),
@@ -125,31 +128,34 @@ def work_of(row: Any, now: datetime) -> Work:
 
 
 def record(runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]]) -> None:
+    """Store attempts' outcomes in a transaction of their own (the loop stores them with its next claim)."""
+    with runtime.db.write() as conn:
+        store_outcomes(conn, runtime, owner, results, clock.now())
+
+
+def store_outcomes(conn, runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]], now: datetime) -> None:
     """Store each attempt's outcome (only where this process still holds the lease): DELIVERED, or the next
     attempt on the shop's schedule with jitter, or FAILED after the last; an endpoint that has failed
     everything for the shop's ``disable_after_hours`` is disabled. The deliveries that went through, the
     common case, are stored by one statement."""
-    now = clock.now()
     delivered: dict[int | None, list[int]] = {}  # by status code (200, 204, ...)
     for work, outcome in results:
         if outcome.delivered:
             delivered.setdefault(outcome.status_code, []).append(work.delivery_id)
-    with runtime.db.write() as conn:
-        endpoints: set[str] = set()
-        for code, ids in delivered.items():
-            endpoints.update(conn.execute(
-                update(DELIVERIES).where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)
-                .values(status="DELIVERED", delivered_at=now, next_attempt_at=None,
-                        attempts=DELIVERIES.c.attempts + 1, last_status_code=code, last_error=None,
-                        lease_owner=None, lease_until=None)
-                .returning(DELIVERIES.c.endpoint_id)).scalars())
-        if endpoints:
-            conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(endpoints),
-                                                 ENDPOINTS.c.failing_since.is_not(None))
-                         .values(failing_since=None))
-        for work, outcome in results:
-            if not outcome.delivered:
-                _record_failure(conn, owner, work, outcome, now, _settings(runtime, work.shop))
+    endpoints: set[str] = set()
+    for code, ids in delivered.items():
+        endpoints.update(conn.execute(
+            update(DELIVERIES).where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)
+            .values(status="DELIVERED", delivered_at=now, next_attempt_at=None,
+                    attempts=DELIVERIES.c.attempts + 1, last_status_code=code, last_error=None,
+                    lease_owner=None, lease_until=None)
+            .returning(DELIVERIES.c.endpoint_id)).scalars())
+    if endpoints:
+        conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(endpoints), ENDPOINTS.c.failing_since.is_not(None))
+                     .values(failing_since=None))
+    for work, outcome in results:
+        if not outcome.delivered:
+            _record_failure(conn, owner, work, outcome, now, _settings(runtime, work.shop))
 
 
 def _record_failure(conn, owner: str, work: Work, outcome: Outcome, now: datetime,
@@ -199,6 +205,7 @@ class Deliverer:
         self.senders: dict[str, Send] = {"http": self._send_http, **(senders or {})}
         self.in_flight: dict[str, asyncio.Semaphore] = {}
         self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.unstored: list[tuple[Work, Outcome]] = []  # the last round's outcomes, stored with the next claim
 
     async def _send_http(self, work: Work) -> Outcome:
         settings = _settings(self.runtime, work.shop)
@@ -221,14 +228,20 @@ class Deliverer:
             return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:500])
 
     async def once(self) -> int:
-        """One round: claim, send concurrently, record. Returns how many attempts were made."""
-        if not self.shops or not await run_in_threadpool(anything_to_do, self.runtime, self.shops):
+        """One round: store the last round's outcomes and claim (one transaction), send concurrently.
+        Returns how many attempts were made."""
+        stored, self.unstored = self.unstored, []
+        if not self.shops or not (stored or await run_in_threadpool(anything_to_do, self.runtime, self.shops)):
             return 0
-        claimed = await run_in_threadpool(claim, self.runtime, self.shops, self.owner)
+        try:
+            claimed = await run_in_threadpool(claim, self.runtime, self.shops, self.owner, CLAIM_BATCH, stored)
+        except Exception:
+            self.unstored = stored  # kept for the next round
+            raise
         if not claimed:
             return 0
         outcomes = await asyncio.gather(*(self._attempt(work) for work in claimed))
-        await run_in_threadpool(record, self.runtime, self.owner, list(zip(claimed, outcomes, strict=True)))
+        self.unstored = list(zip(claimed, outcomes, strict=True))
         return len(claimed)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -249,6 +262,8 @@ class Deliverer:
                         pass
         finally:
             try:
+                if self.unstored:
+                    await run_in_threadpool(record, self.runtime, self.owner, self.unstored)
                 await run_in_threadpool(release, self.runtime, self.owner)
             finally:
                 await self.http.close()
