@@ -72,6 +72,13 @@ def tier_changed(ctx: Context, member_id: str, before: TierInfo | None, after: T
 
 
 @hookspec
+def lifecycle_changed(ctx: Context, member_id: str, before: str | None, after: str, reason: str,
+                      since: datetime) -> None:
+    """The member's lifecycle stage changed in this transaction (NEW, ACTIVE, DORMANT, CHURNED; ``reason``
+    ORDER, REFUND or TIME; ``since`` starts the new stage), told by the plugin that keeps stages."""
+
+
+@hookspec
 def outbound_events(ctx: Context, events: list[OutboundEvent]) -> None:
     """The outbound events (``ctx.emit``) of one transaction, once, just before it commits: the plugin that
     keeps an outbox writes them in that transaction, in as few statements as it can (an order's are on the

@@ -14,6 +14,7 @@ from memberkit.core.members import load_member
 from memberkit.core.models import Coupon as CouponRow
 from memberkit.core.models import Member as MemberRow
 from memberkit.core.models import MemberPersonal as MemberPersonalRow
+from memberkit.core.models import Order as OrderRow
 from memberkit.core.models import member_column, timestamp
 from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
@@ -82,7 +83,7 @@ __all__ = [
     "order_lines", "coupon_codes", "MAX_INT",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
-    "MemberRow", "MemberPersonalRow", "CouponRow",
+    "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",
     # settings
     "StrictModel", "CouponTemplateName", "TierCode", "reference",
     # money and time

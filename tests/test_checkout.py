@@ -40,9 +40,8 @@ def demo_config(extra: str = "", tiers: dict[str, int] | None = None) -> str:
         if not skipping:
             kept.append(line)
     text = "\n".join(kept)
-    text = re.sub(r"(?m)^plugins = \[.*\]$", 'plugins = ["points", "tiering", "referral", "perks", "gate", "webhooks"]',
-                  text,
-                  count=1)
+    plugins = '["points", "tiering", "referral", "perks", "gate", "segments", "webhooks"]'
+    text = re.sub(r"(?m)^plugins = \[.*\]$", f"plugins = {plugins}", text, count=1)
     for code, percent in (tiers or {}).items():
         text = text.replace(f'code = "{code}"\n', f'code = "{code}"\ndiscount_percent = {percent}\n', 1)
     return text + "\n" + extra

@@ -501,7 +501,7 @@ class TierWatcher:
 
 def test_other_plugins_hear_tier_changed_and_outbound_events_through_core(memberkit):
     watcher = TierWatcher()
-    settings = DEMO.replace('"flash_sale", "webhooks"]', '"flash_sale", "webhooks", "tier_watcher"]')
+    settings = DEMO.replace('"segments", "webhooks"]', '"segments", "webhooks", "tier_watcher"]')
     shop = memberkit(settings, plugins=[Plugin("tier_watcher", hooks=watcher)])
     member = shop.sign_up("demo", "crm-1")
     shop.pay("demo", member, "o-1", 250000)  # 2,500 yuan: regular to gold in one order

@@ -5,7 +5,8 @@ Every number is a setting per shop (``plugins.perks.settings``). Gifts go into t
 the exclusive group "percent" (core keeps the largest, with the tier's), the threshold variant of the
 first-order discount as a fixed amount at the COUPON stage. Tiers come from core (``ctx.member_tier``,
 ``tier_catalog``): without tiering, tier rules are neutral. Two jobs, both safe to run twice, late or after
-a gap, give the birthday and monthly coupons in the shop's calendar.
+a gap, give the birthday and monthly coupons in the shop's calendar; a member turning dormant (segments,
+through ``lifecycle_changed``) gets the win-back coupon.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ plugin = Plugin(NAME, settings=PerksSettings, graphql=graphql.contribute,
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
     return rules.welcome(ctx, member)
+
+
+@hookimpl
+def lifecycle_changed(ctx: Context, member_id: str, before: str | None, after: str, reason: str, since) -> None:
+    """The win-back coupon: time moving a member to DORMANT starts a dormant spell, which happens once per
+    spell (a refund moving them back is reason REFUND), so the coupon is given once per spell."""
+    if after == "DORMANT" and reason == "TIME":
+        rules.winback_coupon(ctx, member_id)
 
 
 @hookimpl

@@ -51,6 +51,13 @@ def claim(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     return conn.execute(statement, values).first() is not None
 
 
+def winback_coupon(ctx: Context, member_id: str) -> None:
+    """RULES.md section 7: the shop's win-back coupon for a member whose dormant spell just began."""
+    template = settings_of(ctx).winback_coupon
+    if template:
+        _issue(ctx, member_id, template, "winback_coupon")
+
+
 def _issue(ctx: Context, member_id: str, template: str, rule: str) -> tuple[str | None, Effect]:
     """Issue a coupon of `template`; a template missing from the shop is said, never an exception."""
     if template not in ctx.shop.coupons:

@@ -64,7 +64,12 @@ class PerksSettings(StrictModel):
         default="SILVER", description="lowest tier code that gets the monthly coupon (needs tiering); "
                                       "unset: every member")
 
-    @field_validator("welcome_coupon", "first_order_coupon", "birthday_coupon", "monthly_coupon")
+    # win-back
+    winback_coupon: CouponTemplateName | None = Field(
+        default=None, description="coupon template issued when a member turns dormant, once per dormant spell "
+                                  "(needs segments, through the core lifecycle_changed hook); empty: none")
+
+    @field_validator("welcome_coupon", "first_order_coupon", "birthday_coupon", "monthly_coupon", "winback_coupon")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         value = (value or "").strip()

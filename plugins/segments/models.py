@@ -1,0 +1,40 @@
+"""The segments plugin's tables: each member's lifecycle stage and the history of its changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from memberkit.plugin import member_column, timestamp
+
+
+class SegmentsLifecycle(SQLModel, table=True):
+    """A member's stage (NEW, ACTIVE, DORMANT, CHURNED), since when, and their last paid order (net of full
+    refunds), from which time moves the stage on."""
+
+    __tablename__ = "segments_lifecycle"
+    __table_args__ = (Index("ix_segments_lifecycle_shop_stage_last", "shop", "stage", "last_order_at"),)
+
+    member_id: str = Field(sa_column=member_column(primary_key=True))
+    shop: str = Field(max_length=64)
+    stage: str = Field(max_length=10)
+    since: datetime = timestamp()
+    last_order_at: datetime | None = timestamp(nullable=True)
+
+
+class SegmentsLifecycleChange(SQLModel, table=True):
+    """One change of a member's stage and why: ORDER, REFUND or TIME."""
+
+    __tablename__ = "segments_lifecycle_history"
+    __table_args__ = (Index("ix_segments_lifecycle_history_shop_member", "shop", "member_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=member_column())
+    from_stage: str | None = Field(default=None, max_length=10)
+    to_stage: str = Field(max_length=10)
+    reason: str = Field(max_length=10)
+    reference: str | None = Field(default=None, max_length=200)
+    created_at: datetime = timestamp()

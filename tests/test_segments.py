@@ -1,0 +1,194 @@
+"""The segments plugin's lifecycle stages (RULES.md section 7): NEW, ACTIVE, DORMANT and CHURNED by the shop's
+calendar days since the last paid order; orders and refunds move members in their own transaction, the
+job moves them as days pass; the win-back coupon once per dormant spell; other plugins hear it through
+core, and the platform through lifecycle.changed."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from memberkit.plugin import Plugin, hookimpl
+from memberkit.plugins.webhooks.models import WebhookEvent
+from tests.conftest import TEST_DATABASE_URL
+
+DEMO = (Path(__file__).resolve().parents[1] / "plugins.toml").read_text()
+SHANGHAI = "+08:00"
+MEMBER = """query($id: ID!) { member(id: $id) {
+  lifecycle { stage since lastOrderAt }
+  lifecycleHistory { fromStage toStage reason reference }
+  coupons(status: null) { source } } }"""
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text + SHANGHAI).astimezone(UTC)
+
+
+class StageWatcher:
+    def __init__(self):
+        self.changes = []
+
+    @hookimpl
+    def lifecycle_changed(self, ctx, member_id, before, after, reason, since):
+        self.changes.append((member_id, before, after, reason, since))
+
+
+@pytest.fixture
+def watched(memberkit):
+    watcher = StageWatcher()
+    settings = DEMO.replace('"segments", "webhooks"]', '"segments", "webhooks", "stage_watcher"]')
+    shop = memberkit(settings, plugins=[Plugin("stage_watcher", hooks=watcher)])
+    return shop, watcher
+
+
+def member(shop, member_id: str) -> dict:
+    return shop.integrator("demo")(MEMBER, {"id": member_id})["member"]
+
+
+def winbacks(shop, member_id: str) -> int:
+    return sum(1 for c in member(shop, member_id)["coupons"] if c["source"] == "perks:winback_coupon")
+
+
+def lifecycle_events(shop) -> list[dict]:
+    with shop.runtime.db.read() as conn:
+        rows = conn.execute(select(WebhookEvent.data).where(WebhookEvent.type == "lifecycle.changed")
+                            .order_by(WebhookEvent.id)).scalars()
+        return [json.loads(data) for data in rows]
+
+
+def test_a_member_is_new_until_a_first_order_then_active_and_an_order_by_an_active_one_changes_nothing(watched):
+    shop, watcher = watched
+    shop.clock.set(at("2026-03-01T10:00:00"))
+    member_id = shop.sign_up("demo", "crm-1")
+    assert member(shop, member_id)["lifecycle"] == {"stage": "NEW", "since": "2026-03-01T02:00:00+00:00",
+                                                    "lastOrderAt": None}
+    effects = shop.pay("demo", member_id, "o-1", 12800)["effects"]
+    assert {"plugin": "segments", "kind": "LIFECYCLE_CHANGED", "description": "lifecycle NEW → ACTIVE",
+            "code": None, "rule": "lifecycle.active"} in effects
+    shop.clock.set(at("2026-03-05T10:00:00"))
+    assert not [e for e in shop.pay("demo", member_id, "o-2", 100)["effects"] if e["plugin"] == "segments"]
+    found = member(shop, member_id)
+    assert found["lifecycle"]["stage"] == "ACTIVE" and found["lifecycle"]["lastOrderAt"] == "2026-03-05T02:00:00+00:00"
+    assert found["lifecycleHistory"] == [{"fromStage": "NEW", "toStage": "ACTIVE", "reason": "ORDER",
+                                          "reference": "o-1"}]
+    assert [(b, a, r) for _, b, a, r, _ in watcher.changes] == [("NEW", "ACTIVE", "ORDER")]
+    [event] = lifecycle_events(shop)
+    assert (event["from"], event["to"], event["reason"], event["reference"]) == ("NEW", "ACTIVE", "ORDER", "o-1")
+
+
+def test_stages_turn_on_the_shops_calendar_days_90_91_180_181(watched):
+    shop, watcher = watched
+    shop.clock.set(at("2026-03-01T23:30:00"))  # the last order: 1 March in Shanghai (15:30 UTC)
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-1", 12800)
+
+    def stage_on(local: str) -> str:
+        shop.clock.set(at(local))
+        shop.run_jobs("demo", force=True)
+        return member(shop, member_id)["lifecycle"]["stage"]
+
+    assert stage_on("2026-05-30T23:59:00") == "ACTIVE"   # day 90 (UTC already has 30 May 15:59)
+    assert stage_on("2026-05-31T00:01:00") == "DORMANT"  # day 91 in Shanghai, still 30 May in UTC
+    assert winbacks(shop, member_id) == 1
+    assert stage_on("2026-08-28T23:59:00") == "DORMANT"  # day 180
+    assert stage_on("2026-08-29T00:01:00") == "CHURNED"  # day 181
+    assert [(b, a, r) for _, b, a, r, _ in watcher.changes] == [
+        ("NEW", "ACTIVE", "ORDER"), ("ACTIVE", "DORMANT", "TIME"), ("DORMANT", "CHURNED", "TIME")]
+    history = member(shop, member_id)["lifecycleHistory"]
+    assert [(h["fromStage"], h["toStage"], h["reason"]) for h in history] == [
+        ("DORMANT", "CHURNED", "TIME"), ("ACTIVE", "DORMANT", "TIME"), ("NEW", "ACTIVE", "ORDER")]
+    last = lifecycle_events(shop)[-1]  # (older ones are pruned after the 30 days webhooks keeps them)
+    assert (last["from"], last["to"], last["reason"], last["lastOrderAt"]) == (
+        "DORMANT", "CHURNED", "TIME", "2026-03-01T15:30:00Z")
+    assert last["cause"] == {"kind": "job", "job": "segments.lifecycle"}
+
+
+def test_the_winback_coupon_comes_once_per_dormant_spell_and_a_refund_back_starts_none(watched):
+    shop, _ = watched
+    shop.clock.set(at("2026-01-01T12:00:00"))
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-1", 12800)
+    shop.clock.set(at("2026-04-10T12:00:00"))  # day 99
+    shop.run_jobs("demo", force=True)
+    shop.run_jobs("demo", force=True)  # a second run moves nobody and gives nothing
+    assert member(shop, member_id)["lifecycle"]["stage"] == "DORMANT" and winbacks(shop, member_id) == 1
+
+    shop.pay("demo", member_id, "o-2", 12800)  # back to ACTIVE by an order...
+    assert member(shop, member_id)["lifecycle"]["stage"] == "ACTIVE"
+    shop.refund("demo", "o-2", "r-2", 12800)  # ...and to DORMANT by its full refund: no new spell
+    found = member(shop, member_id)
+    assert found["lifecycle"] == {"stage": "DORMANT", "since": "2026-04-10T04:00:00+00:00",
+                                  "lastOrderAt": "2026-01-01T04:00:00+00:00"}
+    assert found["lifecycleHistory"][0] == {"fromStage": "ACTIVE", "toStage": "DORMANT", "reason": "REFUND",
+                                            "reference": "r-2"}
+    shop.run_jobs("demo", force=True)
+    assert winbacks(shop, member_id) == 1
+
+    shop.clock.set(at("2026-05-01T12:00:00"))
+    shop.pay("demo", member_id, "o-3", 12800)  # a new spell can only start after new activity
+    shop.clock.set(at("2026-08-15T12:00:00"))  # day 106 after o-3
+    shop.run_jobs("demo", force=True)
+    assert member(shop, member_id)["lifecycle"]["stage"] == "DORMANT" and winbacks(shop, member_id) == 2
+
+
+def test_a_partial_refund_or_a_refund_of_an_older_order_moves_nobody(watched):
+    shop, watcher = watched
+    shop.clock.set(at("2026-01-01T12:00:00"))
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-1", 12800)
+    shop.clock.set(at("2026-02-01T12:00:00"))
+    shop.pay("demo", member_id, "o-2", 12800)
+    shop.refund("demo", "o-2", "r-1", 100)  # partial
+    shop.refund("demo", "o-1", "r-2", 12800)  # in full, but o-2 is the last order
+    assert member(shop, member_id)["lifecycle"]["lastOrderAt"] == "2026-02-01T04:00:00+00:00"
+    shop.refund("demo", "o-2", "r-3", 12700)  # the rest of o-2: no order is left
+    assert member(shop, member_id)["lifecycle"] == {"stage": "NEW", "since": "2026-02-01T04:00:00+00:00",
+                                                    "lastOrderAt": None}
+    assert watcher.changes[-1][1:4] == ("ACTIVE", "NEW", "REFUND")
+
+
+def test_a_late_reported_order_paid_long_ago_does_not_make_a_member_active(watched):
+    shop, _ = watched
+    shop.clock.set(at("2026-06-01T12:00:00"))
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-old", 12800, paidAt="2026-01-02T12:00:00+08:00")  # day 150
+    assert member(shop, member_id)["lifecycle"]["stage"] == "DORMANT"
+    assert winbacks(shop, member_id) == 0  # moved by an order, not by time: no dormant spell began
+    shop.pay("demo", member_id, "o-now", 100)
+    shop.pay("demo", member_id, "o-older", 100, paidAt="2026-01-01T12:00:00+08:00")
+    assert member(shop, member_id)["lifecycle"]["lastOrderAt"] == "2026-06-01T04:00:00+00:00"
+
+
+def test_segments_settings_are_checked(settings_file):
+    from memberkit.config import SettingsError, load
+
+    bad = DEMO.replace("churned_after_days = 180", "churned_after_days = 60")
+    with pytest.raises(SettingsError) as refused:
+        load(settings_file(bad))
+    assert "churned_after_days is 60: expected more than active_days (90)" in str(refused.value)
+
+
+@pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="counts SQLite's statements (the same plan on both)")
+def test_an_order_by_an_active_member_costs_one_statement_more(memberkit):
+    def statements_of_an_order(settings: str) -> list[str]:
+        shop = memberkit(settings)
+        shop.clock.set(at("2026-03-01T10:00:00"))
+        member_id = shop.sign_up("demo", "crm-1")
+        shop.pay("demo", member_id, "o-1", 12800)
+        seen: list[str] = []
+        with shop.runtime.db.write() as conn:  # the process's one writer: traced from now on
+            conn.connection.driver_connection.set_trace_callback(seen.append)
+        seen.clear()
+        shop.pay("demo", member_id, "o-2", 12800)
+        return seen
+
+    without = re.sub(r"(?ms)^\[shops\.demo\.settings\.segments\]\n.*?\n\n", "", DEMO)
+    without = without.replace('"segments", "webhooks"]', '"webhooks"]')
+    with_segments = statements_of_an_order(DEMO)
+    assert len(with_segments) - len(statements_of_an_order(without)) == 1
+    assert sum("segments_lifecycle" in sql for sql in with_segments) == 1
