@@ -6,7 +6,15 @@ The guide, docs/plugins.md, shows each name in use.
 """
 
 from memberkit.core import clock
-from memberkit.core.checks import coupon_codes, order_lines, require_aware, require_key, require_moment
+from memberkit.core.checks import (
+    MAX_TAGS,
+    check_tags,
+    coupon_codes,
+    order_lines,
+    require_aware,
+    require_key,
+    require_moment,
+)
 from memberkit.core.context import Context
 from memberkit.core.db import ByDialect, Int64, Prepared, UTCDateTime, upsert
 from memberkit.core.intake import EventResult, collect, run_event
@@ -80,7 +88,7 @@ __all__ = [
     "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
-    "order_lines", "coupon_codes", "MAX_INT",
+    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

@@ -192,3 +192,47 @@ def test_an_order_by_an_active_member_costs_one_statement_more(memberkit):
     with_segments = statements_of_an_order(DEMO)
     assert len(with_segments) - len(statements_of_an_order(without)) == 1
     assert sum("segments_lifecycle" in sql for sql in with_segments) == 1
+
+
+TAG = """mutation($input: TagMembersInput!) { tagMembers(input: $input) {
+  duplicate changed errors { code field message } } }"""
+TAGS = "query($id: ID!) { member(id: $id) { tags } }"
+
+
+def test_tag_members_adds_and_removes_on_many_members_once_per_key(watched):
+    shop, _ = watched
+    integrator = shop.integrator("demo")
+    ids = [shop.sign_up("demo", f"crm-{n}", tags=["vip"] if n == 0 else []) for n in range(3)]
+    call = {"input": {"memberIds": ids, "add": ["sneaker fan", "north"], "remove": ["vip"],
+                      "idempotencyKey": "campaign-1"}}
+    assert integrator(TAG, call)["tagMembers"] == {"duplicate": False, "changed": 3, "errors": []}
+    assert [integrator(TAGS, {"id": i})["member"]["tags"] for i in ids] == [["sneaker fan", "north"]] * 3
+    assert integrator(TAG, call)["tagMembers"] == {"duplicate": True, "changed": 3, "errors": []}
+    again = {"input": {**call["input"], "idempotencyKey": "campaign-2"}}
+    assert integrator(TAG, again)["tagMembers"]["changed"] == 0  # they have them all already
+    with shop.runtime.db.read() as conn:
+        updated = conn.execute(select(WebhookEvent.member_id).where(WebhookEvent.type == "member.updated")).scalars()
+        assert sorted(updated) == sorted(ids)  # one member.updated each, for the call that changed them
+
+
+def test_tag_members_refuses_bad_calls_and_changes_nothing(watched):
+    shop, _ = watched
+    integrator = shop.integrator("demo")
+    member_id = shop.sign_up("demo", "crm-1", tags=[f"old{n}" for n in range(40)])
+
+    def refusal(**fields):
+        payload = integrator(TAG, {"input": {"memberIds": [member_id], "idempotencyKey": "k", **fields}})
+        [error] = payload["tagMembers"]["errors"]
+        return error["code"], error["field"], error["message"]
+
+    assert refusal(add=[])[:2] == ("NOTHING_TO_CHANGE", "add")
+    assert refusal(add=["a"], remove=["a"])[:2] == ("TAG_CONFLICT", "remove")
+    code, field, message = refusal(memberIds=[member_id, "mem_nope"], add=["a"])
+    assert (code, field) == ("MEMBER_NOT_FOUND", "memberIds") and "'mem_nope'" in message
+    code, field, message = refusal(add=[f"new{n}" for n in range(20)])
+    assert (code, field) == ("INVALID_TAGS", "add") and "would have 60 tags: at most 50" in message
+    assert integrator(TAGS, {"id": member_id})["member"]["tags"] == [f"old{n}" for n in range(40)]
+    too_many = shop.api.post(TAG, {"input": {"memberIds": [member_id] * 1001, "add": ["a"], "idempotencyKey": "k"}},
+                             shop._key("demo", "secret")).json()
+    assert too_many["errors"][0]["extensions"]["code"] == "TOO_MANY_ITEMS"
+    assert "1000" in too_many["errors"][0]["message"]

@@ -1,11 +1,12 @@
-"""segments' part of the schema: Member.lifecycle and Member.lifecycleHistory."""
+"""segments' part of the schema: Member.lifecycle and Member.lifecycleHistory; the integrator's tagMembers."""
 
 from datetime import datetime
 from typing import Optional
 
 import strawberry
 
-from memberkit.plugins.segments import lifecycle
+from memberkit.plugin import RequestContext, UserError, limited_list
+from memberkit.plugins.segments import lifecycle, tags
 
 MAX_HISTORY = 100
 
@@ -47,7 +48,36 @@ async def member_lifecycle_history(root, info: strawberry.Info, first: Optional[
                             reference=r.reference, created_at=r.created_at) for r in rows]
 
 
+@strawberry.input(description="Tags to add to and remove from many members at once.")
+class TagMembersInput:
+    member_ids: list[strawberry.ID] = limited_list(tags.MAX_MEMBERS, required=True)
+    add: Optional[list[str]] = limited_list(50, "Tags every member gets.")
+    remove: Optional[list[str]] = limited_list(50, "Tags no member keeps.")
+    idempotency_key: str
+
+
+@strawberry.type
+class TagMembersPayload:
+    duplicate: bool
+    changed: int = strawberry.field(description="members whose tags changed (a member who had them all: none)")
+    errors: list[UserError]
+
+
+def tag_members(Member):
+    async def resolve(info: strawberry.Info, input: TagMembersInput) -> TagMembersPayload:
+        """Add and remove tags on up to 1,000 members in one call; retried with the same idempotencyKey it
+        changes nothing more (integrator)."""
+        context: RequestContext = info.context
+        result = await context.integrator_write(tags.tag_members, member_ids=[str(i) for i in input.member_ids],
+                                                add=input.add, remove=input.remove,
+                                                idempotency_key=input.idempotency_key)
+        return TagMembersPayload(duplicate=result.duplicate, changed=result.data.get("changed", 0),
+                                 errors=[UserError.of(e) for e in result.errors])
+    return resolve
+
+
 def contribute(builder) -> None:
     builder.member_field("lifecycle", member_lifecycle, description="The member's lifecycle stage.")
     builder.member_field("lifecycle_history", member_lifecycle_history,
                          description="The member's lifecycle changes, newest first.")
+    builder.mutation_field("tag_members", tag_members)
