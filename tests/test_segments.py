@@ -236,3 +236,70 @@ def test_tag_members_refuses_bad_calls_and_changes_nothing(watched):
                              shop._key("demo", "secret")).json()
     assert too_many["errors"][0]["extensions"]["code"] == "TOO_MANY_ITEMS"
     assert "1000" in too_many["errors"][0]["message"]
+
+
+RFM = "query($id: ID!) { member(id: $id) { rfm { recency frequency monetary band computedAt } } }"
+RFM_RUN = """{ rfmRun { windowDays members recency { score min max members } frequency { score min max members }
+  monetary { score min max members } } }"""
+
+
+def scores(shop, member_id: str) -> tuple | None:
+    found = shop.integrator("demo")(RFM, {"id": member_id})["member"]["rfm"]
+    return found and (found["recency"], found["frequency"], found["monetary"], found["band"])
+
+
+def test_rfm_scores_are_quintiles_where_equal_values_score_alike(memberkit):
+    shop = memberkit(DEMO)
+    shop.clock.set(at("2026-06-30T12:00:00"))
+    members = [shop.sign_up("demo", f"crm-{n}") for n in range(11)]
+    # ten members: orders 1,1,1,1,1,1,2,2,3,4 on days 1..10 of June, spend 100 × n; one with none in the window
+    counts = [1, 1, 1, 1, 1, 1, 2, 2, 3, 4]
+    for n, (member_id, count) in enumerate(zip(members, counts, strict=False)):
+        for k in range(count):
+            shop.pay("demo", member_id, f"o-{n}-{k}", 100 * (n + 1), paidAt=f"2026-06-{n + 1:02d}T10:00:00+08:00")
+    shop.pay("demo", members[10], "o-old", 5000, paidAt="2025-06-01T10:00:00+08:00")  # 394 days ago
+    shop.run_jobs("demo", force=True)
+    found = [scores(shop, m) for m in members]
+    # frequency 1 is six members of ten (cume_dist 0.6: score 3); 2 → 0.8: 4; 3 → 0.9 and 4 → 1.0: 5
+    assert [f[1] for f in found[:10]] == [3, 3, 3, 3, 3, 3, 4, 4, 5, 5]
+    # recency and monetary: all different, two members to a fifth
+    assert [f[0] for f in found[:10]] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert [f[2] for f in found[:10]] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert found[10] is None  # no order in the last 365 days: no score
+    assert [f[3] for f in found[:10]] == ["AT_RISK", "AT_RISK", "AT_RISK", "AT_RISK", "OTHERS", "OTHERS",
+                                          "CHAMPIONS", "CHAMPIONS", "CHAMPIONS", "CHAMPIONS"]
+    run = shop.integrator("demo")(RFM_RUN)["rfmRun"]
+    assert (run["windowDays"], run["members"]) == (365, 10)
+    assert run["frequency"] == [{"score": 3, "min": 1, "max": 1, "members": 6}, {"score": 4, "min": 2, "max": 2,
+                                "members": 2}, {"score": 5, "min": 3, "max": 4, "members": 2}]
+    assert run["recency"][0] == {"score": 1, "min": 28, "max": 29, "members": 2}  # 1 and 2 June: 29, 28 days
+    assert run["monetary"][-1] == {"score": 5, "min": 2700, "max": 4000, "members": 2}  # 3 × 900, 4 × 1000
+
+
+def test_rfm_with_fewer_than_five_members_and_ties_on_the_same_day(memberkit):
+    shop = memberkit(DEMO)
+    shop.clock.set(at("2026-06-30T12:00:00"))
+    first, second = shop.sign_up("demo", "crm-1"), shop.sign_up("demo", "crm-2")
+    shop.pay("demo", first, "o-1", 1000, paidAt="2026-06-29T09:00:00+08:00")
+    shop.pay("demo", second, "o-2", 1000, paidAt="2026-06-29T23:00:00+08:00")  # the same day in Shanghai
+    shop.run_jobs("demo", force=True)
+    assert scores(shop, first) == scores(shop, second) == (5, 5, 5, "CHAMPIONS")
+    shop.refund("demo", "o-2", "r-2", 1000)  # refunded in full: no longer counts
+    shop.run_jobs("demo", force=True)
+    assert scores(shop, first) == (5, 5, 5, "CHAMPIONS") and scores(shop, second) is None
+
+
+def test_rfm_bands_are_settings_and_checked(memberkit, settings_file):
+    from memberkit.config import SettingsError, load
+
+    vip = 'rfm_bands = [{ code = "VIP", monetary = [5] }, { code = "REST" }]\n'
+    bands = re.sub(r"(?ms)^rfm_bands = \[.*?^\]\n", vip, DEMO)
+    shop = memberkit(bands)
+    shop.clock.set(at("2026-06-30T12:00:00"))
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-1", 1000)
+    shop.run_jobs("demo", force=True)
+    assert scores(shop, member_id)[3] == "VIP"
+    with pytest.raises(SettingsError) as refused:
+        load(settings_file(bands.replace("monetary = [5]", "monetary = [6]")))
+    assert "VIP.monetary: 6 is not a score: expected 1 to 5" in str(refused.value)

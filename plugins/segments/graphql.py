@@ -6,7 +6,7 @@ from typing import Optional
 import strawberry
 
 from memberkit.plugin import RequestContext, UserError, limited_list
-from memberkit.plugins.segments import lifecycle, tags
+from memberkit.plugins.segments import lifecycle, rfm, tags
 
 MAX_HISTORY = 100
 
@@ -48,6 +48,56 @@ async def member_lifecycle_history(root, info: strawberry.Info, first: Optional[
                             reference=r.reference, created_at=r.created_at) for r in rows]
 
 
+@strawberry.type(description="RFM scores, 1 (worst) to 5 (best), by the shop's quintile cut-offs at computedAt: "
+                             "equal values always get equal scores.")
+class RfmScore:
+    recency: int
+    frequency: int
+    monetary: int
+    band: Optional[str] = strawberry.field(description="the first of the shop's named bands that matches")
+    computed_at: datetime
+
+
+@strawberry.type(description="What one score stood for in the last run: its lowest and highest value.")
+class RfmCutoff:
+    score: int
+    min: int
+    max: int
+    members: int
+
+
+@strawberry.type(description="The shop's last RFM run: recency in days since the last order, frequency in "
+                             "orders, monetary in minor units, each score's range of values.")
+class RfmRun:
+    computed_at: datetime
+    window_days: int
+    members: int
+    recency: list[RfmCutoff]
+    frequency: list[RfmCutoff]
+    monetary: list[RfmCutoff]
+
+
+async def member_rfm(root, info: strawberry.Info) -> Optional[RfmScore]:
+    row = await info.context.read(lambda ctx: rfm.score_of(ctx, str(root.id)))
+    if row is None:
+        return None
+    return RfmScore(recency=row.recency, frequency=row.frequency, monetary=row.monetary, band=row.band,
+                    computed_at=row.computed_at)
+
+
+def rfm_run(Member):
+    async def resolve(info: strawberry.Info) -> Optional[RfmRun]:
+        """The shop's last RFM run and its cut-offs, so a score can be explained (integrator)."""
+        context: RequestContext = info.context
+        context.require_integrator()
+        row = await context.read(rfm.last_run)
+        if row is None:
+            return None
+        cutoffs = {name: [RfmCutoff(**c) for c in row.cutoffs.get(name, [])] for name in rfm.DIMENSIONS}
+        return RfmRun(computed_at=row.computed_at, window_days=row.window_days, members=row.members, **cutoffs)
+    return resolve
+
+
 @strawberry.input(description="Tags to add to and remove from many members at once.")
 class TagMembersInput:
     member_ids: list[strawberry.ID] = limited_list(tags.MAX_MEMBERS, required=True)
@@ -80,4 +130,7 @@ def contribute(builder) -> None:
     builder.member_field("lifecycle", member_lifecycle, description="The member's lifecycle stage.")
     builder.member_field("lifecycle_history", member_lifecycle_history,
                          description="The member's lifecycle changes, newest first.")
+    builder.member_field("rfm", member_rfm, description="The member's RFM scores; null without an order in "
+                                                        "the window.")
+    builder.query_field("rfm_run", rfm_run)
     builder.mutation_field("tag_members", tag_members)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from memberkit.plugin import member_column, timestamp
+from memberkit.plugin import Int64, member_column, timestamp
 
 
 class SegmentsLifecycle(SQLModel, table=True):
@@ -38,3 +38,33 @@ class SegmentsLifecycleChange(SQLModel, table=True):
     reason: str = Field(max_length=10)
     reference: str | None = Field(default=None, max_length=200)
     created_at: datetime = timestamp()
+
+
+class SegmentsRfm(SQLModel, table=True):
+    """A member's RFM scores (1-5) from the last run, with the values they were scored on."""
+
+    __tablename__ = "segments_rfm"
+    __table_args__ = (Index("ix_segments_rfm_shop_band", "shop", "band"),)
+
+    member_id: str = Field(sa_column=member_column(primary_key=True))
+    shop: str = Field(max_length=64)
+    recency: int
+    frequency: int
+    monetary: int
+    band: str | None = Field(default=None, max_length=32)
+    last_order_at: datetime = timestamp()
+    orders: int
+    spend: int = Field(sa_type=Int64)
+    computed_at: datetime = timestamp()
+
+
+class SegmentsRfmRun(SQLModel, table=True):
+    """The last RFM run of a shop: when, over which window, and each score's range of values (cut-offs)."""
+
+    __tablename__ = "segments_rfm_run"
+
+    shop: str = Field(primary_key=True, max_length=64)
+    computed_at: datetime = timestamp()
+    window_days: int
+    members: int
+    cutoffs: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
