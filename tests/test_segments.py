@@ -5,12 +5,16 @@ core, and the platform through lifecycle.changed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from memberkit.plugin import Plugin, hookimpl
@@ -19,6 +23,7 @@ from tests.conftest import TEST_DATABASE_URL
 
 DEMO = (Path(__file__).resolve().parents[1] / "plugins.toml").read_text()
 SHANGHAI = "+08:00"
+SHANGHAI_TZ = ZoneInfo("Asia/Shanghai")
 MEMBER = """query($id: ID!) { member(id: $id) {
   lifecycle { stage since lastOrderAt }
   lifecycleHistory { fromStage toStage reason reference }
@@ -303,3 +308,62 @@ def test_rfm_bands_are_settings_and_checked(memberkit, settings_file):
     with pytest.raises(SettingsError) as refused:
         load(settings_file(bands.replace("monetary = [5]", "monetary = [6]")))
     assert "VIP.monetary: 6 is not a score: expected 1 to 5" in str(refused.value)
+
+
+STEP = st.one_of(st.tuples(st.just("pay"), st.integers(0, 200)),  # an order paid this many days ago
+                 st.tuples(st.just("refund"), st.integers(0, 10)),  # the nth order, refunded in full
+                 st.tuples(st.just("wait"), st.integers(1, 120)))  # days pass, then the job runs
+EXTERNAL_IDS = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEP, min_size=1, max_size=12))
+def test_the_stage_kept_step_by_step_equals_the_stage_recomputed_from_the_orders(watched, steps):
+    shop, watcher = watched
+    start = at("2026-01-01T12:00:00")
+    shop.clock.set(start)
+    member_id = shop.sign_up("demo", f"p-{next(EXTERNAL_IDS)}")
+    paid: list[tuple[str, datetime]] = []
+    refunded: set[str] = set()
+    for n, (kind, value) in enumerate(steps):
+        now = shop.clock.now()
+        if kind == "pay":
+            order_id = f"{member_id}-o{n}"
+            shop.pay("demo", member_id, order_id, 1000, paidAt=(now - timedelta(days=value)).isoformat())
+            paid.append((order_id, now - timedelta(days=value)))
+        elif kind == "refund" and paid:
+            order_id = paid[value % len(paid)][0]
+            if order_id not in refunded:
+                shop.refund("demo", order_id, f"r-{order_id}", 1000)
+                refunded.add(order_id)
+        elif kind == "wait":
+            shop.clock.set(now + timedelta(days=value))
+            shop.run_jobs("demo", force=True)
+        last = max((at_ for order_id, at_ in paid if order_id not in refunded), default=None)
+        if last is None:
+            expected = "NEW"
+        else:
+            days = (shop.clock.now().astimezone(SHANGHAI_TZ).date() - last.astimezone(SHANGHAI_TZ).date()).days
+            expected = "ACTIVE" if days <= 90 else "DORMANT" if days <= 180 else "CHURNED"
+        assert member(shop, member_id)["lifecycle"]["stage"] == expected, (steps[: n + 1], days if last else None)
+    # a win-back coupon for each dormant spell time began, and only for those
+    spells = sum(1 for m, _, after, reason, _ in watcher.changes if m == member_id and (after, reason) ==
+                 ("DORMANT", "TIME"))
+    assert winbacks(shop, member_id) == spells
+
+
+def test_two_shops_never_mix(memberkit):
+    other = DEMO.replace("[shops.demo]\n", '[shops.other]\nname = "Other"\ncurrency = "CNY"\n'
+                         'timezone = "Asia/Shanghai"\nplugins = ["segments"]\n\n[shops.demo]\n', 1)
+    shop = memberkit(other)
+    shop.clock.set(at("2026-06-30T12:00:00"))
+    ours, theirs = shop.sign_up("demo", "crm-1"), shop.sign_up("other", "crm-1")
+    shop.pay("demo", ours, "o-1", 1000)
+    shop.pay("other", theirs, "o-1", 9000, paidAt="2026-01-01T12:00:00+08:00")
+    shop.run_jobs(force=True)
+    assert member(shop, ours)["lifecycle"]["stage"] == "ACTIVE"
+    assert shop.integrator("other")(MEMBER.replace(" coupons(status: null) { source }", ""),
+                                    {"id": theirs})["member"]["lifecycle"]["stage"] == "DORMANT"
+    assert shop.integrator("demo")(RFM_RUN)["rfmRun"]["members"] == 1
+    assert shop.integrator("other")(RFM_RUN)["rfmRun"]["members"] == 1
+    assert shop.integrator("demo")(MEMBER, {"id": theirs})["member"] is None  # not a member of demo
