@@ -68,10 +68,10 @@ def create_endpoint(shop, url: str, types: list[str] | None = None) -> tuple[str
     return payload["endpoint"]["id"], payload["secret"]
 
 
-def deliver(runtime, rounds: int = 30) -> int:
-    """Delivery rounds until one finds nothing due; returns the attempts made."""
+def deliver(runtime, rounds: int = 30, make=Deliverer) -> int:
+    """Delivery rounds (of the loop `make(runtime)` builds) until one finds nothing due; the attempts made."""
     async def run() -> int:
-        deliverer = Deliverer(runtime)
+        deliverer = make(runtime)
         made = 0
         try:
             for _ in range(rounds):
@@ -80,6 +80,8 @@ def deliver(runtime, rounds: int = 30) -> int:
                     break
                 made += this
         finally:
+            for close in deliverer.closers:
+                await close()
             await deliverer.http.close()
         return made
     return asyncio.run(run())

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from memberkit.plugins.webhooks.amqp import endpoint_id
 from memberkit.plugins.webhooks.deliveries import deliverer_for
 from memberkit.plugins.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from tests import test_webhooks as webhook_tests
 
 aio_pika = pytest.importorskip("aio_pika", reason="aio-pika is not installed (pip install 'memberkit[amqp]')")
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -72,22 +73,8 @@ def programme(memberkit, names: dict, monkeypatch, with_queue: bool = True, url:
     return shop
 
 
-def deliver(runtime, rounds: int = 10) -> int:
-    async def run() -> int:
-        deliverer = deliverer_for(runtime)
-        made = 0
-        try:
-            for _ in range(rounds):
-                this = await deliverer.once()
-                if not this:
-                    break
-                made += this
-        finally:
-            for close in deliverer.closers:
-                await close()
-            await deliverer.http.close()
-        return made
-    return asyncio.run(run())
+def deliver(runtime) -> int:
+    return webhook_tests.deliver(runtime, make=deliverer_for)
 
 
 async def _take(queue_name: str) -> list:
