@@ -146,6 +146,7 @@ def move_by_time(ctx: Context) -> str | None:
             ctx.conn.execute(update(LIFECYCLE).where(LIFECYCLE.c.member_id.in_([r.member_id for r in rows]))
                              .values(stage=after, since=ctx.now))
             _told(ctx, [(r.member_id, Stage(r.stage), r.last_order_at) for r in rows], after, Reason.TIME, None)
+            ctx.flush_outbound()  # each batch's events written now: memory stays flat however many move
             moved[after] += len(rows)
     done = [f"{count} member(s) {stage.lower()}" for stage, count in moved.items() if count]
     return ", ".join(done) or None

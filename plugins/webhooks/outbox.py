@@ -29,6 +29,7 @@ ENDPOINTS, DELIVERIES = WebhookEndpoint.__table__, WebhookDelivery.__table__
 MEMBERS = MemberRow.__table__
 COLUMNS = ("shop", "type", "member_id", "external_id", "sequence", "data", "created_at", "fanned")
 FAN_OUT_BATCH = 500
+CHUNK = 100  # events per INSERT (an order's few are always one)
 
 
 def _external_id(member: Any):
@@ -84,7 +85,14 @@ _WRITES: dict[tuple[str, tuple[int, ...]], Prepared] = {}
 
 
 def write(ctx: Context, events: list) -> None:
-    """The ``outbound_events`` hook: every event of the transaction in one INSERT."""
+    """The ``outbound_events`` hook: every event of the transaction in one INSERT; a job's thousands of
+    events in INSERTs of at most CHUNK (each member's in the order emitted), so no statement grows past
+    what compiles and plans in a moment."""
+    for start in range(0, len(events), CHUNK):
+        _write(ctx, events[start:start + CHUNK])
+
+
+def _write(ctx: Context, events: list) -> None:
     members = sorted({event.member_id for event in events if event.member_id})
     slot = {member: i for i, member in enumerate(members)}
     # a member's events in the order they were emitted; members in id order
