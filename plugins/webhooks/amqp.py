@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from memberkit.plugin import Runtime, upsert
+from memberkit.plugins.webhooks.outbox import ENDPOINTS
 from memberkit.plugins.webhooks.settings import NAME, AmqpSettings, WebhooksSettings
 from memberkit.plugins.webhooks.transport import Outcome
 
@@ -46,8 +47,6 @@ def configured(runtime: Runtime) -> dict[str, AmqpSettings]:
 def sync_endpoints(conn, runtime: Runtime, now) -> None:
     """Make each configured shop's amqp endpoint match its settings; disable the one of a shop that no
     longer configures a broker (its pending deliveries wait, should it come back)."""
-    from memberkit.plugins.webhooks.outbox import ENDPOINTS
-
     wanted = configured(runtime)
     rows = {row.shop: row for row in conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.kind == KIND))}
     for shop, settings in wanted.items():
