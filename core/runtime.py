@@ -55,6 +55,8 @@ class Runtime:
             ctx = self.context(shop, conn, cause=cause or {"kind": "internal"})
             yield ctx
             ctx.flush_outbound()
+            for write in ctx.last:
+                write()
 
     @contextmanager
     def reading(self, shop: Shop) -> Iterator[Context]:

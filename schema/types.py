@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import enum
 from datetime import date, datetime
-from typing import NewType, Optional
+from typing import Any, NewType, Optional
 
 import strawberry
 
@@ -72,19 +72,20 @@ class PageInfo:
     end_cursor: Optional[str]
 
 
-def id_cursor(kind: str, row_id: int) -> str:
+def id_cursor(kind: str, row_id: int | str) -> str:
     """An opaque keyset cursor for a connection ordered by row id (`kind` tells connections' cursors apart)."""
     return base64.urlsafe_b64encode(f"{kind}:{row_id}".encode()).decode()
 
 
-def id_after(kind: str, cursor: str | None, field: str) -> int | None:
-    """The row id an `id_cursor(kind, ...)` cursor names; a VisibleError naming `field` for anything else."""
+def id_after(kind: str, cursor: str | None, field: str, id_type: type = int) -> Any:
+    """The row id (an `id_type`) an `id_cursor(kind, ...)` cursor names; a VisibleError naming `field` for
+    anything else."""
     if cursor is None:
         return None
     try:
         found, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if found == kind:
-            return int(value)
+        if found == kind and value:
+            return id_type(value)
     except (ValueError, UnicodeDecodeError):
         pass
     raise VisibleError(f"{field}: `after` is not a cursor this connection gave")

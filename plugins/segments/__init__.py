@@ -1,4 +1,5 @@
-"""segments: knowing members apart (RULES.md section 7). So far: lifecycle stages, RFM scores and tags.
+"""segments: knowing members apart (RULES.md section 7): lifecycle stages, RFM scores, named segments and
+the integrator's tags.
 
 - lifecycle.py: NEW, ACTIVE, DORMANT and CHURNED by the shop's calendar days since the last paid order;
   orders and refunds move a member inside their own transaction, an hourly job moves members as time
@@ -6,6 +7,8 @@
   coupon) and an outbound ``lifecycle.changed`` event.
 - rfm.py: recency, frequency and monetary scores by quintile cut-offs, and the shop's named bands, by a
   daily job in SQL.
+- rules.py: segments as settings, rules over tier, tags, stage, RFM band, purchases of a category, join
+  date and birthday month, kept up to date by the events that change those facts and an hourly job.
 - tags.py: ``tagMembers``, the integrator's tags on many members at once.
 """
 
@@ -13,28 +16,60 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Context, Effect, Job, MemberInfo, PaidOrder, Plugin, Refund, SignUp, hookimpl
-from memberkit.plugins.segments import graphql, lifecycle, models, rfm
+from memberkit.plugin import (
+    Context,
+    Effect,
+    Job,
+    MemberChanges,
+    MemberInfo,
+    PaidOrder,
+    Plugin,
+    Refund,
+    SignUp,
+    TierInfo,
+    hookimpl,
+)
+from memberkit.plugins.segments import graphql, lifecycle, models, rfm, rules
 from memberkit.plugins.segments.settings import NAME, SegmentsSettings
 
 plugin = Plugin(NAME, settings=SegmentsSettings, graphql=graphql.contribute, event_types=("lifecycle.changed",),
                 tables=(models.SegmentsLifecycle, models.SegmentsLifecycleChange, models.SegmentsRfm,
-                        models.SegmentsRfmRun),
+                        models.SegmentsRfmRun, models.SegmentsPurchase, models.SegmentsMember),
                 jobs=(Job("lifecycle", timedelta(hours=1), lifecycle.move_by_time),
-                      Job("rfm", timedelta(hours=24), rfm.compute)))
+                      Job("rfm", timedelta(hours=24), rfm.compute),
+                      Job("refresh", timedelta(hours=1), rules.refresh_job)),
+                defines={"RFM band": lambda settings: [band.code for band in settings.rfm_bands],
+                         "segment": lambda settings: [segment.code for segment in settings.segments]})
 
 
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
     lifecycle.joined(ctx, member.id)
+    rules.joined(ctx, member.id)
     return []
 
 
 @hookimpl
+def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> None:
+    """The change is written after this hook: the member is judged again just before commit."""
+    if changes.tags is not None:
+        rules.mark(ctx, member.id, "tags_all", "tags_any")
+    if changes.birthday is not None:
+        rules.mark(ctx, member.id, "birthday_months")
+
+
+@hookimpl
+def tier_changed(ctx: Context, member_id: str, before: TierInfo | None, after: TierInfo, reason: str) -> None:
+    rules.tier_changed(ctx, member_id, after)
+
+
+@hookimpl
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
+    rules.order_paid(ctx, order)
     return lifecycle.order_paid(ctx, order)
 
 
 @hookimpl
 def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
+    rules.order_refunded(ctx, refund)
     return lifecycle.order_refunded(ctx, refund)

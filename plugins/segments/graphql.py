@@ -1,12 +1,24 @@
-"""segments' part of the schema: Member.lifecycle and Member.lifecycleHistory; the integrator's tagMembers."""
+"""segments' part of the schema: Member.lifecycle, lifecycleHistory, rfm and segments; the shop's segments,
+the member search and the integrator's tagMembers."""
 
 from datetime import datetime
-from typing import Optional
+from functools import cache
+from typing import Any, Optional
 
 import strawberry
 
-from memberkit.plugin import RequestContext, UserError, limited_list
-from memberkit.plugins.segments import lifecycle, rfm, tags
+from memberkit.plugin import (
+    Context,
+    PageInfo,
+    RequestContext,
+    UserError,
+    VisibleError,
+    id_after,
+    id_cursor,
+    limited_list,
+)
+from memberkit.plugins.segments import lifecycle, rfm, rules, tags
+from memberkit.plugins.segments.settings import settings_of
 
 MAX_HISTORY = 100
 
@@ -126,11 +138,125 @@ def tag_members(Member):
     return resolve
 
 
+@strawberry.type(description="A named segment of the shop's settings, and how many members are in it now.")
+class Segment:
+    code: str
+    name: str = strawberry.field(description="shown to people, e.g. 运动鞋爱好者")
+    member_count: int
+
+
+async def member_segments(root, info: strawberry.Info) -> list[str]:
+    return await info.context.read(lambda ctx: rules.segments_of(ctx, str(root.id)))
+
+
+def segments(Member):
+    async def resolve(info: strawberry.Info) -> list[Segment]:
+        """The shop's segments in the settings' order, with their members counted (integrator)."""
+        context: RequestContext = info.context
+        context.require_integrator()
+
+        def read(ctx: Context) -> list[Segment]:
+            counts = rules.counts(ctx)
+            return [Segment(code=rule.code, name=rule.name, member_count=counts.get(rule.code, 0))
+                    for rule in settings_of(ctx).segments]
+        return await context.read(read)
+    return resolve
+
+
+MAX_MEMBERS_PAGE = 200
+
+
+@strawberry.input(description="Members who meet every condition given (none: every member).")
+class MemberFilter:
+    tier: Optional[str] = strawberry.field(default=None, description="a tier code, e.g. GOLD")
+    tags_all: Optional[list[str]] = limited_list(50, "Every one of these tags.")
+    tags_any: Optional[list[str]] = limited_list(50, "At least one of these tags.")
+    lifecycle: Optional[LifecycleStage] = None
+    segment: Optional[str] = strawberry.field(default=None, description="a segment code, e.g. sneaker_fans")
+    rfm_band: Optional[str] = strawberry.field(default=None, description="an RFM band, e.g. AT_RISK")
+    joined_from: Optional[datetime] = strawberry.field(default=None, description="joined at or after")
+    joined_to: Optional[datetime] = strawberry.field(default=None, description="joined before")
+
+
+def _where(ctx: Context, given: MemberFilter | None) -> Any:
+    """The filter in SQL; a name the shop does not define is an error that says which are."""
+    if given is None:
+        return rules.condition(ctx)
+    settings = settings_of(ctx)
+    known = {
+        "tier": [t.code for t in ctx.hook.tier_catalog(ctx=ctx) or []],
+        "segment": [s.code for s in settings.segments],
+        "rfmBand": [b.code for b in settings.rfm_bands],
+    }
+    for field, value in (("tier", given.tier), ("segment", given.segment), ("rfmBand", given.rfm_band)):
+        if value is not None and value not in known[field]:
+            raise VisibleError(f"members: filter.{field} {value!r} is not one of this shop's "
+                               f"({', '.join(known[field]) or 'none defined'})")
+    for field, moment in (("joinedFrom", given.joined_from), ("joinedTo", given.joined_to)):
+        if moment is not None and moment.tzinfo is None:
+            raise VisibleError(f"members: filter.{field} has no UTC offset: expected e.g. 2026-11-23T20:00:00+08:00")
+    return rules.condition(
+        ctx, tiers=[given.tier] if given.tier else None, tags_all=given.tags_all, tags_any=given.tags_any,
+        lifecycle=[given.lifecycle.value] if given.lifecycle else None, segment=given.segment,
+        rfm_bands=[given.rfm_band] if given.rfm_band else None, joined_from=given.joined_from,
+        joined_to=given.joined_to)
+
+
+@cache
+def member_connection(Member):
+    """The connection types for this schema's composed Member."""
+
+    @strawberry.type(name="MemberEdge")
+    class MemberEdge:
+        node: Member
+        cursor: str
+
+    @strawberry.type(name="MemberConnection", description="A page of members, ordered by id.")
+    class MemberConnection:
+        edges: list[MemberEdge]
+        page_info: PageInfo
+        count: strawberry.Private[Any]
+
+        @strawberry.field(description="Every member the filter matches (counted only when asked for).")
+        async def total_count(self) -> int:
+            return await self.count()
+
+    return MemberEdge, MemberConnection
+
+
+def members(Member):
+    MemberEdge, MemberConnection = member_connection(Member)
+
+    async def resolve(info: strawberry.Info, filter: Optional[MemberFilter] = None, first: Optional[int] = 50,
+                      after: Optional[str] = None) -> MemberConnection:
+        """Members of the shop meeting every condition of `filter`, a page at a time by a keyset cursor
+        (at most 200 a page; integrator)."""
+        context: RequestContext = info.context
+        context.require_integrator()
+        first = 50 if first is None else first
+        if not 1 <= first <= MAX_MEMBERS_PAGE:
+            raise VisibleError(f"members: first is {first}: expected 1 to {MAX_MEMBERS_PAGE}")
+        start = id_after("member", after, "members", str)
+        rows = await context.read(lambda ctx: rules.search(ctx, _where(ctx, filter), first, start))
+        edges = [MemberEdge(node=Member(id=strawberry.ID(r.id), external_id=r.external_id, joined_at=r.joined_at,
+                                        birthday=r.birthday, tags=list(r.tags)), cursor=id_cursor("member", r.id))
+                 for r in rows[:first]]
+        return MemberConnection(
+            edges=edges, page_info=PageInfo(has_next_page=len(rows) > first,
+                                            end_cursor=edges[-1].cursor if edges else None),
+            count=lambda: context.read(lambda ctx: rules.count(ctx, _where(ctx, filter))))
+    return resolve
+
+
 def contribute(builder) -> None:
     builder.member_field("lifecycle", member_lifecycle, description="The member's lifecycle stage.")
     builder.member_field("lifecycle_history", member_lifecycle_history,
                          description="The member's lifecycle changes, newest first.")
     builder.member_field("rfm", member_rfm, description="The member's RFM scores; null without an order in "
                                                         "the window.")
+    builder.member_field("segments", member_segments,
+                         description="The codes of the shop's segments the member is in (never among tags).")
     builder.query_field("rfm_run", rfm_run)
+    builder.query_field("segments", segments)
+    builder.query_field("members", members)
     builder.mutation_field("tag_members", tag_members)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 
 from memberkit.plugin import Context, Effect, OrderRow, PaidOrder, Prepared, Refund, UTCDateTime, upsert
+from memberkit.plugins.segments import rules
 from memberkit.plugins.segments.models import SegmentsLifecycle, SegmentsLifecycleChange
 from memberkit.plugins.segments.settings import NAME, SegmentsSettings, settings_of
 
@@ -98,6 +99,7 @@ def change(ctx: Context, member_id: str, before: Stage | None, after: Stage, rea
     """Move one member to `after`: the row, its history, the hook and the outbound event."""
     ctx.conn.execute(update(LIFECYCLE).where(LIFECYCLE.c.member_id == member_id).values(stage=after, since=ctx.now))
     _told(ctx, [(member_id, before, last_order_at)], after, reason, reference)
+    rules.mark(ctx, member_id, "lifecycle")
     return Effect(NAME, "LIFECYCLE_CHANGED", f"lifecycle {before or 'none'} → {after}",
                   rule=f"lifecycle.{after.lower()}")
 
@@ -148,6 +150,8 @@ def move_by_time(ctx: Context) -> str | None:
             _told(ctx, [(r.member_id, Stage(r.stage), r.last_order_at) for r in rows], after, Reason.TIME, None)
             ctx.flush_outbound()  # each batch's events written now: memory stays flat however many move
             moved[after] += len(rows)
+    if any(moved.values()):  # the segments on stages follow set-wise, not member by member
+        rules.refresh(ctx, [rule.code for rule in settings.segments if rule.uses("lifecycle")])
     done = [f"{count} member(s) {stage.lower()}" for stage, count in moved.items() if count]
     return ", ".join(done) or None
 

@@ -1,4 +1,5 @@
-"""The segments plugin's tables: each member's lifecycle stage and the history of its changes."""
+"""The segments plugin's tables: each member's lifecycle stage (and tier, as told) with its history, RFM
+scores, the purchases segments count and who is in which segment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from memberkit.plugin import Int64, member_column, timestamp
 
 class SegmentsLifecycle(SQLModel, table=True):
     """A member's stage (NEW, ACTIVE, DORMANT, CHURNED), since when, and their last paid order (net of full
-    refunds), from which time moves the stage on."""
+    refunds), from which time moves the stage on; and the member's tier as the ``tier_changed`` hook last
+    told it, so segment rules on tiers are SQL over segments' own rows."""
 
     __tablename__ = "segments_lifecycle"
     __table_args__ = (Index("ix_segments_lifecycle_shop_stage_last", "shop", "stage", "last_order_at"),)
@@ -22,6 +24,8 @@ class SegmentsLifecycle(SQLModel, table=True):
     stage: str = Field(max_length=10)
     since: datetime = timestamp()
     last_order_at: datetime | None = timestamp(nullable=True)
+    tier_code: str | None = Field(default=None, max_length=32)
+    tier_rank: int | None = None
 
 
 class SegmentsLifecycleChange(SQLModel, table=True):
@@ -68,3 +72,28 @@ class SegmentsRfmRun(SQLModel, table=True):
     window_days: int
     members: int
     cutoffs: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class SegmentsPurchase(SQLModel, table=True):
+    """A paid order with a line of a category some segment counts (``bought``), until refunded in full."""
+
+    __tablename__ = "segments_purchase"
+    __table_args__ = (Index("ix_segments_purchase_member_category", "member_id", "category", "paid_at"),)
+
+    shop: str = Field(primary_key=True, max_length=64)
+    order_id: str = Field(primary_key=True, max_length=200)
+    category: str = Field(primary_key=True, max_length=100)
+    member_id: str = Field(sa_column=member_column())
+    paid_at: datetime = timestamp()
+
+
+class SegmentsMember(SQLModel, table=True):
+    """A member of a segment (a code of the shop's settings) since when."""
+
+    __tablename__ = "segments_member"
+    __table_args__ = (Index("ix_segments_member_shop_segment_member", "shop", "segment", "member_id"),)
+
+    member_id: str = Field(sa_column=member_column(primary_key=True))
+    segment: str = Field(primary_key=True, max_length=64)
+    shop: str = Field(max_length=64)
+    since: datetime = timestamp()
