@@ -156,15 +156,10 @@ _NO_VALUE = object()
 
 
 class Prepared:
-    """A Core statement compiled once per dialect and run on the driver's own cursor.
-
-    For the few statements every paid order or reservation runs, SQLAlchemy's per-execution work (cache
-    lookup, parameter and result objects, events) costs several times the SQL itself. Values still pass
-    through the columns' own bind and result processors, so they are exactly what `Connection.execute`
-    sends and returns. Columns' constant defaults are filled in; other Python-side defaults are refused:
-    give those values.
-    `statement` may be one clause or one per dialect name (for dialect-specific upserts).
-    """
+    """A Core statement (or one per dialect name) compiled once per dialect, run on the driver's cursor:
+    for the few statements every order runs, SQLAlchemy's per-execution work costs more than the SQL. Values
+    pass through the columns' own bind and result processors, exactly as with `Connection.execute`; constant
+    defaults are filled in, other Python-side defaults are refused (give those values)."""
 
     __slots__ = ("_statements", "_plans")
 

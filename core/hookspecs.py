@@ -112,6 +112,16 @@ def tier_catalog(ctx: Context) -> list[TierInfo] | None:
 
 
 @hookspec(firstresult=True)
+def segment_codes(ctx: Context) -> list[str] | None:
+    """Return the codes of the shop's segments, or ``None`` where the shop keeps none."""
+
+
+@hookspec(firstresult=True)
+def member_segments(ctx: Context, member_id: str) -> list[str] | None:
+    """Return the codes of the segments the member is in now, or ``None`` where the shop keeps none."""
+
+
+@hookspec(firstresult=True)
 def checkout_payment(ctx: Context, order: PaidOrder) -> CheckoutPayment | None:
     """An order being recorded names ``order.checkout_id``: return what it pays with (the order as it is
     recorded, effects, the points the checkout held). Answered by the plugin that keeps checkouts."""

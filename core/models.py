@@ -145,3 +145,27 @@ class JobLease(SQLModel, table=True):
     lease_until: datetime | None = timestamp(nullable=True)
     last_run_at: datetime | None = timestamp(nullable=True)
     last_result: str | None = Field(default=None, max_length=500)
+
+
+class JobRun(SQLModel, table=True):
+    """A one-off job (a campaign, an import, a redelivery), queued once per key and run a batch at a time,
+    each batch committed with its progress: a crash resumes after the last batch, a rerun repeats nothing."""
+
+    __tablename__ = "core_job_run"
+    __table_args__ = (UniqueConstraint("shop", "key", name="uq_core_job_run_shop_key"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    shop: str = Field(max_length=64)
+    kind: str = Field(max_length=120)  # "plugin.job"
+    key: str = Field(max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="QUEUED", max_length=8)  # QUEUED | RUNNING | DONE | FAILED
+    total: int | None = None
+    done: int = 0
+    cursor: str | None = Field(default=None, max_length=200)  # where the next batch starts
+    owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = timestamp(nullable=True)
+    created_at: datetime = timestamp()
+    started_at: datetime | None = timestamp(nullable=True)
+    finished_at: datetime | None = timestamp(nullable=True)
+    error: str | None = Field(default=None, max_length=500)

@@ -30,13 +30,9 @@ DEFAULT_PLUGINS = ("checkout",)  # built-in plugins every shop runs, before the 
 @dataclass(frozen=True)
 class Plugin:
     """A plugin's declaration: its name (the one a shop enables), settings model, tables, GraphQL
-    contributions (``graphql(builder)``), jobs, long-running services, Alembic migrations and the outbound
-    event types it emits.
-
-    ``migrations`` is the folder of its Alembic branch; left out, it is ``migrations/`` beside the module
-    that declares the plugin, where the plugin owns tables. ``hooks`` is the object whose ``@hookimpl``
-    functions pluggy calls; left out, the declaring module.
-    """
+    contributions (``graphql(builder)``), jobs, long-running services, Alembic migrations (left out:
+    ``migrations/`` beside the declaring module, where it owns tables), the outbound event types it emits,
+    and ``hooks``, the object whose ``@hookimpl`` functions pluggy calls (left out: the declaring module)."""
 
     name: str
     settings: type[BaseModel] | None = None

@@ -205,11 +205,13 @@ class CheckoutPayment:
 
 @dataclass(frozen=True)
 class Job:
-    """A time-driven task a plugin owns; `run` must be safe to repeat and to run late."""
+    """A task a plugin owns. Time-driven (`every`): run(ctx), safe to repeat and to run late, returns what it
+    did or None. One-off (`every` None, queued by ``queue_job``): run(ctx, params, cursor) does one batch
+    after `cursor` and returns (items done, the next cursor or None when finished)."""
 
     name: str
-    every: timedelta
-    run: Callable[[Any], str | None]  # run(ctx) in a transaction; returns what it did, None if nothing
+    every: timedelta | None
+    run: Callable[..., Any]
     plugin: str = field(default="")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,10 +23,12 @@ app = typer.Typer(help="memberkit: a headless, plugin-based membership programme
                   add_completion=False, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="Create, list and revoke shop keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Run plugins' time-driven jobs.", no_args_is_help=True)
+members_app = typer.Typer(help="A shop's members.", no_args_is_help=True)
 migrations_app = typer.Typer(help="Write plugins' Alembic revisions from their tables.", no_args_is_help=True)
 plugin_app = typer.Typer(help="Start a plugin of your own.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(members_app, name="members")
 app.add_typer(migrations_app, name="migrations")
 app.add_typer(plugin_app, name="plugin")
 
@@ -193,11 +196,57 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
         typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
 
 
+@members_app.command("export")
+def members_export(
+    shop: Annotated[str, typer.Option("--shop", help="The shop.")],
+    csv_file: Annotated[Path, typer.Option("--csv", help="The CSV file to write ('-': standard output).")],
+    segment: Annotated[Optional[str], typer.Option(help="Members of this segment.")] = None,
+    tier: Annotated[Optional[str], typer.Option(help="Members of this tier.")] = None,
+    lifecycle: Annotated[Optional[str], typer.Option(help="NEW, ACTIVE, DORMANT or CHURNED.")] = None,
+    rfm_band: Annotated[Optional[str], typer.Option(help="Members of this RFM band.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option(help="Members with this tag (repeat: with all of them).")] = None,
+    any_tag: Annotated[Optional[list[str]], typer.Option(help="Members with any of these tags (repeat).")] = None,
+    joined_from: Annotated[Optional[str], typer.Option(help="Joined at or after (ISO 8601 with offset).")] = None,
+    joined_to: Annotated[Optional[str], typer.Option(help="Joined before (ISO 8601 with offset).")] = None,
+    config: ConfigOption = None,
+):
+    """Stream the members a filter matches to CSV (the members query's filter, a page at a time), with a
+    progress bar; the columns never carry personal data."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from memberkit import export as exporting
+
+    runtime = _runtime(config)
+    found = _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    member_filter = {key: value for key, value in {
+        "segment": segment, "tier": tier, "lifecycle": lifecycle and lifecycle.upper(), "rfmBand": rfm_band,
+        "tagsAll": tag or None, "tagsAny": any_tag or None, "joinedFrom": joined_from,
+        "joinedTo": joined_to}.items() if value is not None}
+    out = sys.stdout if str(csv_file) == "-" else csv_file.open("w", newline="", encoding="utf-8")
+    try:
+        with Progress(TextColumn("members"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err) as bars:
+            task = bars.add_task("export", total=None)
+            count = exporting.export(runtime, found, member_filter, out,
+                                     lambda done, total: bars.update(task, completed=done, total=total))
+    except exporting.ExportError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    err.print(f"{count} member(s) written to {csv_file}", highlight=False)
+
+
 @jobs_app.command("run")
 def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only this shop.")] = None,
              force: Annotated[bool, typer.Option(help="Run jobs that are not due yet.")] = False,
              config: ConfigOption = None):
-    """Run every due job of every enabled plugin (safe to repeat, and beside running servers)."""
+    """Run every due job of every enabled plugin, then the queued one-off jobs (campaigns, imports) with a
+    progress bar (safe to repeat, and beside running servers)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from memberkit import jobs
 
     runtime = _runtime(config)
@@ -205,6 +254,16 @@ def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only th
         _shop(runtime, shop)
     _ensure_migrated(runtime)
     runs = jobs.run_due(runtime, shop, force)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=False) as bars:
+        tasks: dict[str, int] = {}
+
+        def show(run_id: str, done: int, total: int | None) -> None:
+            if run_id not in tasks:
+                tasks[run_id] = bars.add_task(f"job {run_id}", total=total)
+            bars.update(tasks[run_id], completed=done, total=max(total or 0, done) or None)
+
+        runs += jobs.run_queued(runtime, shop, show)
     for run in runs:
         typer.echo(f"{run.shop} {run.job}: {run.status}" + (f" ({run.result})" if run.result else ""))
     if not runs:

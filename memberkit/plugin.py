@@ -62,6 +62,7 @@ from memberkit.schema.context import (
     check_list_length,
 )
 from memberkit.schema.inputs import acting_member_field, limited_list
+from memberkit.schema.jobs import queue_job
 from memberkit.schema.member import coupon_view
 from memberkit.schema.member import load_member as load_member_view
 from memberkit.schema.mutations import event_mutation, event_payload, input_values, payload_of
@@ -88,7 +89,7 @@ __all__ = [
     "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
-    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT",
+    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

@@ -274,11 +274,13 @@ async def stop_services(stopping: asyncio.Event, tasks: list[asyncio.Task], grac
 
 
 async def _run_jobs_forever(runtime: Runtime, interval: float) -> None:
-    """The timer inside `memberkit serve`; leases keep several server processes from running a job twice."""
+    """The timer inside `memberkit serve`: due jobs, then queued one-off jobs; leases keep several server
+    processes from running a job twice."""
     while True:
         await asyncio.sleep(interval)
         try:
-            for run in await run_in_threadpool(jobs.run_due, runtime):
+            runs = await run_in_threadpool(jobs.run_due, runtime)
+            for run in runs + await run_in_threadpool(jobs.run_queued, runtime):
                 if run.status == "failed" or (run.status == "done" and run.result):  # quiet when idle
                     log.info("job %s for shop %s: %s%s", run.job, run.shop, run.status,
                              f" ({run.result})" if run.result else "")

@@ -192,8 +192,9 @@ class Programme:
         return self.api.refund(self._key(shop, "secret"), order_id, refund_id, amount, **fields)
 
     def run_jobs(self, shop: str | None = None, force: bool = False) -> dict[str, Any]:
-        """Run the due jobs (all with `force`) as `memberkit jobs run` does; returns the runs by job name."""
-        return {run.job: run for run in jobs.run_due(self.runtime, shop, force)}
+        """Run the due jobs (all with `force`), then the queued one-off jobs, as `memberkit jobs run` does;
+        returns the runs by job name (a one-off job's by its kind)."""
+        return {run.job: run for run in jobs.run_due(self.runtime, shop, force) + jobs.run_queued(self.runtime, shop)}
 
 
 class MemberkitClock:

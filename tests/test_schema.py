@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from memberkit.cli import app
 from memberkit.server import GraphQLDispatcher
-from tests.conftest import ROOT, SHARED, breaking_changes, shared_only
+from tests.conftest import CONTRACT, ROOT, SHARED, breaking_changes, shared_only
 
 THREE_SHOPS = """
 [shops.a]
@@ -45,6 +46,14 @@ def test_the_served_demo_schema_is_the_committed_one(tmp_path, monkeypatch):
 
 def test_the_demo_schema_keeps_the_projects_contract(tmp_path, monkeypatch):
     assert breaking_changes(demo_sdl(tmp_path, monkeypatch)) == []
+
+
+@pytest.mark.parametrize("part", sorted(p.stem for p in (ROOT / "schema" / "contract").glob("*.graphql")))
+def test_the_demo_schema_keeps_each_part_of_the_contract_built_so_far(tmp_path, monkeypatch, part):
+    """schema/contract/PART.graphql: the newer capabilities' API (outbound events, segments), each a copy of
+    the specification's part once it is built, checked together with the core contract."""
+    contract = CONTRACT.read_text() + "\n" + (ROOT / "schema" / "contract" / f"{part}.graphql").read_text()
+    assert breaking_changes(demo_sdl(tmp_path, monkeypatch), contract) == []
 
 
 def test_the_contract_check_can_fail(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ class FlashSale:
     per_member_limit: int
     members_only: bool
     min_tier: Optional[str]
+    segment: Optional[str] = strawberry.field(description="only members of this segment may buy")
     status: FlashSaleStatus
 
 
@@ -56,7 +57,7 @@ def sale_view(row, ctx) -> FlashSale:
         price=Money(amount=row.price, currency=ctx.shop.currency), starts_at=row.starts_at, ends_at=row.ends_at,
         stock=row.stock, remaining=row.stock - row.held - row.sold, held=row.held, sold=row.sold,
         per_member_limit=row.per_member_limit, members_only=row.members_only, min_tier=row.min_tier,
-        status=FlashSaleStatus(stock.status_of(row, ctx.now)))
+        segment=row.segment, status=FlashSaleStatus(stock.status_of(row, ctx.now)))
 
 
 def _sale_loader(context: RequestContext) -> DataLoader:
@@ -101,10 +102,13 @@ class FlashSaleInput:
     per_member_limit: int
     members_only: bool
     min_tier: Optional[str] = None
+    segment: Optional[str] = strawberry.field(default=None, description="only members of this segment (a code "
+                                                                        "of the shop's segments) may buy")
     idempotency_key: Optional[str] = None
 
 
-@strawberry.input(description="Fields left null are unchanged; minTier \"\" opens the sale to every tier.")
+@strawberry.input(description="Fields left null are unchanged; minTier \"\" opens the sale to every tier, "
+                              "segment \"\" to every member.")
 class UpdateFlashSaleInput:
     sale_id: strawberry.ID
     title: Optional[str] = None
@@ -115,6 +119,7 @@ class UpdateFlashSaleInput:
     per_member_limit: Optional[int] = None
     members_only: Optional[bool] = None
     min_tier: Optional[str] = None
+    segment: Optional[str] = strawberry.field(default=None, description="\"\" opens the sale to every segment")
     idempotency_key: Optional[str] = None
 
 
@@ -163,7 +168,8 @@ def _create(Member):
         context: RequestContext = info.context
         context.require_integrator()
         fields = stock.SaleFields(input.sku, input.title, input.price, input.starts_at, input.ends_at, input.stock,
-                                  input.per_member_limit, input.members_only, input.min_tier or None)
+                                  input.per_member_limit, input.members_only, input.min_tier or None,
+                                  input.segment or None)
 
         def handle(ctx) -> EventResult:
             sale_id = stock.create_sale(ctx, fields)
@@ -186,10 +192,11 @@ def _update(Member):
         context: RequestContext = info.context
         context.require_integrator()
         changes = {name: getattr(input, name) for name in (
-            "title", "price", "starts_at", "ends_at", "stock", "per_member_limit", "members_only", "min_tier")
-            if getattr(input, name) is not None}
-        if "min_tier" in changes:
-            changes["min_tier"] = changes["min_tier"].strip() or None
+            "title", "price", "starts_at", "ends_at", "stock", "per_member_limit", "members_only", "min_tier",
+            "segment") if getattr(input, name) is not None}
+        for name in ("min_tier", "segment"):
+            if name in changes:
+                changes[name] = changes[name].strip() or None
 
         def handle(ctx) -> EventResult:
             stock.update_sale(ctx, input.sale_id, changes)

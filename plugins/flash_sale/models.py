@@ -41,6 +41,7 @@ class FlashSaleSale(SQLModel, table=True):
     per_member_limit: int
     members_only: bool
     min_tier: str | None = Field(default=None, max_length=32)
+    segment: str | None = Field(default=None, max_length=64)  # only its members may buy
     cancelled_at: datetime | None = timestamp(nullable=True)
     created_at: datetime = timestamp()
     updated_at: datetime = timestamp()

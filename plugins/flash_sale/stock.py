@@ -100,6 +100,7 @@ class SaleFields:
     per_member_limit: int
     members_only: bool
     min_tier: str | None
+    segment: str | None = None
 
 
 def check_fields(ctx: Context, f: SaleFields) -> None:
@@ -120,6 +121,11 @@ def check_fields(ctx: Context, f: SaleFields) -> None:
         raise Refused("INVALID_LIMIT", f"perMemberLimit is {f.per_member_limit}: expected at least 1", "perMemberLimit")
     if f.min_tier is not None and tier_rank(ctx, f.min_tier) is None:
         raise Refused("UNKNOWN_TIER", f"{f.min_tier!r} is not a tier of this shop", "minTier")
+    if f.segment is not None:
+        known = ctx.hook.segment_codes(ctx=ctx)
+        if f.segment not in (known or ()):
+            raise Refused("UNKNOWN_SEGMENT", f"segment {f.segment!r} is not one of this shop's: expected one of "
+                          f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", "segment")
 
 
 def create_sale(ctx: Context, f: SaleFields) -> str:
@@ -128,7 +134,7 @@ def create_sale(ctx: Context, f: SaleFields) -> str:
     ctx.conn.execute(SALES.insert(), dict(
         id=sale_id, shop=ctx.shop.slug, sku=f.sku.strip(), title=f.title.strip(), price=f.price,
         starts_at=f.starts_at, ends_at=f.ends_at, stock=f.stock, held=0, sold=0,
-        per_member_limit=f.per_member_limit, members_only=f.members_only, min_tier=f.min_tier,
+        per_member_limit=f.per_member_limit, members_only=f.members_only, min_tier=f.min_tier, segment=f.segment,
         cancelled_at=None, created_at=ctx.now, updated_at=ctx.now))
     return sale_id
 
@@ -182,6 +188,8 @@ def reserve(ctx: Context, member_id: str, sale_id: str, quantity: int) -> dict:
         tier = ctx.member_tier(member_id)
         if needed is None or tier is None or tier.rank < needed:
             raise Refused("NOT_ELIGIBLE", f"this sale is for {sale.min_tier} members and above", "saleId")
+    if sale.segment is not None and sale.segment not in (ctx.hook.member_segments(ctx=ctx, member_id=member_id) or ()):
+        raise Refused("NOT_IN_SEGMENT", f"this sale is for the segment {sale.segment!r} only", "saleId")
     conn, args = ctx.conn, {"s": sale_id, "m": member_id, "shop": ctx.shop.slug, "q": quantity,
                             "limit": sale.per_member_limit, "now": ctx.now}
     if quantity > sale.per_member_limit:

@@ -13,12 +13,13 @@ MAX_SKUS = 100
 
 
 @strawberry.type(description="Whether the caller may buy a product now and, if not, why: reasonCode is "
-                             "MEMBERS_ONLY, TIER_TOO_LOW or NOT_LAUNCHED, reason a sentence to show. A sku "
-                             "without a rule is open to everyone (canPurchase true, the rest null).")
+                             "MEMBERS_ONLY, TIER_TOO_LOW, NOT_IN_SEGMENT or NOT_LAUNCHED, reason a sentence to "
+                             "show. A sku without a rule is open to everyone (canPurchase true, the rest null).")
 class ProductAccess:
     sku: str
     member_only: bool
     min_tier: Optional[str] = strawberry.field(description="the lowest tier code that may buy it")
+    segment: Optional[str] = strawberry.field(description="the segment whose members alone may buy it")
     launch_at: Optional[datetime]
     early_access_from: Optional[datetime] = strawberry.field(
         description="when members of the shop's early-access tier and above may buy it (launchAt minus the "
@@ -33,7 +34,8 @@ class ProductAccess:
         rule = access.rule
         price = rule.member_price if rule else None
         return cls(sku=access.sku, member_only=bool(rule and rule.member_only),
-                   min_tier=rule.min_tier if rule else None, launch_at=rule.launch_at if rule else None,
+                   min_tier=rule.min_tier if rule else None, segment=rule.segment if rule else None,
+                   launch_at=rule.launch_at if rule else None,
                    early_access_from=access.early_access_from,
                    member_price=Money(amount=price, currency=currency) if price is not None else None,
                    can_purchase=access.can_purchase, reason_code=access.reason_code, reason=access.reason)
@@ -48,6 +50,8 @@ class ProductRuleInput:
                                                                           "needs tiering and memberOnly true")
     launch_at: Optional[datetime] = strawberry.field(default=None, description="with a UTC offset")
     member_price: Optional[int] = strawberry.field(default=None, description="minor units, at least 0")
+    segment: Optional[str] = strawberry.field(default=None, description="a segment code of the shop: only its "
+                                                                        "members may buy; needs memberOnly true")
 
 
 @strawberry.type(description="access: the product as an anonymous shopper sees it now (what productAccess "
@@ -76,7 +80,7 @@ def upsert_product_rule(Member):
         context: RequestContext = info.context
         result, access = await context.integrator_write(
             rules.upsert_rule, sku=input.sku, member_only=input.member_only, min_tier=input.min_tier,
-            launch_at=input.launch_at, member_price=input.member_price)
+            launch_at=input.launch_at, member_price=input.member_price, segment=input.segment)
         return ProductRulePayload(
             access=ProductAccess.of(access, context.shop.currency) if access and not result.errors else None,
             errors=[UserError.of(e) for e in result.errors])

@@ -21,6 +21,7 @@ class ProductRule(SQLModel, table=True):
     sku: str = Field(sa_column=Column(String(200), primary_key=True))
     member_only: bool
     min_tier: str | None = Field(default=None, max_length=32)
+    segment: str | None = Field(default=None, max_length=64)  # only its members may buy
     launch_at: datetime | None = timestamp(nullable=True)
     member_price: int | None = None
     event_id: int | None = None  # the core_event that last wrote the rule: who sent it, under which settings

@@ -10,7 +10,9 @@ The checks, in this order (the first that fails is the reason):
 2. ``TIER_TOO_LOW``: the rule has a minimum tier and the member's tier ranks below it. Ranks come from
    core's ``tier_catalog`` and ``member_tier`` hooks; without tiering, or for a tier the shop no longer
    has, nobody reaches it (a limited edition fails closed).
-3. ``NOT_LAUNCHED``: now is before ``launch_at``, unless the member has early access (a tier at or above
+3. ``NOT_IN_SEGMENT``: the rule names a segment the member is not in (core's ``member_segments`` hook;
+   without a plugin keeping segments nobody is in one).
+4. ``NOT_LAUNCHED``: now is before ``launch_at``, unless the member has early access (a tier at or above
    ``early_access_min_tier``) and now is at or after ``early_access_from`` (``launch_at`` minus
    ``early_access_days``). ``early_access_from`` is given only where the shop has that tier.
 
@@ -52,6 +54,7 @@ MAX_SKU_LENGTH = 200
 
 MEMBERS_ONLY = "MEMBERS_ONLY"
 TIER_TOO_LOW = "TIER_TOO_LOW"
+NOT_IN_SEGMENT = "NOT_IN_SEGMENT"
 NOT_LAUNCHED = "NOT_LAUNCHED"
 MEMBER_PRICE = "MEMBER_PRICE"
 
@@ -63,6 +66,7 @@ class Rule:
     min_tier: str | None
     launch_at: datetime | None
     member_price: int | None
+    segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ class Shopper:
     def tier(self) -> TierInfo | None:
         return self.ctx.member_tier(self.member_id) if self.member_id else None
 
+    @cached_property
+    def segments(self) -> list[str]:
+        found = self.ctx.hook.member_segments(ctx=self.ctx, member_id=self.member_id) if self.member_id else None
+        return found or []
+
     def tier_name(self, code: str) -> str:
         found = (self.catalog or {}).get(code)
         return found.name if found else code
@@ -109,9 +118,10 @@ def load_rules(ctx: Context, skus: set[str]) -> dict[str, Rule]:
     if not skus:
         return {}
     rows = ctx.conn.execute(
-        select(RULES.c.sku, RULES.c.member_only, RULES.c.min_tier, RULES.c.launch_at, RULES.c.member_price)
+        select(RULES.c.sku, RULES.c.member_only, RULES.c.min_tier, RULES.c.launch_at, RULES.c.member_price,
+               RULES.c.segment)
         .where(RULES.c.shop == ctx.shop.slug, RULES.c.sku.in_(sorted(skus)))).all()
-    return {row.sku: Rule(row.sku, row.member_only, row.min_tier, row.launch_at, row.member_price) for row in rows}
+    return {row.sku: Rule(*row) for row in rows}
 
 
 def when(ctx: Context, moment: datetime) -> str:
@@ -136,12 +146,14 @@ def decide(ctx: Context, s: MemberOnlySettings, sku: str, rule: Rule | None, who
     def denied(code: str, reason: str) -> Access:
         return Access(sku, rule, early, False, code, reason)
 
-    if (rule.member_only or rule.min_tier) and who.member_id is None:
+    if (rule.member_only or rule.min_tier or rule.segment) and who.member_id is None:
         if rule.min_tier:
             return denied(MEMBERS_ONLY, f"For {who.tier_name(rule.min_tier)} members and above: sign in to buy")
         return denied(MEMBERS_ONLY, "For members only: sign in to buy")
     if rule.min_tier and not who.reaches(rule.min_tier):
         return denied(TIER_TOO_LOW, f"For {who.tier_name(rule.min_tier)} members and above")
+    if rule.segment and rule.segment not in who.segments:
+        return denied(NOT_IN_SEGMENT, f"For members of the segment {rule.segment!r} only")
     if rule.launch_at is not None and ctx.now < rule.launch_at:
         has_early = early is not None and who.reaches(s.early_access_min_tier)
         if has_early and ctx.now >= early:
@@ -222,13 +234,26 @@ def check_min_tier(ctx: Context, min_tier: str | None, member_only: bool) -> str
     return code
 
 
+def check_segment(ctx: Context, segment: str | None, member_only: bool) -> str | None:
+    if segment is None or not segment.strip():
+        return None
+    code, known = segment.strip(), ctx.hook.segment_codes(ctx=ctx)
+    if code not in (known or ()):
+        raise Refused("UNKNOWN_SEGMENT", f"segment {code!r} is not one of this shop's: expected one of "
+                      f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", "segment")
+    if not member_only:
+        raise Refused("SEGMENT_NEEDS_MEMBER_ONLY",
+                      "a product for a segment is for members only: set memberOnly to true", "memberOnly")
+    return code
+
+
 _UPSERT = upsert(RULES, update=lambda excluded: {name: excluded[name] for name in (
-    "member_only", "min_tier", "launch_at", "member_price", "event_id", "updated_at")})
+    "member_only", "min_tier", "launch_at", "member_price", "segment", "event_id", "updated_at")})
 
 
 def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: str, member_only: bool,
                 min_tier: str | None = None, launch_at: datetime | None = None,
-                member_price: int | None = None) -> tuple[EventResult, Access | None]:
+                member_price: int | None = None, segment: str | None = None) -> tuple[EventResult, Access | None]:
     """Create or replace the rule of `sku`: every field is set as given (a field left out is cleared).
 
     Recorded as an event (who sent it, under which settings version) and written with one INSERT ... ON
@@ -236,12 +261,13 @@ def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: st
     for bad input. Returns the result and the product's access as an anonymous shopper sees it now.
     """
     payload = {"sku": sku, "member_only": member_only, "min_tier": min_tier, "launch_at": launch_at,
-               "member_price": member_price}
+               "member_price": member_price, "segment": segment}
     checked: dict[str, Any] = {}
 
     def validate(ctx: Context) -> None:
         checked["sku"] = check_sku(sku)
         checked["min_tier"] = check_min_tier(ctx, min_tier, member_only)
+        checked["segment"] = check_segment(ctx, segment, member_only)
         require_moment(launch_at, "launchAt", ctx.now, fact=False)
         if member_price is not None and member_price < 0:
             raise Refused("NEGATIVE_AMOUNT", f"memberPrice is {member_price}: expected 0 or more", "memberPrice")
@@ -251,7 +277,7 @@ def upsert_rule(runtime: Runtime, shop: Shop, api_key_id: str | None, *, sku: st
         ctx.conn.execute(_UPSERT.on(ctx.conn), {
             "shop": ctx.shop.slug, "sku": code, "member_only": member_only, "min_tier": checked["min_tier"],
             "launch_at": launch_at.astimezone(UTC) if launch_at else None, "member_price": member_price,
-            "event_id": ctx.event_id, "created_at": ctx.now, "updated_at": ctx.now})
+            "segment": checked["segment"], "event_id": ctx.event_id, "created_at": ctx.now, "updated_at": ctx.now})
         checked["access"] = evaluate(ctx, [code], None)[0]
         return EventResult(effects=[Effect(NAME, "PRODUCT_RULE_SAVED", describe(ctx, checked["access"].rule),
                                            rule=f"product:{code}")], data={"sku": code})
@@ -266,6 +292,8 @@ def describe(ctx: Context, rule: Rule | None) -> str:
     parts = [f"{rule.sku}:", "members only" if rule.member_only else "everyone"]
     if rule.min_tier:
         parts.append(f"{rule.min_tier} and above")
+    if rule.segment:
+        parts.append(f"segment {rule.segment}")
     if rule.launch_at:
         parts.append(f"from {when(ctx, rule.launch_at)}")
     if rule.member_price is not None:

@@ -10,6 +10,7 @@ the integrator's tags.
 - rules.py: segments as settings, rules over tier, tags, stage, RFM band, purchases of a category, join
   date and birthday month, kept up to date by the events that change those facts and an hourly job.
 - tags.py: ``tagMembers``, the integrator's tags on many members at once.
+- campaigns.py: ``issueCouponsToSegment``, a coupon for every member of a segment by a one-off job.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ from memberkit.plugin import (
     TierInfo,
     hookimpl,
 )
-from memberkit.plugins.segments import graphql, lifecycle, models, rfm, rules
-from memberkit.plugins.segments.settings import NAME, SegmentsSettings
+from memberkit.plugins.segments import campaigns, graphql, lifecycle, models, rfm, rules
+from memberkit.plugins.segments.settings import NAME, SegmentsSettings, settings_of
 
 plugin = Plugin(NAME, settings=SegmentsSettings, graphql=graphql.contribute, event_types=("lifecycle.changed",),
                 tables=(models.SegmentsLifecycle, models.SegmentsLifecycleChange, models.SegmentsRfm,
                         models.SegmentsRfmRun, models.SegmentsPurchase, models.SegmentsMember),
                 jobs=(Job("lifecycle", timedelta(hours=1), lifecycle.move_by_time),
                       Job("rfm", timedelta(hours=24), rfm.compute),
-                      Job("refresh", timedelta(hours=1), rules.refresh_job)),
+                      Job("refresh", timedelta(hours=1), rules.refresh_job),
+                      Job("issue_coupons", None, campaigns.issue_batch)),
                 defines={"RFM band": lambda settings: [band.code for band in settings.rfm_bands],
                          "segment": lambda settings: [segment.code for segment in settings.segments]})
 
@@ -61,6 +63,16 @@ def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> 
 @hookimpl
 def tier_changed(ctx: Context, member_id: str, before: TierInfo | None, after: TierInfo, reason: str) -> None:
     rules.tier_changed(ctx, member_id, after)
+
+
+@hookimpl
+def segment_codes(ctx: Context) -> list[str]:
+    return [segment.code for segment in settings_of(ctx).segments]
+
+
+@hookimpl
+def member_segments(ctx: Context, member_id: str) -> list[str]:
+    return rules.segments_of(ctx, member_id)
 
 
 @hookimpl

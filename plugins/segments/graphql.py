@@ -17,7 +17,7 @@ from memberkit.plugin import (
     id_cursor,
     limited_list,
 )
-from memberkit.plugins.segments import lifecycle, rfm, rules, tags
+from memberkit.plugins.segments import campaigns, lifecycle, rfm, rules, tags
 from memberkit.plugins.segments.settings import settings_of
 
 MAX_HISTORY = 100
@@ -248,6 +248,37 @@ def members(Member):
     return resolve
 
 
+@strawberry.input(description="A coupon of `template` for every member of `segment`, by a one-off job.")
+class IssueCouponsInput:
+    segment: str
+    template: str = strawberry.field(description="a coupon template of the shop's [coupons]")
+    idempotency_key: str
+
+
+@strawberry.type
+class IssueCouponsPayload:
+    duplicate: bool
+    job_id: Optional[strawberry.ID] = strawberry.field(description="the job issuing them, each member at most once "
+                                                                   "per idempotencyKey: read its progress with job(id)")
+    errors: list[UserError]
+
+
+def issue_coupons_to_segment(Member):
+    async def resolve(info: strawberry.Info, input: IssueCouponsInput) -> IssueCouponsPayload:
+        """Queue a job that gives every member of the segment a coupon of the template (integrator)."""
+        context: RequestContext = info.context
+        context.require_integrator()
+        result = await context.event(campaigns.KIND, "issue_coupons", {"segment": input.segment,
+                                                                       "template": input.template},
+                                     lambda ctx: campaigns.queue(ctx, input.segment, input.template,
+                                                                 input.idempotency_key.strip()),
+                                     idempotency_key=input.idempotency_key)
+        job_id = result.data.get("job_id") if not result.errors else None
+        return IssueCouponsPayload(duplicate=result.duplicate, job_id=strawberry.ID(job_id) if job_id else None,
+                                   errors=[UserError.of(e) for e in result.errors])
+    return resolve
+
+
 def contribute(builder) -> None:
     builder.member_field("lifecycle", member_lifecycle, description="The member's lifecycle stage.")
     builder.member_field("lifecycle_history", member_lifecycle_history,
@@ -260,3 +291,4 @@ def contribute(builder) -> None:
     builder.query_field("segments", segments)
     builder.query_field("members", members)
     builder.mutation_field("tag_members", tag_members)
+    builder.mutation_field("issue_coupons_to_segment", issue_coupons_to_segment)

@@ -1,0 +1,72 @@
+"""One-off jobs (a campaign, an import, a redelivery): queued by a plugin inside an event's transaction,
+run a batch at a time by ``memberkit jobs run`` and the server's timer (memberkit/jobs.py), and read by
+anyone holding the shop's secret key through ``job(id)``."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime
+from typing import Any, Optional
+
+import strawberry
+from sqlalchemy import select
+
+from memberkit.core.context import Context
+from memberkit.core.db import upsert
+from memberkit.core.models import JobRun as JobRunRow
+from memberkit.schema.context import RequestContext
+
+RUNS = JobRunRow.__table__
+
+
+def queue_job(ctx: Context, kind: str, key: str, params: dict[str, Any], total: int | None = None) -> tuple[str, bool]:
+    """Queue a one-off job of `kind` ("plugin.job", a job the plugin declares with ``every=None``) in this
+    transaction, once per shop and `key`: returns its id and whether it is new (a job already queued under
+    the key is returned as it is)."""
+    run_id = "job_" + secrets.token_hex(12)
+    added = ctx.conn.execute(upsert(RUNS, on=["shop", "key"], returning=(RUNS.c.id,)).on(ctx.conn), {
+        "id": run_id, "shop": ctx.shop.slug, "kind": kind, "key": key, "params": params, "status": "QUEUED",
+        "total": total, "done": 0, "created_at": ctx.now}).first()
+    if added is not None:
+        return added.id, True
+    found = ctx.conn.execute(select(RUNS.c.id).where(RUNS.c.shop == ctx.shop.slug, RUNS.c.key == key)).scalar_one()
+    return found, False
+
+
+@strawberry.enum
+class JobRunStatus(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+@strawberry.type(description="A one-off job (a campaign, an import, a redelivery): its progress, readable while "
+                             "it runs.")
+class JobRun:
+    id: strawberry.ID
+    kind: str
+    status: JobRunStatus
+    total: Optional[int] = strawberry.field(description="how many items it will go through, where known")
+    done: int
+    started_at: Optional[datetime]
+    finished_at: Optional[datetime]
+    error: Optional[str]
+
+
+def contribute(builder) -> None:
+    def job(Member):
+        async def resolve(info: strawberry.Info, id: strawberry.ID) -> Optional[JobRun]:
+            """A one-off job of this shop by id, null if there is none (integrator)."""
+            context: RequestContext = info.context
+            context.require_integrator()
+            row = await context.read(lambda ctx: ctx.conn.execute(select(RUNS).where(
+                RUNS.c.id == str(id), RUNS.c.shop == ctx.shop.slug)).first())
+            if row is None:
+                return None
+            return JobRun(id=strawberry.ID(row.id), kind=row.kind, status=JobRunStatus(row.status), total=row.total,
+                          done=row.done, started_at=row.started_at, finished_at=row.finished_at, error=row.error)
+        return resolve
+
+    builder.query_field("job", job)
