@@ -291,3 +291,23 @@ def test_membership_kept_by_events_equals_a_recomputation_from_scratch(memberkit
         assert recomputed_changes(shop) == {}, (step, event)
     with shop.runtime.db.read() as conn:
         assert {row.shop for row in conn.execute(select(SegmentsMember.shop))} <= {"demo"}
+
+
+def test_two_shops_never_mix(memberkit):
+    other = ('[shops.other]\nname = "Other"\ncurrency = "CNY"\ntimezone = "Asia/Shanghai"\nplugins = ["segments"]\n'
+             '[[shops.other.settings.segments.segments]]\ncode = "sneaker_fans"\nname = "Sneaker fans"\n'
+             'bought = { category = "shoes", at_least = 1, within_days = 30 }\n\n')
+    shop = memberkit(other + DEMO)
+    shop.clock.set(at("2026-03-10T12:00:00"))
+    ours, theirs = shop.sign_up("demo", "crm-1"), shop.sign_up("other", "crm-1")
+    shop.pay("other", theirs, "o-1", 50000, lines=SHOES)  # one order is enough over there
+    shop.pay("demo", ours, "o-1", 50000, lines=SHOES)     # and not here
+    shop.run_jobs(force=True)
+    assert segments_of(shop, ours) == []
+    assert shop.integrator("other")(MEMBER, {"id": theirs})["member"]["segments"] == ["sneaker_fans"]
+    counts = {shop_slug: {s["code"]: s["memberCount"] for s in shop.integrator(shop_slug)(SEGMENTS)["segments"]}
+              for shop_slug in ("demo", "other")}
+    assert counts == {"demo": {"sneaker_fans": 0, "vip_at_risk": 0}, "other": {"sneaker_fans": 1}}
+    for shop_slug, member_id in (("demo", ours), ("other", theirs)):
+        page = shop.integrator(shop_slug)(MEMBERS, {"first": 50})["members"]
+        assert [e["node"]["id"] for e in page["edges"]] == [member_id] and page["totalCount"] == 1

@@ -11,7 +11,7 @@ is no new spell, so a win-back gift keyed on it is given once per spell.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
@@ -119,18 +119,13 @@ def _told(ctx: Context, moved: list[tuple[str, Stage | None, datetime | None]], 
                                                     "rule": f"lifecycle.{after.lower()}"})
 
 
-def _local_midnight_utc(ctx: Context, days_ago: int) -> datetime:
-    day = ctx.shop.local(ctx.now).date() - timedelta(days=days_ago)
-    return datetime.combine(day, time(0), tzinfo=ctx.shop.timezone).astimezone(UTC)
-
-
 def move_by_time(ctx: Context) -> str | None:
     """The job: members whose last order is now too long ago move on (ACTIVE → DORMANT or CHURNED, DORMANT
     → CHURNED), a batch at a time. Idempotent: a member already moved matches no more."""
     settings = settings_of(ctx)
     # DORMANT from day active_days + 1: the last order's local date is before today - active_days
-    dormant_before = _local_midnight_utc(ctx, settings.active_days)
-    churned_before = _local_midnight_utc(ctx, settings.churned_after_days)
+    dormant_before = rules.local_midnight(ctx, settings.active_days)
+    churned_before = rules.local_midnight(ctx, settings.churned_after_days)
     moved = {Stage.DORMANT: 0, Stage.CHURNED: 0}
     for after, stages, before_cut, not_before in (
             (Stage.CHURNED, (Stage.ACTIVE, Stage.DORMANT), churned_before, None),

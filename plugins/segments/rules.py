@@ -58,7 +58,7 @@ def has_tag(conn, tag: str):
     return exists(select(1).select_from(each).where(each.c.value == tag))
 
 
-def _local_midnight(ctx: Context, days_ago: int) -> datetime:
+def local_midnight(ctx: Context, days_ago: int) -> datetime:
     """Midnight (in UTC) that starts the shop's calendar day `days_ago` days before today."""
     day = ctx.shop.local(ctx.now).date() - timedelta(days=days_ago)
     return datetime.combine(day, time(0), tzinfo=ctx.shop.timezone).astimezone(UTC)
@@ -99,11 +99,11 @@ def condition(ctx: Context, *, tiers: Iterable[str] | None = None, min_tier: str
     if bought is not None:
         orders = (select(func.count()).where(
             PURCHASES.c.member_id == MEMBERS.c.id, PURCHASES.c.category == bought.category,
-            PURCHASES.c.paid_at >= _local_midnight(ctx, bought.within_days - 1), PURCHASES.c.paid_at <= ctx.now)
+            PURCHASES.c.paid_at >= local_midnight(ctx, bought.within_days - 1), PURCHASES.c.paid_at <= ctx.now)
             .scalar_subquery())
         clauses.append(orders >= bought.at_least)
     if joined_within_days is not None:
-        clauses.append(MEMBERS.c.joined_at >= _local_midnight(ctx, joined_within_days - 1))
+        clauses.append(MEMBERS.c.joined_at >= local_midnight(ctx, joined_within_days - 1))
     if joined_from is not None:
         clauses.append(MEMBERS.c.joined_at >= joined_from)
     if joined_to is not None:
