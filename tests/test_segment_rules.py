@@ -311,3 +311,20 @@ def test_two_shops_never_mix(memberkit):
     for shop_slug, member_id in (("demo", ours), ("other", theirs)):
         page = shop.integrator(shop_slug)(MEMBERS, {"first": 50})["members"]
         assert [e["node"]["id"] for e in page["edges"]] == [member_id] and page["totalCount"] == 1
+
+
+def test_the_job_fills_in_tiers_segments_were_never_told(shop):
+    """Members from before the shop enabled segments: the hourly job asks the tier plugin, a batch at a time."""
+    from memberkit.plugins.segments.models import SegmentsLifecycle
+
+    api = shop.integrator("demo")
+    member_id = shop.sign_up("demo", "crm-1")
+    api(SET_TIER, {"input": {"memberId": member_id, "tierCode": "GOLD", "reason": "test"}})
+    table = SegmentsLifecycle.__table__
+    with shop.runtime.db.write() as conn:  # as if segments had been enabled after
+        conn.execute(table.update().values(tier_code=None, tier_rank=None))
+    assert shop.integrator("demo")(MEMBERS, {"filter": {"tier": "GOLD"}})["members"]["totalCount"] == 0
+    shop.run_jobs("demo", force=True)
+    with shop.runtime.db.read() as conn:
+        assert conn.execute(select(table.c.tier_code, table.c.tier_rank)).one() == ("GOLD", 3)
+    assert shop.integrator("demo")(MEMBERS, {"filter": {"tier": "GOLD"}})["members"]["totalCount"] == 1

@@ -81,8 +81,15 @@ def condition(ctx: Context, *, tiers: Iterable[str] | None = None, min_tier: str
               bought: Any = None, joined_within_days: int | None = None, joined_from: datetime | None = None,
               joined_to: datetime | None = None, birthday_months: Iterable[int] | None = None,
               segment: str | None = None) -> Any:
-    """Every condition given, in SQL over `facts()`: a segment rule's, or a member search's filter."""
-    conn, clauses = ctx.conn, [MEMBERS.c.shop == ctx.shop.slug]
+    """Every condition given, in SQL over `facts()`: a segment rule's, or a member search's filter. A joined
+    row's own shop is named too (always the member's), so the planner can walk segments' (shop, ..., member_id)
+    indexes in the members' order."""
+    slug = ctx.shop.slug
+    conn, clauses = ctx.conn, [MEMBERS.c.shop == slug]
+    if tiers is not None or min_tier is not None or lifecycle is not None:
+        clauses.append(LIFECYCLE.c.shop == slug)
+    if rfm_bands is not None:
+        clauses.append(RFM.c.shop == slug)
     if tiers is not None:
         clauses.append(LIFECYCLE.c.tier_code.in_(list(tiers)))
     if min_tier is not None:
@@ -111,7 +118,7 @@ def condition(ctx: Context, *, tiers: Iterable[str] | None = None, min_tier: str
     if birthday_months is not None:
         clauses.append(_birthday_month(conn).in_(list(birthday_months)))
     if segment is not None:
-        clauses.append(exists(select(1).where(IN_SEGMENT.c.member_id == MEMBERS.c.id,
+        clauses.append(exists(select(1).where(IN_SEGMENT.c.member_id == MEMBERS.c.id, IN_SEGMENT.c.shop == slug,
                                               IN_SEGMENT.c.segment == segment)))
     return and_(*clauses)
 
@@ -182,6 +189,10 @@ def judge_members(ctx: Context, member_ids: list[str]) -> None:
     rules = settings_of(ctx).segments
     if not member_ids or not rules:
         return
+    if len(member_ids) > BATCH:  # a job that moved many members' tiers: a batch at a time
+        for start in range(0, len(member_ids), BATCH):
+            judge_members(ctx, member_ids[start:start + BATCH])
+        return
     columns = [rule_condition(ctx, rule).label(f"s{i}") for i, rule in enumerate(rules)]
     wanted = {row.id: {rule.code for rule, hit in zip(rules, row[1:], strict=True) if hit}
               for row in ctx.conn.execute(select(MEMBERS.c.id, *columns).select_from(facts())
@@ -226,18 +237,20 @@ def refresh(ctx: Context, only: Iterable[str] | None = None) -> dict[str, tuple[
 def fill_tiers(ctx: Context) -> int:
     """Members whose tier segments were never told (they joined before the shop enabled segments, or
     before tiering): asked of the tier plugin a batch at a time."""
-    filled = 0
-    while True:
+    filled, after = 0, ""
+    while True:  # by id, so a member the tier plugin has no tier for is passed over, not asked again
         ids = ctx.conn.execute(select(LIFECYCLE.c.member_id).where(LIFECYCLE.c.shop == ctx.shop.slug,
-                                                                   LIFECYCLE.c.tier_code.is_(None))
+                                                                   LIFECYCLE.c.tier_code.is_(None),
+                                                                   LIFECYCLE.c.member_id > after)
                                .order_by(LIFECYCLE.c.member_id).limit(BATCH)).scalars().all()
         tiers = ctx.member_tiers(list(ids)) if ids else None
         if not tiers:
             return filled
-        ctx.conn.execute(LIFECYCLE.update().where(LIFECYCLE.c.member_id == bindparam("p_member")).values(
-            tier_code=bindparam("p_code"), tier_rank=bindparam("p_rank")),
-            [{"p_member": m, "p_code": t.code, "p_rank": t.rank} for m, t in tiers.items() if t])
-        filled += len(ids)
+        known = [{"p_member": m, "p_code": t.code, "p_rank": t.rank} for m, t in tiers.items() if t]
+        if known:
+            ctx.conn.execute(LIFECYCLE.update().where(LIFECYCLE.c.member_id == bindparam("p_member")).values(
+                tier_code=bindparam("p_code"), tier_rank=bindparam("p_rank")), known)
+        filled, after = filled + len(known), ids[-1]
         if len(ids) < BATCH:
             return filled
 
