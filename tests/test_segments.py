@@ -294,6 +294,35 @@ def test_rfm_with_fewer_than_five_members_and_ties_on_the_same_day(memberkit):
     assert scores(shop, first) == (5, 5, 5, "CHAMPIONS") and scores(shop, second) is None
 
 
+def test_a_later_rfm_run_rewrites_what_changed_and_scores_as_a_first_run_would(memberkit):
+    shop = memberkit(DEMO)
+    shop.clock.set(at("2026-06-30T12:00:00"))
+    members = [shop.sign_up("demo", f"crm-{n}") for n in range(5)]
+    for n, member_id in enumerate(members):  # one order each, on 1 to 5 June, 100 to 500
+        shop.pay("demo", member_id, f"o-{n}", 100 * (n + 1), paidAt=f"2026-06-{n + 1:02d}T10:00:00+08:00")
+    shop.run_jobs("demo", force=True)
+    assert [scores(shop, m) for m in members] == [(1, 5, 1, "LOYAL"), (2, 5, 2, "LOYAL"), (3, 5, 3, "LOYAL"),
+                                                  (4, 5, 4, "CHAMPIONS"), (5, 5, 5, "CHAMPIONS")]
+    shop.clock.set(at("2026-07-01T12:00:00"))
+    for k in range(3):  # the first member orders three times more; the last one's order is refunded
+        shop.pay("demo", members[0], f"o-0-{k}", 1000, paidAt="2026-07-01T10:00:00+08:00")
+    shop.refund("demo", "o-4", "r-4", 500)
+    shop.run_jobs("demo", force=True)
+    # four members scored now: what a first run over these orders gives
+    assert [scores(shop, m) for m in members] == [(5, 5, 5, "CHAMPIONS"), (2, 4, 2, "LOYAL"), (3, 4, 3, "LOYAL"),
+                                                  (4, 4, 4, "CHAMPIONS"), None]
+    run = shop.integrator("demo")(RFM_RUN)["rfmRun"]
+    assert run["members"] == 4
+    assert run["frequency"] == [{"score": 4, "min": 1, "max": 1, "members": 3},
+                                {"score": 5, "min": 4, "max": 4, "members": 1}]
+    shop.clock.set(at("2026-07-01T18:00:00"))  # a run that changes no row still dates every score
+    shop.run_jobs("demo", force=True)
+    assert [scores(shop, m) for m in members[:4]] == [(5, 5, 5, "CHAMPIONS"), (2, 4, 2, "LOYAL"),
+                                                      (3, 4, 3, "LOYAL"), (4, 4, 4, "CHAMPIONS")]
+    computed = {shop.integrator("demo")(RFM, {"id": m})["member"]["rfm"]["computedAt"] for m in members[:4]}
+    assert computed == {"2026-07-01T10:00:00+00:00"}
+
+
 def test_rfm_bands_are_settings_and_checked(memberkit, settings_file):
     from memberkit.config import SettingsError, load
 

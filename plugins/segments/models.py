@@ -17,7 +17,10 @@ class SegmentsLifecycle(SQLModel, table=True):
     told it, so segment rules on tiers are SQL over segments' own rows."""
 
     __tablename__ = "segments_lifecycle"
-    __table_args__ = (Index("ix_segments_lifecycle_shop_stage_last", "shop", "stage", "last_order_at"),)
+    # The job walks (stage, last order); the member search walks a stage's or a tier's members in id order.
+    __table_args__ = (Index("ix_segments_lifecycle_shop_stage_last", "shop", "stage", "last_order_at"),
+                      Index("ix_segments_lifecycle_shop_stage_member", "shop", "stage", "member_id"),
+                      Index("ix_segments_lifecycle_shop_tier_member", "shop", "tier_code", "member_id"))
 
     member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)
@@ -45,10 +48,11 @@ class SegmentsLifecycleChange(SQLModel, table=True):
 
 
 class SegmentsRfm(SQLModel, table=True):
-    """A member's RFM scores (1-5) from the last run, with the values they were scored on."""
+    """A member's RFM scores (1-5) as of the last run, with the values they were scored on; computed_at is
+    the run that last changed the row (a run rewrites only the rows that differ)."""
 
     __tablename__ = "segments_rfm"
-    __table_args__ = (Index("ix_segments_rfm_shop_band", "shop", "band"),)
+    __table_args__ = (Index("ix_segments_rfm_shop_band_member", "shop", "band", "member_id"),)  # a band in id order
 
     member_id: str = Field(sa_column=member_column(primary_key=True))
     shop: str = Field(max_length=64)

@@ -44,11 +44,14 @@ MARKED = "segments.marked"  # ctx.extra: the members whose segments are judged a
 BATCH = 500
 
 
-def facts():
-    """The rows a condition may name: the member, outer-joined to their lifecycle, RFM and personal rows."""
-    return (MEMBERS.outerjoin(LIFECYCLE, LIFECYCLE.c.member_id == MEMBERS.c.id)
-            .outerjoin(RFM, RFM.c.member_id == MEMBERS.c.id)
-            .outerjoin(PERSONAL, PERSONAL.c.member_id == MEMBERS.c.id))
+def facts(after: str | None = None):
+    """The rows a condition may name: the member, outer-joined to their lifecycle, RFM and personal rows.
+    With `after` (a page's cursor) each joined row's id is bounded too, which changes nothing for members
+    past the cursor but lets the planner start every index it walks there, not at the first member."""
+    def on(table):
+        joined = table.c.member_id == MEMBERS.c.id
+        return joined if after is None else and_(joined, table.c.member_id > after)
+    return MEMBERS.outerjoin(LIFECYCLE, on(LIFECYCLE)).outerjoin(RFM, on(RFM)).outerjoin(PERSONAL, on(PERSONAL))
 
 
 def has_tag(conn, tag: str):
@@ -288,7 +291,7 @@ def search(ctx: Context, where: Any, first: int, after: str | None) -> list[Any]
     """A page of members meeting `where`, by id (a keyset: members added meanwhile never repeat or shift
     others); one row more than `first` tells whether there is a next page."""
     query = (select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags, PERSONAL.c.birthday)
-             .select_from(facts()).where(where))
+             .select_from(facts(after)).where(where))
     if after is not None:
         query = query.where(MEMBERS.c.id > after)
     return ctx.conn.execute(query.order_by(MEMBERS.c.id).limit(first + 1)).all()
