@@ -328,3 +328,19 @@ def test_the_job_fills_in_tiers_segments_were_never_told(shop):
     with shop.runtime.db.read() as conn:
         assert conn.execute(select(table.c.tier_code, table.c.tier_rank)).one() == ("GOLD", 3)
     assert shop.integrator("demo")(MEMBERS, {"filter": {"tier": "GOLD"}})["members"]["totalCount"] == 1
+
+
+def test_the_lifecycle_job_moves_every_member_a_batch_at_a_time(shop, monkeypatch):
+    from memberkit.plugins.segments import lifecycle
+
+    monkeypatch.setattr(lifecycle, "JOB_BATCH", 2)
+    api = shop.integrator("demo")
+    members = [shop.sign_up("demo", f"crm-{n}") for n in range(5)]
+    for member_id in members:
+        shop.pay("demo", member_id, f"o-{member_id}", 1000)
+        api(SET_TIER, {"input": {"memberId": member_id, "tierCode": "GOLD", "reason": "test"}})
+    shop.clock.set(at("2026-06-10T12:00:00"))  # day 92
+    assert shop.run_jobs("demo", force=True)["segments.lifecycle"].result == "5 member(s) dormant"
+    stages = {api(MEMBER, {"id": m})["member"]["lifecycle"]["stage"] for m in members}
+    assert stages == {"DORMANT"}
+    assert [s["memberCount"] for s in api(SEGMENTS)["segments"] if s["code"] == "vip_at_risk"] == [5]

@@ -130,16 +130,18 @@ def move_by_time(ctx: Context) -> str | None:
     for after, stages, before_cut, not_before in (
             (Stage.CHURNED, (Stage.ACTIVE, Stage.DORMANT), churned_before, None),
             (Stage.DORMANT, (Stage.ACTIVE,), dormant_before, churned_before)):
+        last = ""  # walking on by id: the batches already moved are not read again
         while True:
             query = (select(LIFECYCLE.c.member_id, LIFECYCLE.c.stage, LIFECYCLE.c.last_order_at)
                      .where(LIFECYCLE.c.shop == ctx.shop.slug, LIFECYCLE.c.stage.in_([str(s) for s in stages]),
-                            LIFECYCLE.c.last_order_at < before_cut)
+                            LIFECYCLE.c.last_order_at < before_cut, LIFECYCLE.c.member_id > last)
                      .order_by(LIFECYCLE.c.member_id).limit(JOB_BATCH))
             if not_before is not None:
                 query = query.where(LIFECYCLE.c.last_order_at >= not_before)
             rows = ctx.conn.execute(query).all()
             if not rows:
                 break
+            last = rows[-1].member_id
             ctx.conn.execute(update(LIFECYCLE).where(LIFECYCLE.c.member_id.in_([r.member_id for r in rows]))
                              .values(stage=after, since=ctx.now))
             _told(ctx, [(r.member_id, Stage(r.stage), r.last_order_at) for r in rows], after, Reason.TIME, None)
