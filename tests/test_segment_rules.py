@@ -344,3 +344,13 @@ def test_the_lifecycle_job_moves_every_member_a_batch_at_a_time(shop, monkeypatc
     stages = {api(MEMBER, {"id": m})["member"]["lifecycle"]["stage"] for m in members}
     assert stages == {"DORMANT"}
     assert [s["memberCount"] for s in api(SEGMENTS)["segments"] if s["code"] == "vip_at_risk"] == [5]
+
+
+def test_the_rfm_job_moves_the_segments_on_bands_at_once(shop):
+    from memberkit.plugins.segments import rfm
+
+    member_id = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member_id, "o-1", 90000)
+    with shop.runtime.transaction(shop.runtime.shop("demo")) as ctx:  # the daily job alone, no hourly refresh
+        rfm.compute(ctx)
+    assert "champions" in segments_of(shop, member_id)

@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 
 from memberkit.plugin import Context, Int64, OrderRow, UTCDateTime, upsert
+from memberkit.plugins.segments import rules
 from memberkit.plugins.segments.models import SegmentsRfm, SegmentsRfmRun
 from memberkit.plugins.segments.settings import settings_of
 
@@ -116,6 +117,8 @@ def compute(ctx: Context) -> str | None:
         "cutoffs": excluded.cutoffs}).on(conn), {"shop": slug, "computed_at": ctx.now,
                                                   "window_days": settings.rfm_window_days, "members": members,
                                                   "cutoffs": cutoffs})
+    if written:  # the segments on bands follow the new scores now, not at the next hourly refresh
+        rules.refresh(ctx, [rule.code for rule in settings.segments if rule.uses("rfm_bands")])
     return f"{members} member(s) scored, {written} row(s) written" if members or written else None
 
 
