@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +49,7 @@ class EventResult:
         return cls(errors=[UserErrorData(refusal.code, refusal.message, refusal.field)])
 
     def stored(self) -> dict[str, Any]:
-        return {"member_id": self.member_id, "effects": [e.as_dict() for e in self.effects], "data": self.data}
+        return {"member_id": self.member_id, "effects": [asdict(e) for e in self.effects], "data": self.data}
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> EventResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from memberkit.core.db import UTCDateTime
@@ -39,7 +39,10 @@ class ApiKey(SQLModel, table=True):
 class Member(SQLModel, table=True):
     __tablename__ = "core_member"
     __table_args__ = (UniqueConstraint("shop", "external_id", name="uq_core_member_shop_external_id"),
-                      Index("ix_core_member_tokens_valid_from", "tokens_valid_from"))
+                      Index("ix_core_member_tokens_valid_from", "tokens_valid_from"),
+                      Index("ix_core_member_shop_id", "shop", "id"),  # the member search: a shop's members by id
+                      Index("ix_core_member_tags", text("(CAST(tags AS JSONB))"), postgresql_using="gin").ddl_if(
+                          dialect="postgresql"))  # its tag filters (?) on PostgreSQL, and their statistics
 
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64)

@@ -32,9 +32,6 @@ class Effect:
     code: str | None = None
     rule: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
-
 
 class Refused(Exception):
     """A business refusal: the event is rolled back and the payload carries a UserError with `code`."""
@@ -205,9 +202,8 @@ class CheckoutPayment:
 
 @dataclass(frozen=True)
 class Job:
-    """A task a plugin owns. Time-driven (`every`): run(ctx), safe to repeat and to run late, returns what it
-    did or None. One-off (`every` None, queued by ``queue_job``): run(ctx, params, cursor) does one batch
-    after `cursor` and returns (items done, the next cursor or None when finished)."""
+    """A plugin's task: every `every`, run(ctx) -> what it did (safe to repeat, or to run late); or one-off
+    (`every` None, ``queue_job``), run(ctx, params, cursor) -> (done, next cursor; None: finished) per batch."""
 
     name: str
     every: timedelta | None
