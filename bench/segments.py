@@ -18,8 +18,7 @@ Then, in this process:
   their history, hook calls, outbound events and win-back coupons) and refreshing the segments on stages;
 - search: for each filter, the first page of 50, the page after it and the page after 95% of the matches
   without totalCount, and totalCount alone, through `rules.search`/`rules.count` with the resolver's
-  `_where`, each in a read transaction of its own; p50 and p95. Then again with a GIN index on
-  core_member's tags, which core does not have.
+  `_where`, each in a read transaction of its own; p50 and p95.
 
 Peak memory is ru_maxrss's growth during each step: flat in the number of members means the work stays
 in the database.
@@ -156,7 +155,7 @@ def search_filters(now: datetime) -> list[tuple[str, dict | None]]:
     ]
 
 
-def search(runtime, shop, now: datetime, rounds: int, count_rounds: int, title: str) -> Table:
+def search(runtime, shop, now: datetime, rounds: int, count_rounds: int) -> Table:
     """Each filter's first page, the page after 50 members and the page after 95% of the matches (no
     totalCount), then totalCount, through the functions the `members` resolver calls, each in a read
     transaction of its own as a request gets.
@@ -182,7 +181,7 @@ def search(runtime, shop, now: datetime, rounds: int, count_rounds: int, title: 
                                 .order_by(rules.MEMBERS.c.id).offset(n).limit(1)).scalar_one()
 
     runtime.db.dispose()  # one connection from here on, without statements prepared before
-    table = Table(title=f"members(filter, first: 50) {title}: {rounds} rounds a page, {count_rounds} counts")
+    table = Table(title=f"members(filter, first: 50): {rounds} rounds a page, {count_rounds} counts")
     for column in ("filter", "first page p50 / p95", "after 50 p50 / p95", "after 95% p50 / p95",
                    "totalCount p50 / p95", "totalCount", "first page prepared"):
         table.add_column(column, justify="left" if column == "filter" else "right")
@@ -268,13 +267,7 @@ def bench(url: str, members: int, orders: int, rounds: int, count_rounds: int) -
 
     with runtime.db.write() as conn:
         conn.execute(text("ANALYZE"))  # what autovacuum would have done after the jobs' writes
-    console.print(search(runtime, shop, now, rounds, count_rounds, "as migrated"))
-    # What core_member lacks (a plugin's migration cannot add it): an index on the tags as JSONB, whose
-    # statistics also tell the planner how common a tag is (without them it assumes 1% of members).
-    with runtime.db.write() as conn:
-        conn.execute(text("CREATE INDEX bench_core_member_tags ON core_member USING gin ((CAST(tags AS JSONB)))"))
-        conn.execute(text("ANALYZE core_member"))
-    console.print(search(runtime, shop, now, rounds, count_rounds, "with a GIN index on core_member's tags"))
+    console.print(search(runtime, shop, now, rounds, count_rounds))
     runtime.db.dispose()
     return 0
 
