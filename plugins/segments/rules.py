@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    except_,
     exists,
     extract,
     false,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -217,22 +218,28 @@ def judge_members(ctx: Context, member_ids: list[str]) -> None:
 def refresh(ctx: Context, only: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
     """Whole segments judged again set-wise (two statements each): members who now meet the rule join,
     those who no longer do leave; rows of segments no longer in the settings go. Returns code -> (joined,
-    left)."""
+    left). Who joins and who leaves are EXCEPTs, each side read whole before a row is written: an anti-join
+    against the table being filled can be planned as a nested loop over it, which grows with the square of
+    the segment's size."""
     rules = [rule for rule in settings_of(ctx).segments if only is None or rule.code in only]
     conn, slug, counts = ctx.conn, ctx.shop.slug, {}
+    if conn.dialect.name == "postgresql" and rules:  # statistics as they are now, not before the last refresh
+        conn.execute(text(f"ANALYZE {IN_SEGMENT.name}, {LIFECYCLE.name}"))
     if only is None:
         conn.execute(delete(IN_SEGMENT).where(IN_SEGMENT.c.shop == slug,
                                               IN_SEGMENT.c.segment.not_in([r.code for r in rules])))
     for rule in rules:
-        meets = select(MEMBERS.c.id).select_from(facts()).where(rule_condition(ctx, rule))
-        left = conn.execute(delete(IN_SEGMENT).where(IN_SEGMENT.c.shop == slug, IN_SEGMENT.c.segment == rule.code,
-                                                     IN_SEGMENT.c.member_id.not_in(meets))).rowcount
-        held = exists(select(1).where(IN_SEGMENT.c.member_id == MEMBERS.c.id, IN_SEGMENT.c.segment == rule.code))
+        meets = select(MEMBERS.c.id.label("member_id")).select_from(facts()).where(rule_condition(ctx, rule))
+        held = select(IN_SEGMENT.c.member_id).where(IN_SEGMENT.c.shop == slug, IN_SEGMENT.c.segment == rule.code)
+        leaving = except_(held, meets).subquery("leaving")
+        left = conn.execute(delete(IN_SEGMENT).where(
+            IN_SEGMENT.c.shop == slug, IN_SEGMENT.c.segment == rule.code,
+            IN_SEGMENT.c.member_id.in_(select(leaving.c.member_id)))).rowcount
+        joining = except_(meets, held).subquery("joining")
         joined_count = conn.execute(insert(IN_SEGMENT).from_select(
             ["member_id", "segment", "shop", "since"],
-            select(MEMBERS.c.id, literal(rule.code), literal(slug),
-                   literal(ctx.now, IN_SEGMENT.c.since.type)).select_from(facts())
-            .where(rule_condition(ctx, rule), ~held)).execution_options(preserve_rowcount=True)).rowcount
+            select(joining.c.member_id, literal(rule.code), literal(slug), literal(ctx.now, IN_SEGMENT.c.since.type)))
+            .execution_options(preserve_rowcount=True)).rowcount
         counts[rule.code] = (joined_count, left)
     return counts
 
@@ -276,12 +283,6 @@ def segments_of(ctx: Context, member_id: str) -> list[str]:
 def counts(ctx: Context) -> dict[str, int]:
     return dict(ctx.conn.execute(select(IN_SEGMENT.c.segment, func.count())
                                  .where(IN_SEGMENT.c.shop == ctx.shop.slug).group_by(IN_SEGMENT.c.segment)).all())
-
-
-def in_segment(ctx: Context, member_id: str, segment: str) -> bool:
-    return ctx.conn.execute(select(true()).where(IN_SEGMENT.c.member_id == member_id,
-                                                 IN_SEGMENT.c.segment == segment,
-                                                 IN_SEGMENT.c.shop == ctx.shop.slug)).first() is not None
 
 
 # ---------------------------------------------------------------- the member search
