@@ -76,7 +76,8 @@ class Database:
         def _on_connect(dbapi_connection, _record):
             dbapi_connection.isolation_level = None  # transactions begun below, not by the driver
             cursor = dbapi_connection.cursor()
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
+                           "secure_delete=ON"):  # erased rows' bytes are overwritten, not left in free pages
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
 

@@ -77,3 +77,24 @@ def keyed_hashes(value: str | dict, kind: str = "payload") -> tuple[str, ...]:
     keys, message = server_secrets(), _message(value, kind)
     digests = [(keys.token_key_id(key), _hmac(key, message)) for key in keys.pii_keys]
     return tuple(form for key_id, digest in digests for form in (_versioned(key_id, digest), digest))
+
+
+def _fraud(key: bytes, stored: str) -> str:
+    return _hmac(hmac.new(key, b"memberkit:fraud-hash", hashlib.sha256).digest(), stored.encode())
+
+
+def fraud_hashes(stored: str) -> tuple[str, ...]:
+    """An erased member's stored phone or email hash, re-keyed for core_fraud_hash: HMAC under a key of
+    its own, derived from the PII key that made it (each key, for a hash from before key ids were kept)."""
+    keys = server_secrets()
+    made_by = [key for key in keys.pii_keys if stored.startswith(keys.token_key_id(key) + ":")]
+    return tuple(_fraud(key, stored) for key in made_by or keys.pii_keys)
+
+
+def fraud_hashes_of(value: str | None, kind: str) -> tuple[str, ...]:
+    """What a new phone or email is looked up by in core_fraud_hash: each stored form of its keyed hash."""
+    if value is None:
+        return ()
+    keys, message = server_secrets(), _message(value, kind)
+    pairs = [(key, keys.token_key_id(key), _hmac(key, message)) for key in keys.pii_keys]
+    return tuple(_fraud(key, form) for key, key_id, digest in pairs for form in (_versioned(key_id, digest), digest))

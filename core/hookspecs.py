@@ -79,6 +79,12 @@ def lifecycle_changed(ctx: Context, member_id: str, before: str | None, after: s
 
 
 @hookspec
+def member_erased(ctx: Context, member_id: str) -> None:
+    """The member is being erased (``eraseMember``): drop what the plugin holds about the person (segments,
+    codes, queued deliveries), keep what accounting needs (ledgers, orders). Core's rows are changed after."""
+
+
+@hookspec
 def outbound_events(ctx: Context, events: list[OutboundEvent]) -> None:
     """The outbound events (``ctx.emit``) of one transaction, once, just before it commits: the plugin that
     keeps an outbox writes them in that transaction, in as few statements as it can (an order's are on the
@@ -158,3 +164,9 @@ def points_to_earn(ctx: Context, cart: Cart, total: int) -> int | None:
 @hookspec
 def purchase_denials(ctx: Context, cart: Cart) -> list[PurchaseDenial] | None:
     """Return the reasons ``cart.member_id`` (``None``: an anonymous shopper) may not buy lines of ``cart``."""
+
+
+@hookspec
+def member_data(ctx: Context, member_id: str) -> dict | None:
+    """Everything the plugin holds about the member, as JSON-ready values for ``memberDataExport`` (a data
+    subject's access request), keyed by the plugin's name by the caller; ``None`` where it holds nothing."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -12,23 +13,25 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
-from memberkit.core.hashing import keyed_hashes
+from memberkit.core.hashing import fraud_hashes_of, keyed_hashes
 from memberkit.core.intake import EventResult, Unchanged, collect, run_event
-from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.models import FraudHash, Member, MemberPersonal
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import MemberChanges, MemberInfo, Refused, SignUp
 
 MEMBERS = Member.__table__
-_MEMBER = Prepared(select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags).where(
-    MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop")))
+_MEMBER = Prepared(select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags, MEMBERS.c.erased_at)
+                   .where(MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop")))
 
 
 def load_member(conn: Connection, shop: str, member_id: str) -> MemberInfo:
-    """The member of `shop`, or ``Refused("MEMBER_NOT_FOUND")``."""
+    """The member of `shop`, or ``Refused("MEMBER_NOT_FOUND")`` (``MEMBER_ERASED``: nothing more is done for them)."""
     row = _MEMBER.first(conn, {"p_id": member_id, "p_shop": shop})
     if row is None:
         raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
+    if row.erased_at is not None:
+        raise Refused("MEMBER_ERASED", f"member {member_id!r} was erased: expected a member who was not", "memberId")
     return MemberInfo(row.id, shop, row.external_id, row.joined_at, tuple(row.tags))
 
 
@@ -45,9 +48,13 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
         require_moment(joined_at, "joinedAt", ctx.now)
         check_birthday(birthday, ctx.shop.local(ctx.now).date())
         checked["tags"] = check_tags(tags) or ()
-        checked["signup"] = SignUp(
+        signup = SignUp(
             referral_code.strip() if referral_code else None, phone_hash(phone), email_hash(email), birthday,
             keyed_hashes(phone, "phone") if phone else (), keyed_hashes(email, "email") if email else ())
+        fraud = [*fraud_hashes_of(phone, "phone"), *fraud_hashes_of(email, "email")]
+        seen = bool(fraud) and ctx.conn.execute(select(FraudHash.hash).where(  # an erased member's phone or email?
+            FraudHash.shop == shop.slug, FraudHash.hash.in_(fraud), FraudHash.expires_at > ctx.now)).first() is not None
+        checked["signup"] = replace(signup, seen_before=seen)
 
     def handle(ctx: Context) -> EventResult:
         member = MemberInfo("mem_" + secrets.token_hex(12), shop.slug, checked["external_id"],

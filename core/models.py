@@ -52,6 +52,7 @@ class Member(SQLModel, table=True):
     created_at: datetime = timestamp()
     paid_orders: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # orders recorded, refunds too
     tokens_valid_from: datetime | None = timestamp(nullable=True)  # member tokens minted before it are revoked
+    erased_at: datetime | None = timestamp(nullable=True)  # eraseMember: personal data gone, ledger kept
 
 
 class MemberPersonal(SQLModel, table=True):
@@ -69,6 +70,17 @@ class MemberPersonal(SQLModel, table=True):
     email_hash: str | None = Field(default=None, max_length=64)
     birthday: date | None = None
     birthday_changed_at: datetime | None = timestamp(nullable=True)
+
+
+class FraudHash(SQLModel, table=True):
+    """An erased member's phone or email as a fraud hash (its own key), linked to nobody, until `expires_at`."""
+
+    __tablename__ = "core_fraud_hash"
+
+    shop: str = Field(primary_key=True, max_length=64)
+    hash: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = timestamp()
+    expires_at: datetime = timestamp()
 
 
 class Event(SQLModel, table=True):

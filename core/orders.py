@@ -15,6 +15,7 @@ from memberkit.core.checks import order_lines, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
 from memberkit.core.intake import EventResult, collect, run_event
+from memberkit.core.members import load_member
 from memberkit.core.models import Member, Order
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
@@ -30,8 +31,9 @@ from memberkit.core.types import (
 )
 
 MEMBERS, ORDERS = Member.__table__, Order.__table__
-# Counting the order also checks the member is this shop's and locks the member's row until commit.
-_COUNT_ORDER = Prepared(MEMBERS.update().where(MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop"))
+# Counting the order also checks the member is this shop's (and not erased) and locks the member's row until commit.
+_COUNT_ORDER = Prepared(MEMBERS.update().where(MEMBERS.c.id == bindparam("p_id"), MEMBERS.c.shop == bindparam("p_shop"),
+                                               MEMBERS.c.erased_at.is_(None))
                         .values(paid_orders=MEMBERS.c.paid_orders + 1).returning(MEMBERS.c.paid_orders))
 _INSERT_ORDER = Prepared(ORDERS.insert())
 
@@ -63,8 +65,8 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
 
     def handle(ctx: Context) -> EventResult:
         number = _COUNT_ORDER.scalar(ctx.conn, {"p_id": member_id, "p_shop": shop.slug})
-        if number is None:
-            raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
+        if number is None:  # no such member, or an erased one: load_member says which
+            load_member(ctx.conn, shop.slug, member_id)
         order: PaidOrder = replace(checked["order"], number=number)
         effects: list[Effect] = []
         held_points = 0

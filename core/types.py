@@ -65,6 +65,7 @@ class SignUp:
     # every stored hash that means the same phone or email (made before a key rotation too): for lookups
     phone_hashes: tuple[str, ...] = ()
     email_hashes: tuple[str, ...] = ()
+    seen_before: bool = False  # the phone or email is an erased member's (core_fraud_hash): no sign-up rewards
 
 
 @dataclass(frozen=True)
@@ -234,4 +235,4 @@ class OutboundEvent:
 
 # What core itself emits; plugins declare theirs in Plugin.event_types (docs/events.md describes each).
 CORE_EVENT_TYPES = ("member.signed_up", "member.updated", "order.paid", "order.refunded", "coupon.issued",
-                    "coupon.used", "coupon.withdrawn")
+                    "coupon.used", "coupon.withdrawn", "member.erased")

@@ -239,6 +239,31 @@ def members_export(
     err.print(f"{count} member(s) written to {csv_file}", highlight=False)
 
 
+@members_app.command("erase")
+def members_erase(
+    shop: Annotated[str, typer.Option("--shop", help="The shop.")],
+    member: Annotated[str, typer.Option("--member", help="The member's memberkit id (mem_...).")],
+    idempotency_key: Annotated[str, typer.Option(help="The erasure's key (a retry with it changes nothing).")] = "cli",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+):
+    """Erase a member (eraseMember): personal data and tags gone, ledger and orders kept, the externalId free
+    to sign up afresh. It cannot be undone."""
+    from memberkit.schema.erasure import erase_member
+
+    runtime = _runtime(config)
+    found = _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    if not yes and not typer.confirm(f"Erase member {member} of shop {shop}? This cannot be undone"):
+        raise typer.Exit(1)
+    result = erase_member(runtime, found, None, member_id=member, idempotency_key=idempotency_key)
+    if result.errors:
+        for error in result.errors:
+            err.print(f"[red]error[/red] {error.code}: {escape(error.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    typer.echo(f"member {member} erased" + (" (already, by this key)" if result.duplicate else ""))
+
+
 @jobs_app.command("run")
 def jobs_run(shop: Annotated[Optional[str], typer.Option("--shop", help="Only this shop.")] = None,
              force: Annotated[bool, typer.Option(help="Run jobs that are not due yet.")] = False,

@@ -22,6 +22,7 @@ from memberkit.core.models import JobRun as JobRunRow
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Job
+from memberkit.schema import erasure
 
 log = logging.getLogger("memberkit.jobs")
 LEASE = timedelta(minutes=10)  # a crashed runner's lease lapses after this
@@ -35,10 +36,15 @@ class JobRun:
     result: str | None = None
 
 
+# Core's own upkeep, after the plugins' jobs of every shop.
+CORE_JOBS = (Job("core.prune_fraud_hashes", timedelta(days=1), erasure.prune_fraud_hashes, "core"),)
+
+
 def shop_jobs(shop: Shop) -> list[Job]:
-    """The jobs of the shop's plugins, in the shop's plugin order, each named "plugin.job"."""
+    """The jobs of the shop's plugins, in the shop's plugin order, each named "plugin.job"; then core's."""
     return [Job(f"{name}.{job.name}", job.every, job.run, name)
-            for name in shop.plugins for job in plugin_registry.load(name).jobs if job.every is not None]
+            for name in shop.plugins for job in plugin_registry.load(name).jobs if job.every is not None] + [
+        *CORE_JOBS]
 
 
 def _acquire(runtime: Runtime, shop: str, job: str, owner: str, now: datetime) -> tuple[bool, datetime | None]:

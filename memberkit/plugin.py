@@ -61,6 +61,7 @@ from memberkit.schema.context import (
     VisibleError,
     check_list_length,
 )
+from memberkit.schema.erasure import export_rows, export_tables
 from memberkit.schema.inputs import acting_member_field, limited_list
 from memberkit.schema.jobs import queue_job
 from memberkit.schema.member import coupon_view
@@ -89,7 +90,8 @@ __all__ = [
     "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
-    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job",
+    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
+    "export_tables",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

@@ -25,6 +25,9 @@ class MemberBase:
     joined_at: datetime
     birthday: Optional[date]
     tags: list[str]
+    erased_at: Optional[datetime] = strawberry.field(
+        default=None, description="When the member was erased (eraseMember): personal data and tags gone, "
+                                  "externalId a tombstone; null for a member who was not.")
 
     @strawberry.field(description="The member's wallet, oldest first; AVAILABLE by default, all statuses with "
                                   f"null; the first `first` (at most {MAX_COUPONS}).")
@@ -60,7 +63,7 @@ def coupon_view(row: Any, ctx: Context) -> Coupon:
 
 
 _MEMBER_ROW = (select(MemberRow.id, MemberRow.external_id, MemberRow.joined_at, MemberRow.tags,
-                      MemberPersonal.birthday)
+                      MemberPersonal.birthday, MemberRow.erased_at)
                .outerjoin(MemberPersonal, MemberPersonal.member_id == MemberRow.id)
                .where(MemberRow.shop == bindparam("shop")))
 _MEMBER_BY_ID = Prepared(_MEMBER_ROW.where(MemberRow.id == bindparam("id")))
@@ -76,7 +79,7 @@ def member_fields(ctx: Context, member_id: str | None = None, external_id: str |
     if row is None:
         return None
     return {"id": strawberry.ID(row.id), "external_id": row.external_id, "joined_at": row.joined_at,
-            "birthday": row.birthday, "tags": list(row.tags)}
+            "birthday": row.birthday, "tags": list(row.tags), "erased_at": row.erased_at}
 
 
 async def load_member(info: strawberry.Info, member_type: type, member_id: str | None = None,

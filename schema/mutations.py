@@ -119,9 +119,11 @@ def contribute(builder) -> None:
                 error = UserError(code="INVALID_TTL", field="ttlSeconds",
                                   message=f"ttlSeconds must be from 60 to {MAX_TOKEN_TTL}")
                 return MemberTokenPayload(token=None, expires_at=None, errors=[error])
-            exists = await context.read(lambda ctx: member_fields(ctx, member_id) is not None)
-            if not exists:
-                return MemberTokenPayload(token=None, expires_at=None, errors=[_member_not_found(member_id)])
+            fields = await context.read(lambda ctx: member_fields(ctx, member_id))
+            if fields is None or fields["erased_at"]:
+                error = _member_not_found(member_id) if fields is None else UserError(
+                    code="MEMBER_ERASED", field="memberId", message=f"member {member_id!r} was erased: no token")
+                return MemberTokenPayload(token=None, expires_at=None, errors=[error])
             token, expires = auth.mint_member_token(context.shop.slug, member_id, ttl, context.principal.key_id)
             return MemberTokenPayload(token=token, expires_at=expires, errors=[])
         return resolve

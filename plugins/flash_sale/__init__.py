@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Adjustment, Cart, Context, Effect, Job, PaidOrder, Plugin, PriceStage, hookimpl
+from memberkit.plugin import (
+    Adjustment,
+    Cart,
+    Context,
+    Effect,
+    Job,
+    PaidOrder,
+    Plugin,
+    PriceStage,
+    export_tables,
+    hookimpl,
+)
 from memberkit.plugins.flash_sale import graphql, models, stock
 from memberkit.plugins.flash_sale.settings import NAME, FlashSaleSettings
 
@@ -45,3 +56,9 @@ def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect] | 
 @hookimpl
 def checkout_release(ctx: Context, checkout_id: str, reason: str) -> None:
     stock.release_checkout(ctx, checkout_id)
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """What the plugin holds about the member, table by table (memberDataExport)."""
+    return export_tables(ctx, plugin.tables, member_id)

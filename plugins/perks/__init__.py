@@ -26,6 +26,7 @@ from memberkit.plugin import (
     PriceStage,
     Refused,
     SignUp,
+    export_tables,
     hookimpl,
 )
 from memberkit.plugins.perks import graphql, models, rules
@@ -40,7 +41,7 @@ plugin = Plugin(NAME, settings=PerksSettings, graphql=graphql.contribute,
 
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
-    return rules.welcome(ctx, member)
+    return rules.welcome(ctx, member, signup.seen_before)
 
 
 @hookimpl
@@ -83,3 +84,9 @@ def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int
     if stage is PriceStage.COUPON:
         return rules.coupon_adjustments(ctx, cart, subtotal)
     return None
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """What the plugin holds about the member, table by table (memberDataExport)."""
+    return export_tables(ctx, plugin.tables, member_id)

@@ -208,10 +208,14 @@ def release_first_order(ctx: Context, checkout_id: str) -> None:
 # ---------------------------------------------------------------- events
 
 
-def welcome(ctx: Context, member: MemberInfo) -> list[Effect]:
+def welcome(ctx: Context, member: MemberInfo, seen_before: bool = False) -> list[Effect]:
     template = settings_of(ctx).welcome_coupon
     if template is None:
         return []
+    if seen_before:
+        return [Effect(NAME, EffectKind.NO_REWARD, "no sign-up gift: this phone or email is that of an erased "
+                       "member (signing up again after erasure earns no second gift)", code="SEEN_BEFORE",
+                       rule="welcome")]
     return [_issue(ctx, member.id, template, "welcome")[1]]
 
 
@@ -315,7 +319,8 @@ def monthly_coupons(ctx: Context) -> str:
         return f"coupon template {s.monthly_coupon!r} missing from the shop: no monthly coupon issued"
     month = today(ctx).strftime("%Y-%m")
     given = select(MONTHLY.c.member_id).where(MONTHLY.c.member_id == MEMBERS.c.id, MONTHLY.c.month == month)
-    members = ctx.conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.shop == ctx.shop.slug, ~given.exists())
+    members = ctx.conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.shop == ctx.shop.slug, ~given.exists(),
+                                                          MEMBERS.c.erased_at.is_(None))
                                .order_by(MEMBERS.c.id)).scalars().all()
     issued = 0
     tiers: dict[str, TierInfo] = (ctx.member_tiers(list(members)) or {}) if min_rank is not None else {}

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Adjustment, Effect, Job, Plugin, PriceStage, RedemptionResult, hookimpl, money
+from memberkit.plugin import (
+    Adjustment,
+    Context,
+    Effect,
+    Job,
+    Plugin,
+    PriceStage,
+    RedemptionResult,
+    export_tables,
+    hookimpl,
+    money,
+)
 from memberkit.plugins.points import graphql, ledger, models
 from memberkit.plugins.points.settings import NAME, PointsSettings, settings_of
 
@@ -101,3 +112,9 @@ def redemption(ctx, member_id, redemption):
 def points_to_earn(ctx, cart, total):
     tier = ctx.member_tier(cart.member_id) if cart.member_id else None
     return sum(g.points for g in ledger.purchase_grants(settings_of(ctx), total, cart.lines, ctx.now, tier))
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """What the plugin holds about the member, table by table (memberDataExport)."""
+    return export_tables(ctx, plugin.tables, member_id)

@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Context, Effect, Job, MemberInfo, PaidOrder, Plugin, Refund, SignUp, hookimpl
+from memberkit.plugin import (
+    Context,
+    Effect,
+    Job,
+    MemberInfo,
+    PaidOrder,
+    Plugin,
+    Refund,
+    SignUp,
+    export_tables,
+    hookimpl,
+)
 from memberkit.plugins.referral import graphql, models, rewards
 from memberkit.plugins.referral.settings import NAME, ReferralSettings
 
@@ -37,3 +48,17 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
 @hookimpl
 def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     return rewards.on_order_refunded(ctx, refund)
+
+
+@hookimpl
+def member_erased(ctx: Context, member_id: str) -> None:
+    rewards.forget(ctx, member_id)
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """The member's code and counters, who invited them, and the friends they invited (member ids only)."""
+    held = export_tables(ctx, plugin.tables, member_id)
+    held["invited"] = export_tables(ctx, [models.ReferralFriend], member_id, "referrer_id")["referral_friend"]
+    held["invited_by"] = export_tables(ctx, [models.ReferralFriend], member_id, "friend_id")["referral_friend"]
+    return held

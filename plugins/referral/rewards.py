@@ -161,6 +161,9 @@ def on_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
 
 def abuse(ctx: Context, s: ReferralSettings, friend: str, referrer: str, signup: SignUp) -> Effect | None:
     """Why the friend gets no reward, compared on keyed hashes only; None: nothing against it."""
+    if signup.seen_before:
+        return no_reward("SEEN_BEFORE", "no reward: the friend's phone or email is that of an erased member "
+                         "(signing up again after erasure earns no second reward)", "seen_before")
     phones = signup.phone_hashes or ((signup.phone_hash,) if signup.phone_hash else ())
     emails = signup.email_hashes or ((signup.email_hash,) if signup.email_hash else ())
     hashes = [PERSONAL.c.phone_hash.in_(phones)] if phones else []
@@ -293,3 +296,9 @@ def on_order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     ctx.conn.execute(update(CODES).where(CODES.c.member_id == row.referrer_id).values(
         rewarded=CODES.c.rewarded - 1, bonuses=CODES.c.bonuses - (1 if bonus_back else 0)))
     return effects
+
+
+def forget(ctx: Context, member_id: str) -> None:
+    """``member_erased``: the member's code goes (it no longer finds them, so nobody earns them a reward);
+    the friend rows stay as the record of coupons paid, by member id only."""
+    ctx.conn.execute(CODES.delete().where(CODES.c.member_id == member_id))

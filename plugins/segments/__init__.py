@@ -28,6 +28,7 @@ from memberkit.plugin import (
     Refund,
     SignUp,
     TierInfo,
+    export_tables,
     hookimpl,
 )
 from memberkit.plugins.segments import campaigns, graphql, lifecycle, models, rfm, rules
@@ -85,3 +86,19 @@ def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
 def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     rules.order_refunded(ctx, refund)
     return lifecycle.order_refunded(ctx, refund)
+
+
+@hookimpl
+def member_erased(ctx: Context, member_id: str) -> None:
+    """The member leaves every segment and loses their stage, its history, RFM scores and counted purchases;
+    the segment rules and the member search pass erased members over from then on."""
+    for model in reversed(plugin.tables):
+        table = model.__table__
+        if "member_id" in table.c:
+            ctx.conn.execute(table.delete().where(table.c.member_id == member_id))
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """Stage, its history, RFM scores, counted purchases and segments, table by table (memberDataExport)."""
+    return export_tables(ctx, plugin.tables, member_id)

@@ -49,6 +49,7 @@ from memberkit.plugins.segments.models import SegmentsRfm, SegmentsRfmRun
 from memberkit.plugins.segments.settings import settings_of
 
 RFM, RUNS, ORDERS = SegmentsRfm.__table__, SegmentsRfmRun.__table__, OrderRow.__table__
+MEMBERS = rules.MEMBERS
 DIMENSIONS = ("recency", "frequency", "monetary")
 VALUES = ("last_order_at", "orders", "spend")
 
@@ -90,7 +91,9 @@ def compute(ctx: Context) -> str | None:
     base = (select(ORDERS.c.member_id, func.max(ORDERS.c.paid_at).label("last_order_at"),
                    func.count().label("orders"), func.sum(ORDERS.c.total - ORDERS.c.refunded).label("spend"))
             .where(ORDERS.c.shop == slug, ORDERS.c.paid_at > ctx.now - timedelta(days=settings.rfm_window_days),
-                   ORDERS.c.paid_at <= ctx.now, ORDERS.c.refunded < ORDERS.c.total)
+                   ORDERS.c.paid_at <= ctx.now, ORDERS.c.refunded < ORDERS.c.total,
+                   ORDERS.c.member_id.not_in(select(MEMBERS.c.id).where(  # erased members are scored no more
+                       MEMBERS.c.shop == slug, MEMBERS.c.erased_at.is_not(None))))
             .group_by(ORDERS.c.member_id).subquery("rfm_base"))
     valued = {"recency": _day(conn, base.c.last_order_at, offset), "frequency": base.c.orders,
               "monetary": base.c.spend}

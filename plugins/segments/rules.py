@@ -89,7 +89,7 @@ def condition(ctx: Context, *, tiers: Iterable[str] | None = None, min_tier: str
     row's own shop is named too (always the member's), so the planner can walk segments' (shop, ..., member_id)
     indexes in the members' order."""
     slug = ctx.shop.slug
-    conn, clauses = ctx.conn, [MEMBERS.c.shop == slug]
+    conn, clauses = ctx.conn, [MEMBERS.c.shop == slug, MEMBERS.c.erased_at.is_(None)]  # the erased are in none
     if tiers is not None or min_tier is not None or lifecycle is not None:
         clauses.append(LIFECYCLE.c.shop == slug)
     if rfm_bands is not None:

@@ -26,6 +26,7 @@ from memberkit.plugin import (
     Refund,
     SignUp,
     TierInfo,
+    export_tables,
     hookimpl,
     percent_off,
 )
@@ -86,3 +87,9 @@ def price_adjustments(ctx: Context, cart, stage: PriceStage, subtotal: int) -> l
 @hookimpl
 def tier_catalog(ctx: Context) -> list[TierInfo] | None:
     return [st.tier_info(t) for t in settings_of(ctx).tiers]
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    """What the plugin holds about the member, table by table (memberDataExport)."""
+    return export_tables(ctx, plugin.tables, member_id)

@@ -30,3 +30,13 @@ plugin = Plugin(
 @hookimpl
 def outbound_events(ctx: Context, events: list) -> None:
     outbox.write(ctx, events)
+
+
+@hookimpl
+def member_erased(ctx: Context, member_id: str) -> None:
+    outbox.forget(ctx, member_id)
+
+
+@hookimpl
+def member_data(ctx: Context, member_id: str) -> dict:
+    return outbox.held_about(ctx, member_id)

@@ -11,15 +11,16 @@ shape of batch.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text, bindparam, case, cast, false, func, literal, select, true
+from sqlalchemy import Boolean, Integer, String, Text, bindparam, case, cast, false, func, literal, or_, select, true
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql
 
-from memberkit.plugin import Context, MemberRow, Prepared, UTCDateTime, upsert
+from memberkit.plugin import Context, MemberRow, Prepared, UTCDateTime, export_rows, upsert
 from memberkit.plugins.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSequence
 from memberkit.plugins.webhooks.settings import settings_of
 from memberkit.plugins.webhooks.signing import encode_data
@@ -28,12 +29,20 @@ EVENTS, SEQUENCES = WebhookEvent.__table__, WebhookSequence.__table__
 ENDPOINTS, DELIVERIES = WebhookEndpoint.__table__, WebhookDelivery.__table__
 MEMBERS = MemberRow.__table__
 COLUMNS = ("shop", "type", "member_id", "external_id", "sequence", "data", "created_at", "fanned")
+ERASED = "member.erased"
 FAN_OUT_BATCH = 500
 CHUNK = 100  # events per INSERT (an order's few are always one)
 
 
 def _external_id(member: Any):
     return select(MEMBERS.c.external_id).where(MEMBERS.c.id == member).scalar_subquery()
+
+
+def _not_erased(member: Any, i: int):
+    """An erased member's events are not written, but for the one that says so: filtered inside the batch's
+    one INSERT, so no job or refund can tell the platform more about them, at no statement of its own."""
+    erased = select(MEMBERS.c.id).where(MEMBERS.c.id == member, MEMBERS.c.erased_at.is_not(None)).exists()
+    return or_(cast(bindparam(f"t{i}"), String) == ERASED, ~erased)
 
 
 def _rows(shape: tuple[int, ...], sequence_of) -> Any:
@@ -46,10 +55,10 @@ def _rows(shape: tuple[int, ...], sequence_of) -> Any:
             sequence = sequence_of(slot, member, seen[slot])
         else:
             sequence = literal(None, Integer)
-        selects.append(select(cast(bindparam("shop"), String), cast(bindparam(f"t{i}"), String), member,
-                              _external_id(member) if slot >= 0 else literal(None, String), sequence,
-                              cast(bindparam(f"d{i}"), Text), bindparam("now", type_=UTCDateTime),
-                              cast(false(), Boolean)))
+        row = select(cast(bindparam("shop"), String), cast(bindparam(f"t{i}"), String), member,
+                     _external_id(member) if slot >= 0 else literal(None, String), sequence,
+                     cast(bindparam(f"d{i}"), Text), bindparam("now", type_=UTCDateTime), cast(false(), Boolean))
+        selects.append(row.where(_not_erased(member, i)) if slot >= 0 else row)
     return selects[0] if len(selects) == 1 else selects[0].union_all(*selects[1:])
 
 
@@ -179,3 +188,31 @@ def prune(ctx: Context, batch: int = 5000, batches: int = 20) -> str | None:
         conn.execute(DELIVERIES.delete().where(DELIVERIES.c.event_id.in_(ids)))
         gone += conn.execute(EVENTS.delete().where(EVENTS.c.id.in_(ids))).rowcount
     return f"{gone} event(s) pruned" if gone else None
+
+
+def forget(ctx: Context, member_id: str) -> None:
+    """``member_erased``: the member's events go with their deliveries (undelivered ones never go out), their
+    last sequence number kept so that the ``member.erased`` event written next numbers on."""
+    mine = (EVENTS.c.shop == ctx.shop.slug, EVENTS.c.member_id == member_id)
+    last = ctx.conn.execute(select(func.max(EVENTS.c.sequence)).where(*mine)).scalar()
+    if last is None:
+        return
+    ctx.conn.execute(upsert(SEQUENCES, update=lambda excluded: {
+        "last": case((SEQUENCES.c.last > excluded.last, SEQUENCES.c.last), else_=excluded.last)}).on(ctx.conn),
+        {"member_id": member_id, "last": last})
+    ctx.conn.execute(DELIVERIES.delete().where(DELIVERIES.c.event_id.in_(select(EVENTS.c.id).where(*mine))))
+    ctx.conn.execute(EVENTS.delete().where(*mine))
+
+
+def held_about(ctx: Context, member_id: str) -> dict[str, Any]:
+    """``member_data``: the member's outbound events (what was told about them) and their deliveries by
+    status; the payloads are the member's own, so they are given too."""
+    mine = (EVENTS.c.shop == ctx.shop.slug, EVENTS.c.member_id == member_id)
+    statuses = ctx.conn.execute(select(DELIVERIES.c.status, func.count())
+                                .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
+                                .where(*mine).group_by(DELIVERIES.c.status)).all()
+    events = export_rows(ctx, select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.sequence, EVENTS.c.created_at,
+                                     EVENTS.c.data).where(*mine), EVENTS.c.id.desc())
+    for event in events["items"]:
+        event["data"] = json.loads(event["data"])
+    return {"events": events, "deliveries": dict(statuses)}
