@@ -29,6 +29,7 @@ from memberkit.core.models import Coupon, Event, FraudHash, Member, MemberPerson
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Refused
+from memberkit.schema import auth
 from memberkit.schema.context import MAX_IDEMPOTENCY_KEY, RequestContext
 from memberkit.schema.types import UserError
 
@@ -36,6 +37,7 @@ log = logging.getLogger("memberkit.erasure")
 MEMBERS, PERSONAL, EVENTS, FRAUD = Member.__table__, MemberPersonal.__table__, Event.__table__, FraudHash.__table__
 TOMBSTONE = "erased:"  # + member id: the erased member's externalId and sign-up key
 EXPORT_ROWS = 5000  # the most rows of one list in an export (the newest); `truncated` says where it cut
+KIND = "member_erased"  # the erasure's own event kind
 PERSONAL_EVENTS = ("member_signup", "member_updated")  # events whose payload hash covers personal data
 
 
@@ -54,14 +56,16 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
         key = require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)
     except Refused as refusal:
         return EventResult.refused(refusal)
+    event_key = f"{member_id}:{key}"
 
     def validate(ctx: Context) -> None:
         row = ctx.conn.execute(select(MEMBERS.c.erased_at).where(MEMBERS.c.id == member_id,
                                                                  MEMBERS.c.shop == shop.slug)).first()
         if row is None:
             raise Refused("MEMBER_NOT_FOUND", f"no member {member_id!r} in this shop", "memberId")
-        if row.erased_at is not None:
-            raise Unchanged(member_id)
+        if row.erased_at is not None and not ctx.conn.execute(select(EVENTS.c.id).where(
+                EVENTS.c.shop == shop.slug, EVENTS.c.kind == KIND, EVENTS.c.key == event_key)).first():
+            raise Unchanged(member_id)  # erased by another key: answered erased, nothing written
 
     def handle(ctx: Context) -> EventResult:
         ctx.hook.member_erased(ctx=ctx, member_id=member_id)  # before core's rows change: plugins may read them
@@ -76,7 +80,8 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
         ctx.conn.execute(delete(PERSONAL).where(PERSONAL.c.member_id == member_id))
         tombstone = TOMBSTONE + member_id
         ctx.conn.execute(update(MEMBERS).where(MEMBERS.c.id == member_id).values(
-            external_id=tombstone, tags=[], erased_at=ctx.now, tokens_valid_from=ctx.now))
+            external_id=tombstone, tags=[], erased_at=ctx.now))
+        auth.revoke_member_tokens(ctx.conn, shop.slug, member_id)
         # The sign-up's key is released (a retry of it is now a new sign-up); no event keeps a hash of a
         # payload that held the phone, email or birthday.
         mine = (EVENTS.c.shop == shop.slug, EVENTS.c.member_id == member_id)
@@ -85,8 +90,7 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
         ctx.emit("member.erased", member_id)
         return EventResult(member_id)
 
-    result = run_event(runtime, shop, "member_erased", f"{member_id}:{key}", {"member_id": member_id}, handle,
-                       api_key_id, validate)
+    result = run_event(runtime, shop, KIND, event_key, {"member_id": member_id}, handle, api_key_id, validate)
     if not result.errors and not result.duplicate and runtime.db.is_sqlite:
         checkpoint(runtime)
     return result
@@ -162,12 +166,13 @@ def member_data_export(ctx: Context, member_id: str) -> dict[str, Any] | None:
     coupons, orders = Coupon.__table__, Order.__table__
     export: dict[str, Any] = {
         "shop": ctx.shop.slug, "exportedAt": plain(ctx.now), "rowLimit": EXPORT_ROWS, "profile": profile,
-        "coupons": export_rows(ctx, select(coupons).where(coupons.c.shop == ctx.shop.slug, coupons.c.member_id == member_id),
+        "coupons": export_rows(ctx, select(coupons).where(coupons.c.shop == ctx.shop.slug,
+                                                          coupons.c.member_id == member_id),
                                coupons.c.issued_at.desc()),
         "orders": export_rows(ctx, select(orders.c.order_id, orders.c.currency, orders.c.total, orders.c.refunded,
                                           orders.c.paid_at, orders.c.detail)
                               .where(orders.c.shop == ctx.shop.slug, orders.c.member_id == member_id),
-                              orders.c.paid_at.desc()),
+                              orders.c.paid_at.desc(), orders.c.id.desc()),
         "events": dict(ctx.conn.execute(select(EVENTS.c.kind, func.count()).where(  # what was recorded, by kind
             EVENTS.c.shop == ctx.shop.slug, EVENTS.c.member_id == member_id).group_by(EVENTS.c.kind)).all()),
     }
