@@ -24,6 +24,7 @@ from memberkit.core.models import Member as MemberRow
 from memberkit.core.models import MemberPersonal as MemberPersonalRow
 from memberkit.core.models import Order as OrderRow
 from memberkit.core.models import member_column, timestamp
+from memberkit.core import plugins as _plugins
 from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
@@ -31,8 +32,10 @@ from memberkit.core.types import (
     MAX_INT,
     Adjustment,
     Cart,
+    CORE_FIGURES,
     CheckoutPayment,
     Effect,
+    Figure,
     EffectKind,
     Job,
     MemberChanges,
@@ -80,16 +83,24 @@ from memberkit.schema.types import (
     id_cursor,
 )
 
+
+
+def declared_figures(shop: Shop) -> list[str]:
+    """Every figure the shop's programme counts (``ctx.count``): core's, then each enabled plugin's own."""
+    return list(dict.fromkeys([*CORE_FIGURES, *(f for name in shop.plugins for f in _plugins.load(name).figures)]))
+
+
 __all__ = [
     # the declaration and the hooks
     "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
     # what hooks receive and return
     "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
-    "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
+    "CheckoutPayment", "OutboundEvent", "Figure", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
-    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job",
+    "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "CORE_FIGURES",
+    "declared_figures",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",
