@@ -18,7 +18,7 @@ from memberkit.plugins.kpis.models import KpisDelta, KpisHour
 from memberkit.plugins.points.models import PointsAccount, PointsEntry
 from memberkit.plugins.tiering.models import TierChange, TierMember
 from memberkit.testing import TEST_DATABASE_URL, reset_postgres
-from memberkit.core.models import Coupon
+from memberkit.core.models import Coupon, Member, Order
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SHOP = """
@@ -109,3 +109,194 @@ def test_an_order_counts_its_sales_orders_and_activity_at_once_and_after_the_fol
         assert conn.execute(select(func.count()).select_from(KpisDelta)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(KpisHour)).scalar() > 0
     assert kpis(shop, *day) == before_fold
+
+
+# ---------------------------------------------------------------- every figure against a brute force
+
+
+RANKS = {"REGULAR": 1, "SILVER": 2, "GOLD": 3}
+START = local("2026-03-27T22:20:00")  # two days before summer time begins in Berlin (29 March, 02:00 -> 03:00)
+STEP = st.one_of(
+    st.tuples(st.just("sign_up"), st.integers(0, 60)),  # joinedAt, hours ago
+    st.tuples(st.just("pay"), st.integers(0, 5), st.integers(1, 500), st.integers(0, 40), st.booleans()),
+    st.tuples(st.just("refund"), st.integers(0, 20), st.integers(1, 100)),
+    st.tuples(st.just("check_in"), st.integers(0, 5)),
+    st.tuples(st.just("redeem"), st.integers(0, 5)),
+    st.tuples(st.just("adjust"), st.integers(0, 5), st.integers(-60, 60).filter(bool)),
+    st.tuples(st.just("jobs")),
+    st.tuples(st.just("snapshot")),
+)
+HISTORY = st.lists(st.tuples(st.sampled_from([0, 600, 2400, 3 * 3600, 11 * 3600, 30 * 3600, 9 * 86400]), STEP),
+                   min_size=1, max_size=22)
+METRICS = ["newMembers", "activeMembers", "memberOrders", "memberSales", "couponsIssued", "couponsUsed",
+           "pointsIssued", "pointsSpent", "pointsExpired", "pointsAdjusted", "pointsReversed", "tierUpgrades",
+           "tierDowngrades", "tierMembers:SILVER", "pointsPending"]
+
+
+class Brute:
+    """Every figure computed from the raw facts: core's members, orders and coupons, the points ledger, tier
+    history, and the refunds the history made (core keeps only an order's refunded total)."""
+
+    def __init__(self, shop, refunds):
+        with shop.runtime.db.read() as conn:
+            self.joined = conn.execute(select(Member.id, Member.joined_at)).all()
+            self.orders = conn.execute(select(Order.member_id, Order.paid_at, Order.total)).all()
+            self.coupons = conn.execute(select(Coupon.issued_at, Coupon.used_at, Coupon.status)).all()
+            self.entries = conn.execute(select(PointsEntry.member_id, PointsEntry.created_at, PointsEntry.delta,
+                                               PointsEntry.reason, PointsEntry.rule)).all()
+            self.changes = conn.execute(select(TierChange.from_code, TierChange.to_code, TierChange.created_at)).all()
+        self.refunds = refunds
+
+    def active(self, a, b) -> set[str]:
+        return ({o.member_id for o in self.orders if a <= o.paid_at < b}
+                | {e.member_id for e in self.entries if e.rule == "action:check_in" and a <= e.created_at < b})
+
+    def value(self, metric: str, a: datetime, b: datetime) -> int:
+        moved = [c for c in self.changes if c.from_code and c.from_code != c.to_code and a <= c.created_at < b]
+        parts = {"pointsIssued": ("EARN", 1), "pointsSpent": ("SPEND", -1), "pointsExpired": ("EXPIRE", -1),
+                 "pointsReversed": ("REFUND", -1), "pointsAdjusted": ("ADJUST", 1)}
+        if metric in parts:
+            reason, sign = parts[metric]
+            return sum(sign * e.delta for e in self.entries if e.reason == reason and a <= e.created_at < b)
+        return {
+            "newMembers": lambda: sum(a <= m.joined_at < b for m in self.joined),
+            "activeMembers": lambda: len(self.active(a, b)),
+            "memberOrders": lambda: sum(a <= o.paid_at < b for o in self.orders),
+            "memberSales": lambda: (sum(o.total for o in self.orders if a <= o.paid_at < b)
+                                    - sum(amount for at, amount in self.refunds if a <= at < b)),
+            "couponsIssued": lambda: sum(a <= c.issued_at < b for c in self.coupons),
+            "couponsUsed": lambda: sum(c.status == "USED" and a <= c.used_at < b for c in self.coupons),
+            "tierUpgrades": lambda: sum(RANKS[c.to_code] > RANKS[c.from_code] for c in moved),
+            "tierDowngrades": lambda: sum(RANKS[c.to_code] < RANKS[c.from_code] for c in moved),
+        }[metric]()
+
+    def programme(self, a: datetime, b: datetime) -> dict:
+        opening = sum(e.delta for e in self.entries if e.created_at < a)
+        parts = {p: self.value(f"points{p.title()}", a, b) for p in ("issued", "adjusted", "spent", "expired",
+                                                                      "reversed")}
+        closing = opening + parts["issued"] + parts["adjusted"] - parts["spent"] - parts["expired"] - parts["reversed"]
+        assert closing == sum(e.delta for e in self.entries if e.created_at < b)
+        names = ["newMembers", "activeMembers", "memberOrders", "memberSales", "couponsIssued", "couponsUsed",
+                 "tierUpgrades", "tierDowngrades"]
+        return {"from": iso(a.astimezone(UTC)), "to": iso(b.astimezone(UTC)),
+                "members": sum(m.joined_at < b for m in self.joined),
+                "newMembersPrevious": self.value("newMembers", a - (b - a), a), "storeSales": None,
+                "storedValue": None, **{n: self.value(n, a, b) for n in names},
+                "points": {"opening": opening, **parts, "returned": 0, "closing": closing}}
+
+
+def bucket_starts(a: datetime, b: datetime, granularity: str) -> list[datetime]:
+    """Shop-local period starts by walking the calendar (independently of the plugin's arithmetic)."""
+    if granularity == "HOUR":
+        return [a + timedelta(hours=n) for n in range(int((b - a) / timedelta(hours=1)))]
+    day = a.astimezone(BERLIN).date()
+    day = day - timedelta(days=day.weekday()) if granularity == "WEEK" else day
+    day = day.replace(day=1) if granularity == "MONTH" else day
+    starts = []
+    while (start := datetime(day.year, day.month, day.day, tzinfo=BERLIN).astimezone(UTC)) < b:
+        starts.append(start)
+        day = (day + timedelta(days={"DAY": 1, "WEEK": 7}[granularity]) if granularity != "MONTH"
+               else date(day.year + day.month // 12, day.month % 12 + 1, 1))
+    return starts
+
+
+def play(shop, history) -> tuple[list, list]:
+    """Run a history; returns the refunds made and snapshots (an hour's start, the balances and tiers then)."""
+    integrator, members, orders, refunds, snapshots = shop.integrator("demo"), [], [], [], []
+    for n, (wait, step) in enumerate(history):
+        shop.clock.advance(seconds=wait)
+        now = shop.clock.now()
+        kind, *args = step
+        if kind == "sign_up":
+            members.append(shop.sign_up("demo", f"crm-{n}", joinedAt=iso(now - timedelta(hours=args[0]))))
+        elif not members:
+            continue
+        elif kind == "pay":
+            member = members[args[0] % len(members)]
+            with shop.runtime.db.read() as conn:
+                codes = conn.execute(select(Coupon.code).where(Coupon.member_id == member,
+                                                               Coupon.status == "AVAILABLE")).scalars().all()
+            paid = shop.pay("demo", member, f"o-{n}", args[1] * 100, paidAt=iso(now - timedelta(hours=args[2])),
+                            couponCodes=codes[:1] if args[3] else [])
+            assert paid["errors"] == []
+            orders.append([f"o-{n}", args[1] * 100])
+        elif kind == "refund" and orders:
+            order = orders[args[0] % len(orders)]
+            amount = order[1] * args[1] // 100
+            if amount:
+                assert shop.refund("demo", order[0], f"r-{n}", amount)["errors"] == []
+                order[1] -= amount
+                refunds.append((now, amount))
+        elif kind == "check_in":
+            shop.member("demo", members[args[0] % len(members)])(CHECK_IN)
+        elif kind == "redeem":
+            shop.member("demo", members[args[0] % len(members)])(REDEEM, {"input": {"rewardId": "ten-off",
+                                                                                    "idempotencyKey": f"r-{n}"}})
+        elif kind == "adjust":
+            integrator(ADJUST, {"input": {"memberId": members[args[0] % len(members)], "delta": args[1],
+                                          "reason": "goodwill", "idempotencyKey": f"a-{n}"}})
+        elif kind == "jobs":
+            shop.run_jobs("demo", force=True)
+        elif kind == "snapshot":  # the next local hour's start: what the ledger and tiers hold then
+            shop.clock.set(kpi_figures.hour_start(now, BERLIN) + timedelta(hours=1))
+            with shop.runtime.db.read() as conn:
+                held = conn.execute(select(func.coalesce(func.sum(PointsAccount.balance + PointsAccount.held
+                                                                  + PointsAccount.pending), 0),
+                                           func.coalesce(func.sum(PointsAccount.pending), 0))).one()
+                tiers = dict(conn.execute(select(TierMember.tier_code, func.count()).group_by(TierMember.tier_code))
+                             .all())
+            snapshots.append((shop.clock.now(), held[0], held[1], [tiers.get(code, 0) for code in RANKS]))
+    return refunds, snapshots
+
+
+@settings(max_examples=int(__import__("os").environ.get("KPIS_EXAMPLES", "20")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=HISTORY, data=st.data())
+def test_every_figure_matches_a_brute_force_over_random_histories(make_runtime, make_api, history, data):
+    from memberkit.testing import MemberkitClock, Programme
+
+    runtime = make_runtime(SHOP)
+    if TEST_DATABASE_URL:
+        reset_postgres(runtime.db)
+    shop = Programme(runtime, make_api(runtime), MemberkitClock())
+    shop.clock.set(START)
+    refunds, snapshots = play(shop, history)
+    end = kpi_figures.hour_start(shop.clock.now(), BERLIN) + timedelta(hours=2)
+    first = kpi_figures.hour_start(START, BERLIN) - timedelta(hours=72)
+    hours = int((end - first) / timedelta(hours=1))
+    checks = [sorted(data.draw(st.lists(st.integers(0, hours), min_size=2, max_size=2, unique=True)))
+              for _ in range(2)]
+    series = [(data.draw(st.sampled_from(METRICS)), data.draw(st.sampled_from(["HOUR", "DAY", "WEEK", "MONTH"])))
+              for _ in range(2)]
+    for folded in (False, True):
+        if folded:
+            shop.run_jobs("demo", force=True)
+        brute = Brute(shop, refunds)
+        for low, high in checks:
+            a, b = first + timedelta(hours=low), first + timedelta(hours=high)
+            got = kpis(shop, a, b)
+            tiers, got["tierDistribution"] = got.pop("tierDistribution"), None
+            pending = got["points"].pop("pending")
+            assert got == {**brute.programme(a, b), "tierDistribution": None}
+            assert pending >= 0
+        for metric, granularity in series:
+            a, b = first + timedelta(hours=checks[0][0]), first + timedelta(hours=checks[0][1])
+            if granularity == "HOUR" and b - a > timedelta(hours=999):
+                continue
+            starts = bucket_starts(a, b, granularity)
+            got = shop.integrator("demo")(SERIES, {"metric": metric, "from": iso(a), "to": iso(b),
+                                                   "granularity": granularity})["kpiSeries"]
+            assert [datetime.fromisoformat(p["start"]) for p in got] == starts
+            if metric in ("tierMembers:SILVER", "pointsPending"):
+                continue  # levels: checked against the snapshots below
+            ends = [*starts[1:], b]
+            assert [int(p["value"]) for p in got] == [brute.value(metric, max(s, a), min(e, b))
+                                                      for s, e in zip(starts, ends, strict=True)], (metric, granularity)
+        for moment, closing, pending, tiers in snapshots:  # a closed period's liability never changes
+            got = kpis(shop, moment - timedelta(hours=1), moment)
+            assert (got["points"]["closing"], got["points"]["pending"]) == (closing, pending)
+            assert [t["members"] for t in got["tierDistribution"]] == tiers
+    with shop.runtime.db.read() as conn:  # and now: closing is the sum of the balances
+        now_closing = conn.execute(select(func.coalesce(func.sum(PointsAccount.balance + PointsAccount.held
+                                                                 + PointsAccount.pending), 0))).scalar()
+    assert kpis(shop, end - timedelta(hours=1), end)["points"]["closing"] == now_closing

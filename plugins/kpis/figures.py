@@ -85,10 +85,11 @@ _COLUMNS = ("shop", "metric", "bucket", "value", "member_id")
 
 
 def _insert(rows: int) -> Prepared:
-    """One INSERT of `rows` rows, compiled once per row count and dialect (an order counts a handful)."""
+    """One INSERT of `rows` rows, compiled once per row count and dialect (an order counts a handful). Each
+    bind is typed: SQLAlchemy types only the first row's by the column (UTC datetimes on SQLite)."""
     if rows not in _INSERTS:
         _INSERTS[rows] = Prepared(DELTA.insert().values(
-            [{c: bindparam(f"{c}_{i}") for c in _COLUMNS} for i in range(rows)]))
+            [{c: bindparam(f"{c}_{i}", type_=DELTA.c[c].type) for c in _COLUMNS} for i in range(rows)]))
     return _INSERTS[rows]
 
 
