@@ -300,3 +300,136 @@ def test_every_figure_matches_a_brute_force_over_random_histories(make_runtime, 
         now_closing = conn.execute(select(func.coalesce(func.sum(PointsAccount.balance + PointsAccount.held
                                                                  + PointsAccount.pending), 0))).scalar()
     assert kpis(shop, end - timedelta(hours=1), end)["points"]["closing"] == now_closing
+
+
+# ---------------------------------------------------------------- store sales, limits, access, cost
+
+
+def test_store_sales_one_figure_per_day_the_last_report_counts_and_a_retry_changes_nothing(memberkit):
+    shop = memberkit(SHOP)
+    shop.clock.set(local("2026-10-26T12:00:00"))
+    integrator = shop.integrator("demo")
+
+    def report(day: str, amount: int, key: str, orders: int = 10) -> dict:
+        return integrator(STORE_SALES, {"input": {"date": day, "amount": amount, "orders": orders,
+                                                  "idempotencyKey": key}})["recordStoreSales"]
+
+    week = (local("2026-10-19T00:00:00"), local("2026-10-26T00:00:00"))
+    assert kpis(shop, *week)["storeSales"] is None
+    assert report("2026-10-24", 50000, "k-1") == {"duplicate": False, "errors": []}
+    assert report("2026-10-25", 70000, "k-2")["errors"] == []  # the day of 25 hours (summer time ends)
+    assert report("2026-10-24", 50000, "k-1") == {"duplicate": True, "errors": []}
+    assert report("2026-10-24", 60000, "k-3")["errors"] == []  # a later report replaces the earlier
+    assert kpis(shop, *week)["storeSales"] == 130000
+    assert kpis(shop, local("2026-10-25T00:00:00"), local("2026-10-25T23:00:00"))["storeSales"] is None  # part
+    assert report("2026-10-24", 1, "k-1")["errors"][0]["code"] == "IDEMPOTENCY_CONFLICT"
+    for day, amount, orders, code, field in (("2026-10-27", 1, 1, "DATE_IN_FUTURE", "date"),
+                                             ("2026-10-20", -1, 1, "NEGATIVE_AMOUNT", "amount"),
+                                             ("2026-10-20", 1, -1, "NEGATIVE_AMOUNT", "orders")):
+        [error] = report(day, amount, f"bad-{field}-{code}", orders)["errors"]
+        assert (error["code"], error["field"]) == (code, field), error
+    assert kpis(shop, *week)["storeSales"] == 130000
+
+
+def test_ranges_metrics_and_points_are_checked_and_named(memberkit):
+    shop = memberkit(SHOP)
+    shop.clock.set(local("2026-10-26T12:00:00"))
+    integrator = shop.integrator("demo")
+
+    def refusal(query: str, **variables) -> str:
+        [error] = integrator.errors(query, variables)
+        return error["message"]
+
+    day = {"from": "2026-10-25T00:00:00+02:00", "to": "2026-10-26T00:00:00+01:00"}
+    assert "from: must carry a UTC offset" in refusal(KPIS, **{**day, "from": "2026-10-25T00:00:00"})
+    assert "to: 2026-10-26T00:30:00+01:00 is not the start of an hour" in refusal(
+        KPIS, **{**day, "to": "2026-10-26T00:30:00+01:00"})
+    assert "to: " in refusal(KPIS, **{**day, "to": day["from"]}) and "is not after from" in refusal(
+        KPIS, **{**day, "to": day["from"]})
+    assert "at most 400 days" in refusal(KPIS, **{**day, "from": "2024-10-25T00:00:00+02:00"})
+    message = refusal(SERIES, metric="revenue", **day)
+    assert "metric: no metric 'revenue'; metrics: couponsIssued, couponsUsed" in message
+    assert "pointsIssued" in message and "tierMembers:GOLD" in message
+    assert "at most 1000 points" in refusal(SERIES, metric="newMembers", granularity="HOUR",
+                                            **{**day, "from": "2026-08-25T00:00:00+02:00"})
+    assert len(integrator(SERIES, {"metric": "newMembers", "granularity": "HOUR", **day})["kpiSeries"]) == 25
+
+
+def test_kpis_need_the_secret_key(memberkit):
+    shop = memberkit(SHOP)
+    member = shop.sign_up("demo", "crm-1")
+    day = {"from": "2026-10-25T00:00:00+02:00", "to": "2026-10-26T00:00:00+01:00"}
+    for client in (shop.storefront("demo"), shop.member("demo", member)):
+        for query, variables in ((KPIS, day), (SERIES, {"metric": "newMembers", **day}),
+                                 (STORE_SALES, {"input": {"date": "2026-10-25", "amount": 1, "orders": 1,
+                                                          "idempotencyKey": "k"}})):
+            [error] = client.errors(query, variables)
+            assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_the_hour_repeated_when_summer_time_ends_is_two_buckets_and_one_day(memberkit):
+    shop = memberkit(SHOP)
+    first, second = datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert [m.astimezone(BERLIN).strftime("%H:%M") for m in (first, second)] == ["02:30", "02:30"]
+    for n, moment in enumerate((first, second)):
+        shop.clock.set(moment)
+        shop.sign_up("demo", f"crm-{n}")
+    integrator = shop.integrator("demo")
+    day = {"from": "2026-10-25T00:00:00+02:00", "to": "2026-10-26T00:00:00+01:00", "metric": "newMembers"}
+    hours = integrator(SERIES, {**day, "granularity": "HOUR"})["kpiSeries"]
+    assert [p["start"] for p in hours if p["value"]] == ["2026-10-25T00:00:00+00:00", "2026-10-25T01:00:00+00:00"]
+    assert integrator(SERIES, day)["kpiSeries"] == [{"start": "2026-10-24T22:00:00+00:00", "value": 2}]
+
+
+@pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="counts SQLite's statements (the same plan on both)")
+def test_the_kpis_plugin_adds_one_insert_to_an_order(memberkit, monkeypatch):
+    shop = memberkit(SHOP)
+    shop.clock.set(local("2026-03-10T09:30:00"))
+    member = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member, "o-1", 12000)
+
+    def statements_of_an_order(order_id: str) -> list[str]:
+        seen: list[str] = []
+        with shop.runtime.db.write() as conn:  # the process's one writer: traced from now on
+            conn.connection.driver_connection.set_trace_callback(seen.append)
+        seen.clear()
+        shop.pay("demo", member, order_id, 1000)
+        return seen
+
+    counted = statements_of_an_order("o-2")
+    monkeypatch.setattr(kpi_figures, "record", lambda ctx, figures: None)
+    assert len(counted) - len(statements_of_an_order("o-3")) == 1
+    assert [sql.split("(")[0].strip() for sql in counted if "kpis_" in sql] == ["INSERT INTO kpis_delta"]
+
+
+def test_a_plugins_figures_reach_figures_recorded_once_per_transaction_and_never_from_a_refusal(memberkit):
+    from memberkit.plugin import Plugin, Refused, hookimpl
+
+    seen: list[list] = []
+
+    class Mirror:
+        plugin = Plugin("mirror", figures=("mirrored",))
+
+        @staticmethod
+        @hookimpl
+        def order_paid(ctx, order):
+            ctx.count("mirrored", order.total, at=order.paid_at)
+            if order.total == 666:
+                raise Refused("NO", "no")
+
+        @staticmethod
+        @hookimpl
+        def figures_recorded(ctx, figures):
+            seen.append(sorted((f.metric, f.value) for f in figures))
+
+    shop = memberkit(SHOP.replace('plugins = ["points", "tiering"]', 'plugins = ["points", "tiering", "mirror"]'),
+                     plugins=[Mirror])
+    shop.clock.set(local("2026-03-10T09:30:00"))
+    member = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member, "o-1", 12000)
+    assert shop.pay("demo", member, "o-2", 666)["errors"][0]["code"] == "NO"
+    assert seen[-1] == [("active", 1), ("memberOrders", 1), ("memberSales", 12000), ("mirrored", 12000),
+                        ("pointsIssued", 120), ("pointsPending", 120)] and len(seen) == 2
+    day = {"from": "2026-03-10T00:00:00+01:00", "to": "2026-03-11T00:00:00+01:00", "metric": "mirrored"}
+    assert shop.integrator("demo")(SERIES, day)["kpiSeries"] == [{"start": "2026-03-09T23:00:00+00:00",
+                                                                    "value": 12000}]
