@@ -32,7 +32,8 @@ class Plugin:
     """A plugin's declaration: its name (the one a shop enables), settings model, tables, GraphQL
     contributions (``graphql(builder)``), jobs, long-running services, Alembic migrations (left out:
     ``migrations/`` beside the declaring module, where it owns tables), the outbound event types it emits,
-    the figures it counts (``ctx.count``), and ``hooks``, the object whose ``@hookimpl`` functions pluggy calls (left out: the declaring module)."""
+    the figures it counts (``ctx.count``), and ``hooks``, the object whose ``@hookimpl`` functions pluggy
+    calls (left out: the declaring module)."""
 
     name: str
     settings: type[BaseModel] | None = None

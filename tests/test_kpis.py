@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from memberkit.core.models import Coupon, Member, Order
 from memberkit.plugins.kpis import figures as kpi_figures
 from memberkit.plugins.kpis.models import KpisDelta, KpisHour
 from memberkit.plugins.points.models import PointsAccount, PointsEntry
 from memberkit.plugins.tiering.models import TierChange, TierMember
 from memberkit.testing import TEST_DATABASE_URL, reset_postgres
-from memberkit.core.models import Coupon, Member, Order
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SHOP = """
@@ -433,3 +433,39 @@ def test_a_plugins_figures_reach_figures_recorded_once_per_transaction_and_never
     day = {"from": "2026-03-10T00:00:00+01:00", "to": "2026-03-11T00:00:00+01:00", "metric": "mirrored"}
     assert shop.integrator("demo")(SERIES, day)["kpiSeries"] == [{"start": "2026-03-09T23:00:00+00:00",
                                                                     "value": 12000}]
+
+
+def test_the_kpis_command_prints_the_change_against_the_period_before_and_writes_csv(memberkit, tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from memberkit.cli import app
+
+    shop = memberkit(SHOP)
+    integrator = shop.integrator("demo")
+    shop.clock.set(local("2026-03-05T10:00:00"))
+    first = shop.sign_up("demo", "crm-1")
+    shop.clock.set(local("2026-03-12T10:00:00"))
+    shop.sign_up("demo", "crm-2")
+    shop.sign_up("demo", "crm-3")
+    shop.pay("demo", first, "o-1", 20000)
+    shop.clock.set(local("2026-03-16T08:00:00"))  # default: the 7 local days 9-15 March
+    for day in range(9, 16):
+        integrator(STORE_SALES, {"input": {"date": f"2026-03-{day:02}", "amount": 10000, "orders": 3,
+                                           "idempotencyKey": f"s-{day}"}})
+    out = tmp_path / "kpis.csv"
+    result = CliRunner().invoke(app, ["kpis", "--shop", "demo", "--csv", str(out), "--config",
+                                      str(tmp_path / "plugins-0.toml")],
+                                env={"MEMBERKIT_DATABASE_URL": shop.runtime.db.url})
+    assert result.exit_code == 0, result.output
+    assert "newMembers" in result.output and "+100.0%" in result.output
+    rows = {row["figure"]: row for row in csv.DictReader(out.open())}
+    assert (rows["newMembers"]["period"], rows["newMembers"]["previous"], rows["newMembers"]["change"]) == (
+        "2", "1", "100.0")
+    assert rows["members' share of sales %"]["period"] == "28.6"  # 20,000 of 70,000
+    assert rows["active share %"]["period"] == "33.3" and rows["storeSales"]["previous"] == ""
+    bad = CliRunner().invoke(app, ["kpis", "--shop", "demo", "--from", "2026-03-09T00:30:00+01:00", "--config",
+                                   str(tmp_path / "plugins-0.toml")],
+                             env={"MEMBERKIT_DATABASE_URL": shop.runtime.db.url})
+    assert bad.exit_code == 1 and "from: 2026-03-09T00:30:00+01:00 is not the start of an hour" in bad.output

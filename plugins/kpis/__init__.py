@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from memberkit.plugin import Job, Plugin, hookimpl
-from memberkit.plugins.kpis import graphql, models
 from memberkit.plugins.kpis import figures as kpis
+from memberkit.plugins.kpis import graphql, models
 
 NAME = "kpis"
 
