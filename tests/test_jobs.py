@@ -82,8 +82,9 @@ def lease(runtime: Runtime, job: str) -> JobLease | None:
 
 
 def plugin_runs(runs: list[jobs.JobRun]) -> list[jobs.JobRun]:
-    """The runs of the test's plugin: the default plugins' (checkout.expire_checkouts) run for every shop too."""
-    return [run for run in runs if not run.job.startswith("checkout.")]
+    """The runs of the test's plugin: the default plugins' (checkout.expire_checkouts, kpis.fold) run for every
+    shop too."""
+    return [run for run in runs if not run.job.startswith(("checkout.", "kpis."))]
 
 
 def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
@@ -92,8 +93,9 @@ def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
 
 def test_due_job_runs_once_then_is_not_due_until_forced_or_its_interval_passes(shop_runtime):
     runtime = shop_runtime
-    [default_run, run] = jobs.run_due(runtime)
+    [default_run, fold, run] = jobs.run_due(runtime)
     assert (default_run.job, default_run.status) == ("checkout.expire_checkouts", "done")  # a default plugin's
+    assert (fold.job, fold.status) == ("kpis.fold", "done")
     assert (run.shop, run.job, run.status) == ("alpha", "chores.issue", "done")
     assert run.result.startswith("issued ") and coupons(runtime) == 1
     row = lease(runtime, "chores.issue")
@@ -150,19 +152,20 @@ def test_jobs_run_command_prints_each_status(shop_runtime, chores, settings_file
     first = runner.invoke(app, ["jobs", "run"], env=env)
     assert first.exit_code == 0, (first.output, first.exception)
     lines = first.stdout.splitlines()
-    assert lines.pop(0) == "alpha checkout.expire_checkouts: done"  # core's own job first
+    assert lines.pop(0) == "alpha checkout.expire_checkouts: done"  # the default plugins' jobs first
+    assert lines.pop(0) == "alpha kpis.fold: done"
     assert len(lines) == 2 and lines[0].startswith("alpha chores.issue: done (issued ")
     assert lines[0].endswith(")")
     assert lines[1] == "alpha chores.noop: done"
 
     again = runner.invoke(app, ["jobs", "run", "--shop", "alpha"], env=env)
     assert again.exit_code == 0
-    assert again.stdout.splitlines()[1:] == ["alpha chores.issue: not due", "alpha chores.noop: not due"]
+    assert again.stdout.splitlines()[2:] == ["alpha chores.issue: not due", "alpha chores.noop: not due"]
     assert coupons(runtime) == 1
 
     chores(Job("broken", timedelta(hours=1), broken))
     failed = runner.invoke(app, ["jobs", "run"], env=env)
-    assert failed.exit_code == 1 and failed.stdout.splitlines()[1:] == ["alpha chores.broken: failed"]
+    assert failed.exit_code == 1 and failed.stdout.splitlines()[2:] == ["alpha chores.broken: failed"]
 
 
 @postgres_only()
