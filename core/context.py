@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from memberkit.core import plugins
 from memberkit.core.settings import Shop
-from memberkit.core.types import CORE_EVENT_TYPES, OutboundEvent
+from memberkit.core.types import CORE_EVENT_TYPES, Figure, OutboundEvent
 from memberkit.core.wallet import Wallet
 
 
@@ -40,11 +40,16 @@ class Context:
     # What caused this transaction (the inbound event's kind and key, or the job), named in outbound events.
     cause: dict[str, Any] = field(default_factory=dict)
     outbound: list[OutboundEvent] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
 
     def emit(self, type: str, member_id: str | None, **data: Any) -> None:
         """Tell the platform about a change made in this transaction: the events are handed to the
         ``outbound_events`` hook just before commit, so a rolled-back change emits nothing."""
         self.outbound.append(OutboundEvent(type, member_id, data))
+
+    def count(self, metric: str, value: int = 1, *, at: datetime | None = None, member_id: str | None = None) -> None:
+        """Add `value` to a programme figure at `at` (default: now); handed to ``figures_recorded`` at commit."""
+        self.figures.append(Figure(metric, value, at or self.now, member_id))
 
     def outbound_event_types(self) -> list[str]:
         """Every outbound event type of the shop: core's, then each enabled plugin's declared ones."""
@@ -52,10 +57,14 @@ class Context:
         return list(dict.fromkeys([*CORE_EVENT_TYPES, *declared]))
 
     def flush_outbound(self) -> None:
-        """Hand the transaction's events to the outbox (``outbound_events``), once, just before commit."""
+        """Hand the transaction's events to the outbox (``outbound_events``), then its figures, counted by
+        then, to ``figures_recorded``: each once, just before commit."""
         if self.outbound:
             events, self.outbound = self.outbound, []
             self.hook.outbound_events(ctx=self, events=events)
+        if self.figures:
+            figures, self.figures = self.figures, []
+            self.hook.figures_recorded(ctx=self, figures=figures)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         """A plugin's validated settings for this shop (by its declared settings model), or None."""

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Cart,
         CheckoutPayment,
         Effect,
+        Figure,
         MemberChanges,
         MemberInfo,
         OutboundEvent,
@@ -89,6 +90,12 @@ def outbound_events(ctx: Context, events: list[OutboundEvent]) -> None:
     """The outbound events (``ctx.emit``) of one transaction, once, just before it commits: the plugin that
     keeps an outbox writes them in that transaction, in as few statements as it can (an order's are on the
     hot path). Raising rolls the whole transaction back."""
+
+
+@hookspec
+def figures_recorded(ctx: Context, figures: list[Figure]) -> None:
+    """The programme figures (``ctx.count``) of one transaction, once, just before it commits and after
+    ``outbound_events``: the plugin that keeps KPIs writes them in that transaction in one statement."""
 
 
 # ---------------------------------------------------------------- perform: one plugin answers (first result)

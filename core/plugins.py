@@ -24,7 +24,7 @@ from memberkit.core.types import Job, Service
 PROJECT = ENTRY_POINT_GROUP = "memberkit"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-DEFAULT_PLUGINS = ("checkout",)  # built-in plugins every shop runs, before the ones it lists
+DEFAULT_PLUGINS = ("checkout", "kpis")  # built-in plugins every shop runs, before the ones it lists
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Plugin:
     """A plugin's declaration: its name (the one a shop enables), settings model, tables, GraphQL
     contributions (``graphql(builder)``), jobs, long-running services, Alembic migrations (left out:
     ``migrations/`` beside the declaring module, where it owns tables), the outbound event types it emits,
-    and ``hooks``, the object whose ``@hookimpl`` functions pluggy calls (left out: the declaring module)."""
+    the figures it counts (``ctx.count``), and ``hooks``, the object whose ``@hookimpl`` functions pluggy
+    calls (left out: the declaring module)."""
 
     name: str
     settings: type[BaseModel] | None = None
@@ -42,6 +43,7 @@ class Plugin:
     services: tuple[Service, ...] = ()
     migrations: str | Path | None = None
     event_types: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
     hooks: object | None = field(default=None, compare=False)
     # names this plugin's settings define for other plugins' settings to refer to, by kind: e.g.
     # {"tier": lambda settings: [t.code for t in settings.tiers]} (see core.settings.reference)

@@ -233,6 +233,19 @@ class OutboundEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A change to a programme figure (``ctx.count``): `metric` by `value` at `at`; `member_id` where the
+    figure counts distinct members (an activity mark)."""
+
+    metric: str
+    value: int
+    at: datetime
+    member_id: str | None = None
+
+
+CORE_FIGURES = ("couponsIssued", "couponsUsed")  # what core counts; plugins declare theirs in Plugin.figures
+
 # What core itself emits; plugins declare theirs in Plugin.event_types (docs/events.md describes each).
 CORE_EVENT_TYPES = ("member.signed_up", "member.updated", "order.paid", "order.refunded", "coupon.issued",
                     "coupon.used", "coupon.withdrawn", "member.erased")

@@ -55,6 +55,7 @@ class Wallet:
         self.ctx.emit("coupon.issued", member_id, couponId=coupon.id, code=coupon.code, template=template,
                       title=spec.title, kind=spec.kind, value=spec.value, minSpend=spec.min_spend,
                       validUntil=valid_until, rule=source)
+        self.ctx.count("couponsIssued")
         return coupon
 
     def issued_effect(self, plugin: str, coupon: IssuedCoupon, rule: str | None = None) -> Effect:
@@ -120,6 +121,7 @@ class Wallet:
             if used:
                 effects.append(Effect("core", EffectKind.COUPON_USED, f"coupon {code} used", rule="wallet"))
                 self.ctx.emit("coupon.used", member_id, code=code, orderId=order_id)
+                self.ctx.count("couponsUsed")
             else:
                 reason, text = self._why_unusable(member_id, code, spend, checkout_id)
                 effects.append(Effect("core", EffectKind.CONFLICT, f"coupon {code} not applied: {text}",

@@ -196,6 +196,47 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
         typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
 
 
+@app.command()
+def kpis(
+    shop: Annotated[str, typer.Option("--shop", help="The shop.")],
+    from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO 8601 with offset, on a local hour "
+                                                 "(default: 7 local days before today's midnight).")] = None,
+    to: Annotated[Optional[str], typer.Option(help="End (default: today's local midnight).")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows to this CSV file.")] = None,
+    config: ConfigOption = None,
+):
+    """The programme's figures over a period and their change against the period of the same length before."""
+    from datetime import datetime
+
+    from rich.table import Table
+
+    from memberkit import kpis_report
+
+    runtime = _runtime(config)
+    found = _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    start, end = kpis_report.default_period(found)
+    span = end - start
+    try:  # one end given: the other is a default period's length away
+        if from_ or to:
+            start = datetime.fromisoformat(from_) if from_ else datetime.fromisoformat(to) - span
+            end = datetime.fromisoformat(to) if to else start + span
+        table = kpis_report.rows(runtime, found, start, end)
+    except (ValueError, kpis_report.KpisError) as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    shown = Table(title=f"{found.name}: {start.isoformat()} to {end.isoformat()}")
+    for column in kpis_report.COLUMNS:
+        shown.add_column(column, justify="left" if column == "figure" else "right")
+    for row in table:
+        shown.add_row(*("-" if cell is None else f"{cell:+}%" if i == 3 else str(cell) for i, cell in enumerate(row)))
+    Console().print(shown)
+    if csv_file is not None:
+        with csv_file.open("w", newline="", encoding="utf-8") as out:
+            kpis_report.write_csv(table, out)
+        err.print(f"{len(table)} row(s) written to {csv_file}", highlight=False)
+
+
 @members_app.command("export")
 def members_export(
     shop: Annotated[str, typer.Option("--shop", help="The shop.")],

@@ -6,6 +6,7 @@ The guide, docs/plugins.md, shows each name in use.
 """
 
 from memberkit.core import clock
+from memberkit.core import plugins as _plugins
 from memberkit.core.checks import (
     MAX_TAGS,
     check_tags,
@@ -28,12 +29,14 @@ from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
 from memberkit.core.types import (
+    CORE_FIGURES,
     MAX_INT,
     Adjustment,
     Cart,
     CheckoutPayment,
     Effect,
     EffectKind,
+    Figure,
     Job,
     MemberChanges,
     MemberInfo,
@@ -81,17 +84,24 @@ from memberkit.schema.types import (
     id_cursor,
 )
 
+
+def declared_figures(shop: Shop) -> list[str]:
+    """Every figure the shop's programme counts (``ctx.count``): core's, then each enabled plugin's own."""
+    return list(dict.fromkeys([*CORE_FIGURES, *(f for name in shop.plugins for f in _plugins.load(name).figures)]))
+
+
 __all__ = [
     # the declaration and the hooks
     "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
     # what hooks receive and return
     "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
-    "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
+    "CheckoutPayment", "OutboundEvent", "Figure", "Effect", "EffectKind", "Refused", "RedemptionRefused",
+    "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
-    "export_tables",
+    "export_tables", "CORE_FIGURES", "declared_figures",
     # tables and statements
     "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

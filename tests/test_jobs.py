@@ -82,9 +82,9 @@ def lease(runtime: Runtime, job: str) -> JobLease | None:
 
 
 def plugin_runs(runs: list[jobs.JobRun]) -> list[jobs.JobRun]:
-    """The runs of the test's plugin: the default plugins' (checkout.expire_checkouts) and core's own
-    (core.prune_fraud_hashes) run for every shop too."""
-    return [run for run in runs if not run.job.startswith(("checkout.", "core."))]
+    """The runs of the test's plugin: the default plugins' (checkout.expire_checkouts, kpis.fold) and core's
+    own (core.prune_fraud_hashes) run for every shop too."""
+    return [run for run in runs if not run.job.startswith(("checkout.", "kpis.", "core."))]
 
 
 def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
@@ -93,8 +93,9 @@ def statuses(runs: list[jobs.JobRun]) -> list[tuple[str, str]]:
 
 def test_due_job_runs_once_then_is_not_due_until_forced_or_its_interval_passes(shop_runtime):
     runtime = shop_runtime
-    [default_run, run, core_run] = jobs.run_due(runtime)
+    [default_run, fold, run, core_run] = jobs.run_due(runtime)
     assert (default_run.job, default_run.status) == ("checkout.expire_checkouts", "done")  # a default plugin's
+    assert (fold.job, fold.status) == ("kpis.fold", "done")
     assert (core_run.job, core_run.status) == ("core.prune_fraud_hashes", "done")  # core's, after the plugins'
     assert (run.shop, run.job, run.status) == ("alpha", "chores.issue", "done")
     assert run.result.startswith("issued ") and coupons(runtime) == 1
@@ -152,7 +153,8 @@ def test_jobs_run_command_prints_each_status(shop_runtime, chores, settings_file
     first = runner.invoke(app, ["jobs", "run"], env=env)
     assert first.exit_code == 0, (first.output, first.exception)
     lines = first.stdout.splitlines()
-    assert lines.pop(0) == "alpha checkout.expire_checkouts: done"  # core's own job first
+    assert lines.pop(0) == "alpha checkout.expire_checkouts: done"  # the default plugins' jobs first
+    assert lines.pop(0) == "alpha kpis.fold: done"
     assert lines.pop() == "alpha core.prune_fraud_hashes: done"  # core's upkeep last
     assert len(lines) == 2 and lines[0].startswith("alpha chores.issue: done (issued ")
     assert lines[0].endswith(")")
@@ -160,12 +162,12 @@ def test_jobs_run_command_prints_each_status(shop_runtime, chores, settings_file
 
     again = runner.invoke(app, ["jobs", "run", "--shop", "alpha"], env=env)
     assert again.exit_code == 0
-    assert again.stdout.splitlines()[1:3] == ["alpha chores.issue: not due", "alpha chores.noop: not due"]
+    assert again.stdout.splitlines()[2:4] == ["alpha chores.issue: not due", "alpha chores.noop: not due"]
     assert coupons(runtime) == 1
 
     chores(Job("broken", timedelta(hours=1), broken))
     failed = runner.invoke(app, ["jobs", "run"], env=env)
-    assert failed.exit_code == 1 and failed.stdout.splitlines()[1:-1] == ["alpha chores.broken: failed"]
+    assert failed.exit_code == 1 and failed.stdout.splitlines()[2:-1] == ["alpha chores.broken: failed"]
 
 
 @postgres_only()

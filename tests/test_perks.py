@@ -488,7 +488,7 @@ def test_perks_without_tiering_or_referral_keep_the_tier_rules_neutral(shops):
     runtime, api, _ = shops
     key = api.key("plain")
     member_id = sign_up(api, key, "u-1", birthday="1990-03-10")
-    assert runtime.shop("plain").plugins == ("checkout", "perks")  # checkout: a default plugin
+    assert runtime.shop("plain").plugins == ("checkout", "kpis", "perks")  # the default plugins
     assert pay(api, key, member_id, "o-1", 600000) == [("COUPON_ISSUED", "first_order")]
     clock.set_now(local(2026, 3, 10, 9))
     assert adjustments(runtime, "plain", member_id, [SHOES, FRESH]) == {"BIRTHDAY_MONTH": -500}  # 5%: no tiers

@@ -80,13 +80,13 @@ def test_schema_for_an_unknown_shop_names_the_shops(tmp_path, monkeypatch):
 def test_one_schema_per_distinct_plugin_set(make_runtime):
     runtime = make_runtime(THREE_SHOPS)
     dispatcher = GraphQLDispatcher(runtime, development=False)
-    assert list(dispatcher.apps) == [("checkout",)]  # three shops, one plugin set (the default one), built once
+    assert list(dispatcher.apps) == [("checkout", "kpis")]  # three shops, one plugin set (the defaults), built once
 
 
 def test_shop_query_describes_the_callers_shop(api):
     data = api("{ shop { slug name currency timezone plugins } }", key=api.key("beta"))
     assert data["shop"] == {"slug": "beta", "name": "Beta", "currency": "EUR", "timezone": "Europe/Berlin",
-                            "plugins": ["checkout"]}
+                            "plugins": ["checkout", "kpis"]}
 
 
 def test_alias_and_token_limits(api):

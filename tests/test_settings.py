@@ -44,8 +44,8 @@ def test_good_file_exits_0_with_an_ok_line_per_shop(settings_file):
     path = settings_file(TWO_SHOPS)
     code, problems, out = check(path)
     assert code == 0 and problems == []
-    assert out.splitlines() == [f"{path}: shop 'alpha' ok (checkout)",
-                                f"{path}: shop 'beta' ok (checkout)"]
+    assert out.splitlines() == [f"{path}: shop 'alpha' ok (checkout, kpis)",
+                                f"{path}: shop 'beta' ok (checkout, kpis)"]
 
 
 def test_repository_plugins_toml_passes():
@@ -131,7 +131,7 @@ def test_settings_for_a_plugin_the_shop_does_not_enable_are_refused(settings_fil
     code, problems, _ = check(path)
     assert code == 1
     assert problems == [f"error {path}, shop 'alpha', plugin 'dummy', key 'settings.dummy': "
-                        "settings of 'dummy', which the shop does not enable (enabled: checkout)"]
+                        "settings of 'dummy', which the shop does not enable (enabled: checkout, kpis)"]
 
 
 def test_unknown_plugin_names_shop_plugin_and_installed_plugins(settings_file, dummy_plugin):
@@ -293,4 +293,4 @@ def test_a_tier_code_in_any_plugins_settings_is_checked_against_the_shops_tiers(
 def test_tier_codes_go_unchecked_where_no_plugin_defines_tiers(settings_file):
     """member_only's default early_access_min_tier names GOLD; a shop without tiering has no tiers to check."""
     body = SHOP + 'plugins = ["member_only"]\n[shops.alpha.settings.member_only]\nearly_access_min_tier = "VIP"\n'
-    assert settings_module.load(settings_file(body)).shop("alpha").plugins == ("checkout", "member_only")
+    assert settings_module.load(settings_file(body)).shop("alpha").plugins == ("checkout", "kpis", "member_only")

@@ -31,6 +31,7 @@ plugin = Plugin(
     jobs=(Job("settle_lots", timedelta(hours=1), ledger.settle_lots),
           Job("notify_expiring", timedelta(hours=1), ledger.notify_expiring)),
     event_types=(*ledger.EVENT_TYPES.values(), "points.expiring"),
+    figures=(*(metric for metric, _ in ledger.FIGURES.values()), "pointsReturned", ledger.PENDING_FIGURE),
 )
 
 

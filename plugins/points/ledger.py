@@ -28,6 +28,11 @@ HOLDS, NOTICES = PointsHold.__table__, PointsExpiryNotice.__table__
 # The outbound event of each kind of ledger entry (docs/events.md).
 EVENT_TYPES = {"EARN": "points.earned", "SPEND": "points.spent", "EXPIRE": "points.expired",
                "REFUND": "points.reversed", "ADJUST": "points.adjusted"}
+# The liability figure (ctx.count) each kind of entry moves, and the sign that makes it positive but for
+# adjustments; points pending are a level of their own. The entries' sum is the liability's closing.
+FIGURES = {"EARN": ("pointsIssued", 1), "SPEND": ("pointsSpent", -1), "EXPIRE": ("pointsExpired", -1),
+           "REFUND": ("pointsReversed", -1), "ADJUST": ("pointsAdjusted", 1)}
+PENDING_FIGURE = "pointsPending"
 
 # The statements of every order, compiled once per dialect and run at driver level.
 _LOCKED = (ACCOUNTS.c.balance, ACCOUNTS.c.debt, ACCOUNTS.c.lifetime_spend, ACCOUNTS.c.next_due_at,
@@ -182,6 +187,7 @@ def _settle(ctx: Context, member_id: str, due, locked: Locked) -> None:
         if lot.remaining:
             _entry(ctx, member_id, -lot.remaining, "EXPIRE", "expiry", note=f"lot {lot.id}")
     gone = sum(lot.remaining for lot in expired)
+    ctx.count(PENDING_FIGURE, -matured)
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
         balance=ACCOUNTS.c.balance + matured - gone, pending=ACCOUNTS.c.pending - matured,
         debt=ACCOUNTS.c.debt - repaid))
@@ -248,6 +254,8 @@ def _entry(ctx: Context, member_id: str, delta: int, reason: str, rule: str, ord
     })
     ctx.emit(EVENT_TYPES[reason], member_id, points=abs(delta), delta=delta, entryId=entry_id, rule=rule,
              orderId=order_id)
+    metric, sign = FIGURES[reason]
+    ctx.count(metric, sign * delta)
     return entry_id
 
 
@@ -259,6 +267,8 @@ def add_lot(ctx: Context, member_id: str, points: int, remaining: int, reason: s
     entry_id = _entry(ctx, member_id, points, reason, rule, order_id, actor, note)
     expires_at = expiry_for(ctx, earned_at or ctx.now)
     pending = available_at is not None and available_at > ctx.now
+    if pending:
+        ctx.count(PENDING_FIGURE, remaining)
     _ADD_LOT.cursor(ctx.conn, {
         "shop": ctx.shop.slug, "member_id": member_id, "entry_id": entry_id, "order_id": order_id,
         "amount": points, "remaining": remaining, "state": "pending" if pending and remaining else
@@ -395,6 +405,7 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
         balance=ACCOUNTS.c.balance - from_open - debt, pending=ACCOUNTS.c.pending - from_pending,
         debt=ACCOUNTS.c.debt + debt, shortfall=ACCOUNTS.c.shortfall + shortfall))
     taken = from_pending + from_open + debt
+    ctx.count(PENDING_FIGURE, -from_pending)
     if taken:
         _entry(ctx, member_id, -taken, reason, rule, order_id, actor, note)
     return taken, shortfall
@@ -551,6 +562,8 @@ def reward_action(ctx: Context, member_id: str, action: str) -> list[Effect]:
     locked = lock(ctx, member_id)
     require_room(locked, spec.points)
     earn(ctx, member_id, spec.points, "EARN", f"action:{action}", locked)
+    if action == "check_in":  # a check-in makes the member active (RULES.md 8), as an order does
+        ctx.count("active", member_id=member_id)
     return [Effect(NAME, "POINTS_EARNED", f"points +{spec.points} ({action})", rule=f"action:{action}")]
 
 

@@ -36,7 +36,7 @@ from memberkit.plugins.tiering.settings import NAME, TieringSettings, settings_o
 
 plugin = Plugin(NAME, settings=TieringSettings, tables=(models.TierMember, models.TierOrder, models.TierChange),
                 graphql=graphql.contribute, jobs=(Job("evaluate", timedelta(hours=1), actions.evaluate),),
-                event_types=("tier.changed",),
+                event_types=("tier.changed",), figures=("tierUpgrades", "tierDowngrades"),
                 defines={"tier": lambda settings: [tier.code for tier in settings.tiers]})
 
 
@@ -46,6 +46,7 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
     ctx.conn.execute(insert(st.MEMBERS).values(
         member_id=member.id, shop=ctx.shop.slug, tier_code=lowest.code, spend=0, orders=0, refund_pending=False,
         updated_at=ctx.now))
+    ctx.count(st.TIER_MEMBERS + lowest.code)
     return [Effect(NAME, "TIER_ASSIGNED", f"tier {lowest.code} ({lowest.name})", rule=f"tiers.{lowest.code}")]
 
 

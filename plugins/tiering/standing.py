@@ -36,6 +36,9 @@ class TierChangeReason(str, enum.Enum):
     IMPORTED = "imported"
 
 
+TIER_MEMBERS = "tierMembers:"  # a level per tier, counted as members enter (+1) and leave (-1) it
+
+
 def by_code(s: TieringSettings, code: str | None) -> TierSettings | None:
     return next((t for t in s.tiers if t.code == code), None) if code else None
 
@@ -219,6 +222,7 @@ def record(ctx: Context, member_id: str, before: TierSettings | None, after: Tie
         reason=reason.value, reference=reference, note=note[:500], created_at=ctx.now))
     changed = before is None or before.code != after.code
     if changed:
+        count_change(ctx, before, after)
         ctx.hook.tier_changed(ctx=ctx, member_id=member_id, before=tier_info(before) if before else None,
                               after=tier_info(after), reason=reason.name)
         ctx.emit("tier.changed", member_id, **{"from": before.code if before else None}, to=after.code,
@@ -228,6 +232,15 @@ def record(ctx: Context, member_id: str, before: TierSettings | None, after: Tie
     kind = "TIER_CHANGED" if changed else "TIER_SET"
     return Effect(NAME, kind, f"tier {before.code if before else '-'} -> {after.code}" + (f" ({note})" if note else ""),
                   rule=rule)
+
+
+def count_change(ctx: Context, before: TierSettings | None, after: TierSettings) -> None:
+    """The kpis plugin's figures: a level per tier (tierMembers:CODE) and the moves up and down."""
+    if before is not None:
+        ctx.count(TIER_MEMBERS + before.code, -1)
+        if after.rank != before.rank:
+            ctx.count("tierUpgrades" if after.rank > before.rank else "tierDowngrades")
+    ctx.count(TIER_MEMBERS + after.code)
 
 
 def raise_standing(s: TieringSettings, state: State, target: TierSettings, now: datetime) -> State:
