@@ -109,6 +109,41 @@ def test_an_order_counts_its_sales_orders_and_activity_at_once_and_after_the_fol
         assert conn.execute(select(func.count()).select_from(KpisDelta)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(KpisHour)).scalar() > 0
     assert kpis(shop, *day) == before_fold
+    only = """query($from: DateTime!, $to: DateTime!) { programmeKpis(from: $from, to: $to) { memberOrders ...A } }
+      fragment A on ProgrammeKpis { activeMembers }"""
+    asked = shop.integrator("demo")(only, {"from": iso(day[0]), "to": iso(day[1])})["programmeKpis"]
+    assert asked == {"memberOrders": 1, "activeMembers": 1}  # selected through a fragment: counted
+
+
+def test_the_rollups_the_fold_keeps_are_what_the_migration_builds_from_the_hours(memberkit):
+    """kpis_0002 rolls up hours folded before it exactly as the fold does since; levels read the same."""
+    from alembic import command
+
+    from memberkit import migrate
+    from memberkit.plugins.kpis.models import KpisRollup
+
+    shop = memberkit(SHOP)
+    members = []
+    for n, moment in enumerate(("2026-01-31T23:30:00", "2026-02-01T00:30:00", "2026-03-29T03:10:00",
+                                "2026-03-30T12:00:00")):  # across a month's end and summer time in Berlin
+        shop.clock.set(local(moment))
+        members.append(shop.sign_up("demo", f"crm-{n}"))
+        shop.pay("demo", members[-1], f"o-{n}", 1000 * (n + 1))
+        shop.run_jobs("demo", force=True)
+    period = (local("2026-02-01T00:00:00"), local("2026-03-30T13:00:00"))
+    read = kpis(shop, *period)
+
+    def rollups():
+        with shop.runtime.db.read() as conn:
+            return sorted(conn.execute(select(KpisRollup.span, KpisRollup.start, KpisRollup.metric,
+                                              KpisRollup.value)).all())
+    kept = rollups()
+    assert ("M", datetime(2026, 1, 1, tzinfo=UTC), "memberSales", 3000) in kept  # both in UTC January
+    assert ("D", datetime(2026, 3, 29, tzinfo=UTC), "memberSales", 3000) in kept
+    command.downgrade(migrate.alembic_config(shop.runtime), "kpis_0001")
+    migrate.upgrade(shop.runtime)
+    assert rollups() == kept
+    assert kpis(shop, *period) == read and (read["members"], read["memberSales"]) == (4, 9000)
 
 
 # ---------------------------------------------------------------- every figure against a brute force

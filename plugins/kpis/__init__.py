@@ -22,7 +22,8 @@ from memberkit.plugins.kpis import graphql, models
 
 NAME = "kpis"
 
-plugin = Plugin(NAME, tables=(models.KpisDelta, models.KpisHour, models.KpisActive, models.KpisStoreSales),
+plugin = Plugin(NAME, tables=(models.KpisDelta, models.KpisHour, models.KpisRollup, models.KpisActive,
+                             models.KpisStoreSales),
                 graphql=graphql.contribute, jobs=(Job("fold", timedelta(minutes=1), kpis.fold),),
                 figures=graphql.OWN_FIGURES)
 

@@ -10,13 +10,13 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, func, literal_column, select, union_all
+from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, union_all
 
 from memberkit.plugin import Context, Prepared, upsert
-from memberkit.plugins.kpis.models import KpisActive, KpisDelta, KpisHour, KpisStoreSales
+from memberkit.plugins.kpis.models import KpisActive, KpisDelta, KpisHour, KpisRollup, KpisStoreSales
 
-DELTA, HOUR, ACTIVE, STORE_SALES = (KpisDelta.__table__, KpisHour.__table__, KpisActive.__table__,
-                                    KpisStoreSales.__table__)
+DELTA, HOUR, ROLLUP, ACTIVE, STORE_SALES = (KpisDelta.__table__, KpisHour.__table__, KpisRollup.__table__,
+                                            KpisActive.__table__, KpisStoreSales.__table__)
 ACTIVITY = "active"  # the metric of an activity mark: ctx.count("active", at=..., member_id=...)
 FOLD_BATCH = 5000
 # The parts of a ledger's liability (RULES.md 8): `{ledger}{part}`, each counted by its sign below.
@@ -77,7 +77,31 @@ def periods(start: datetime, end: datetime, tz: ZoneInfo, granularity: Granulari
     return found
 
 
-# ---------------------------------------------------------------- writing and folding
+# ---------------------------------------------------------------- rollups: UTC days and months of hour sums
+
+
+DAY, MONTH = "D", "M"
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # an empty interval's bounds: no figure is that old
+
+
+def rollup_start(bucket: datetime, span: str) -> datetime:
+    """The UTC day or month holding an hour bucket."""
+    day = bucket.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.replace(day=1) if span == MONTH else day
+
+
+def rollup_end(start: datetime, span: str) -> datetime:
+    if span == DAY:
+        return start + timedelta(days=1)
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+
+
+def split_by(span: str, moment: datetime) -> tuple[datetime, datetime]:
+    """The day or month `moment` falls strictly inside, as (start, end); (NEVER, NEVER) when it is a start."""
+    start = rollup_start(moment, span)
+    return (NEVER, NEVER) if start == moment else (start, rollup_end(start, span))
+
+
 
 
 _INSERTS: dict[int, Prepared] = {}
@@ -141,6 +165,13 @@ def fold(ctx: Context, batches: int = 20) -> str | None:
             ctx.conn.execute(upsert(HOUR, update=lambda new: {"value": HOUR.c.value + new.value}).on(ctx.conn),
                              [{"shop": ctx.shop.slug, "metric": m, "bucket": b, "value": v}
                               for (m, b), v in sorted(sums.items())])
+            rollups: dict[tuple[str, datetime, str], int] = defaultdict(int)
+            for (metric, bucket), value in sums.items():
+                for span in (DAY, MONTH):
+                    rollups[span, rollup_start(bucket, span), metric] += value
+            ctx.conn.execute(upsert(ROLLUP, update=lambda new: {"value": ROLLUP.c.value + new.value}).on(ctx.conn),
+                             [{"shop": ctx.shop.slug, "span": span, "start": start, "metric": metric, "value": v}
+                              for (span, start, metric), v in sorted(rollups.items())])
         if marks:
             ctx.conn.execute(upsert(ACTIVE).on(ctx.conn), [{"shop": ctx.shop.slug, "bucket": b, "member_id": m}
                                                             for b, m in sorted(marks)])
@@ -176,7 +207,34 @@ def _marks_source(start, end):
     ).subquery("marks")
 
 
-_FIGURES = _sums_source()
+BOUNDS = ("previous", "start", "end")
+
+
+def _levels_source():
+    """Every figure but activity marks before `end`, each hour counted once, from the coarsest rows that do
+    not straddle a boundary (previous, start, end): UTC months, then the days of the months a boundary splits,
+    then the hours of the days it splits, and the unfolded rows. At most three months and three days are
+    split, so a level costs the shop's months plus a few hundred rows, not every hour since it began."""
+    shop, end = bindparam("shop"), bindparam("end")
+    months = [bindparam(f"month_{b}") for b in BOUNDS]
+    days = [bindparam(f"day_{b}") for b in BOUNDS]
+
+    def within(column, kind):
+        return or_(*[and_(column >= bindparam(f"{kind}_{b}"), column < bindparam(f"{kind}_{b}_end")) for b in BOUNDS])
+    return union_all(
+        select(ROLLUP.c.metric, ROLLUP.c.start.label("bucket"), ROLLUP.c.value).where(
+            ROLLUP.c.shop == shop, ROLLUP.c.span == MONTH, ROLLUP.c.start < end, ROLLUP.c.start.not_in(months)),
+        select(ROLLUP.c.metric, ROLLUP.c.start, ROLLUP.c.value).where(
+            ROLLUP.c.shop == shop, ROLLUP.c.span == DAY, ROLLUP.c.start < end, within(ROLLUP.c.start, "month"),
+            ROLLUP.c.start.not_in(days)),
+        select(HOUR.c.metric, HOUR.c.bucket, HOUR.c.value).where(HOUR.c.shop == shop, HOUR.c.bucket < end,
+                                                                 within(HOUR.c.bucket, "day")),
+        select(DELTA.c.metric, DELTA.c.bucket, DELTA.c.value).where(DELTA.c.shop == shop, DELTA.c.metric != ACTIVITY,
+                                                                    DELTA.c.bucket < end),
+    ).subquery("figures")
+
+
+_FIGURES = _levels_source()
 _IN_PERIOD = _FIGURES.c.bucket >= bindparam("start")
 _SUMS = Prepared(
     select(_FIGURES.c.metric,
@@ -184,7 +242,7 @@ _SUMS = Prepared(
            func.sum(case((_FIGURES.c.bucket >= bindparam("previous"), case((_IN_PERIOD, 0), else_=_FIGURES.c.value)),
                          else_=0)).label("previous"),
            func.sum(_FIGURES.c.value).label("total"))
-    .where(_FIGURES.c.bucket < bindparam("end")).group_by(_FIGURES.c.metric))
+    .group_by(_FIGURES.c.metric))
 _MARKS = _marks_source(bindparam("start"), bindparam("end"))
 _ACTIVE_MEMBERS = Prepared(select(func.count(func.distinct(_MARKS.c.member_id))))
 _STORE_SALES = Prepared(select(func.sum(STORE_SALES.c.amount), func.count()).where(
@@ -206,8 +264,11 @@ class Sums(dict):
 
 
 def sums(ctx: Context, start: datetime, end: datetime) -> Sums:
-    rows = _SUMS.all(ctx.conn, {"shop": ctx.shop.slug, "start": start, "previous": start - (end - start),
-                                "end": end})
+    params = {"shop": ctx.shop.slug, "start": start, "previous": start - (end - start), "end": end}
+    for bound in BOUNDS:
+        for kind, span in (("month", MONTH), ("day", DAY)):
+            params[f"{kind}_{bound}"], params[f"{kind}_{bound}_end"] = split_by(span, params[bound])
+    rows = _SUMS.all(ctx.conn, params)
     return Sums({row.metric: (int(row.period or 0), int(row.previous or 0), int(row.total or 0)) for row in rows})
 
 

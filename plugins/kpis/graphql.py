@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Optional
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from memberkit.plugin import (
     BigInt,
@@ -118,7 +119,16 @@ def tier_distribution(ctx: Context, sums: fg.Sums) -> list[TierCount]:
     return [TierCount(tier=code, members=sums.total(TIER_MEMBERS + code)) for code in codes]
 
 
-def programme(ctx: Context, start: datetime, end: datetime) -> ProgrammeKpis:
+def asks_for(info: strawberry.Info, name: str) -> bool:
+    """Whether the query selects the field `name` of this field's object (directly or in a fragment)."""
+    def within(selections) -> bool:
+        return any(s.name == name if isinstance(s, SelectedField) else within(s.selections) for s in selections)
+    return any(within(field.selections) for field in info.selected_fields)
+
+
+def programme(ctx: Context, start: datetime, end: datetime, active: bool = True) -> ProgrammeKpis:
+    """The figures; `active` False leaves out activeMembers (a distinct count over the period's marks, the
+    one figure whose cost grows with the members: skipped when the query does not select it)."""
     declared = declared_figures(ctx.shop)
     sums = fg.sums(ctx, start, end)
     stored_value = None
@@ -127,7 +137,8 @@ def programme(ctx: Context, start: datetime, end: datetime) -> ProgrammeKpis:
                                             bonus=liability(sums, "storedValueBonus"))
     return ProgrammeKpis(
         from_=start, to=end, members=sums.total("newMembers"), new_members=sums.period("newMembers"),
-        new_members_previous=sums.previous("newMembers"), active_members=fg.active_members(ctx, start, end),
+        new_members_previous=sums.previous("newMembers"),
+        active_members=fg.active_members(ctx, start, end) if active else None,
         member_orders=sums.period("memberOrders"), member_sales=sums.period("memberSales"),
         store_sales=fg.store_sales(ctx, start, end), coupons_issued=sums.period("couponsIssued"),
         coupons_used=sums.period("couponsUsed"),
@@ -145,7 +156,7 @@ def programme_kpis(Member):
 
         def read(ctx: Context) -> ProgrammeKpis:
             check_range(ctx, from_, to, MAX_RANGE)
-            return programme(ctx, from_, to)
+            return programme(ctx, from_, to, active=asks_for(info, "activeMembers"))
 
         return await context.read(read)
     return resolve

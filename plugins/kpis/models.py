@@ -32,13 +32,28 @@ class KpisDelta(SQLModel, table=True):
 
 class KpisHour(SQLModel, table=True):
     """A figure's sum over one shop-local hour; day, week and month sums in any timezone offset are sums
-    of these."""
+    of these. `(shop, bucket)` finds every figure of a few hours (the edges of programmeKpis' periods)."""
 
     __tablename__ = "kpis_hour"
+    __table_args__ = (Index("ix_kpis_hour_shop_bucket", "shop", "bucket"),)
 
     shop: str = Field(primary_key=True, max_length=64)
     metric: str = Field(primary_key=True, max_length=64)
     bucket: datetime = Field(sa_column=Column(UTCDateTime, primary_key=True))
+    value: int = Field(sa_column=Column(Int64, nullable=False))
+
+
+class KpisRollup(SQLModel, table=True):
+    """The hour sums of one UTC day (span "D") or UTC month ("M"), kept by the fold beside kpis_hour: a
+    figure's level at any hour is the months before it, the days and the hours after, not every hour since
+    the shop began. Keyed by start before metric, so a range of starts holds every figure."""
+
+    __tablename__ = "kpis_rollup"
+
+    shop: str = Field(primary_key=True, max_length=64)
+    span: str = Field(primary_key=True, max_length=1)
+    start: datetime = Field(sa_column=Column(UTCDateTime, primary_key=True))
+    metric: str = Field(primary_key=True, max_length=64)
     value: int = Field(sa_column=Column(Int64, nullable=False))
 
 
