@@ -34,6 +34,7 @@ from memberkit.core.types import (
     CheckoutPayment,
     Effect,
     EffectKind,
+    ImportedMember,
     Job,
     MemberChanges,
     MemberInfo,
@@ -84,7 +85,8 @@ __all__ = [
     # the declaration and the hooks
     "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
     # what hooks receive and return
-    "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
+    "Context", "Shop", "Runtime", "MemberInfo", "ImportedMember", "SignUp", "MemberChanges", "OrderLine",
+    "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
     "CheckoutPayment", "OutboundEvent", "Effect", "EffectKind", "Refused", "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks

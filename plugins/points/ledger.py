@@ -400,6 +400,35 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
     return taken, shortfall
 
 
+def import_balances(ctx: Context, members) -> None:
+    """Imported members' opening balances (``members_imported``): an account with the lifetime spend (so
+    milestones count on from it), one ADJUST entry (rule "import") and one open lot that keeps the CRM's
+    dates (expiring when it said, or by the shop's rule from when the points were earned; a moment already
+    past expires them at the next settle). Three multi-row statements a batch, no outbound event per member."""
+    accounts, entries, lots = [], [], []
+    for m in members:
+        if not (m.points or m.lifetime_spend):
+            continue
+        expires = (m.points_expire_at or expiry_for(ctx, m.points_earned_at)) if m.points else NEVER
+        accounts.append({"member_id": m.id, "shop": ctx.shop.slug, "balance": m.points, "held": 0, "pending": 0,
+                         "debt": 0, "shortfall": 0, "lifetime_earned": m.points, "lifetime_spend": m.lifetime_spend,
+                         "next_due_at": expires})
+        if m.points:
+            entries.append({"shop": ctx.shop.slug, "member_id": m.id, "delta": m.points, "reason": "ADJUST",
+                            "rule": "import", "order_id": None, "event_id": ctx.event_id, "actor": None,
+                            "note": f"opening balance, earned {ctx.shop.local(m.points_earned_at):%Y-%m-%d}",
+                            "created_at": ctx.now})
+            lots.append({"shop": ctx.shop.slug, "member_id": m.id, "order_id": None, "amount": m.points,
+                         "remaining": m.points, "state": "open", "available_at": m.points_earned_at,
+                         "expires_at": expires})
+    if accounts:
+        ctx.conn.execute(ACCOUNTS.insert(), accounts)
+    if entries:
+        ids = ctx.conn.execute(ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True),
+                               entries).scalars().all()
+        ctx.conn.execute(LOTS.insert(), [{**lot, "entry_id": i} for lot, i in zip(lots, ids, strict=True)])
+
+
 # ---------------------------------------------------------------- earning on a purchase
 
 

@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Context, Effect, Job, MemberInfo, PaidOrder, Plugin, Refund, SignUp, hookimpl
+from memberkit.plugin import (
+    Context,
+    Effect,
+    ImportedMember,
+    Job,
+    MemberInfo,
+    PaidOrder,
+    Plugin,
+    Refund,
+    SignUp,
+    hookimpl,
+)
 from memberkit.plugins.referral import graphql, models, rewards
 from memberkit.plugins.referral.settings import NAME, ReferralSettings
 
@@ -27,6 +38,11 @@ plugin = Plugin(NAME, settings=ReferralSettings, graphql=graphql.contribute,
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
     return rewards.on_signup(ctx, member, signup)
+
+
+@hookimpl
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    rewards.assign_imported_codes(ctx, [member.id for member in members])
 
 
 @hookimpl

@@ -103,6 +103,19 @@ def assign_code(ctx: Context, member_id: str, s: ReferralSettings) -> str | None
     raise RuntimeError(f"no free referral code after {CODE_ATTEMPTS} attempts: raise code_length")
 
 
+def assign_imported_codes(ctx: Context, member_ids: list[str]) -> None:
+    """Imported members get their own codes in one INSERT (the rare code already taken is drawn again one
+    by one); an import is no sign-up with a friend's code, so it rewards no one."""
+    s = settings_of(ctx)
+    statement = upsert(CODES, returning=(CODES.c.member_id,)).on(ctx.conn)
+    given = set(ctx.conn.execute(statement, [
+        {"member_id": member_id, "shop": ctx.shop.slug, "code": new_code(s.code_length), "invited": 0, "rewarded": 0,
+         "bonuses": 0, "created_at": ctx.now} for member_id in member_ids]).scalars())
+    for member_id in member_ids:
+        if member_id not in given:
+            assign_code(ctx, member_id, s)
+
+
 def assign_missing_codes(ctx: Context) -> str:
     """The job: members who joined before the shop enabled referral get a code. Idempotent."""
     s = settings_of(ctx)

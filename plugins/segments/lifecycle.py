@@ -16,7 +16,17 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 
-from memberkit.plugin import Context, Effect, OrderRow, PaidOrder, Prepared, Refund, UTCDateTime, upsert
+from memberkit.plugin import (
+    Context,
+    Effect,
+    ImportedMember,
+    OrderRow,
+    PaidOrder,
+    Prepared,
+    Refund,
+    UTCDateTime,
+    upsert,
+)
 from memberkit.plugins.segments import rules
 from memberkit.plugins.segments.models import SegmentsLifecycle, SegmentsLifecycleChange
 from memberkit.plugins.segments.settings import NAME, SegmentsSettings, settings_of
@@ -61,6 +71,18 @@ _TOUCH = Prepared(
 def joined(ctx: Context, member_id: str) -> None:
     ctx.conn.execute(upsert(LIFECYCLE).on(ctx.conn), {"member_id": member_id, "shop": ctx.shop.slug,
                                                       "stage": Stage.NEW, "since": ctx.now, "last_order_at": None})
+
+
+def imported(ctx: Context, members: list[ImportedMember]) -> None:
+    """Imported members' stages from the last order the CRM knew of (NEW only without orders), and their
+    tiers as the tier plugin now tells them, in one INSERT a batch; no history, hook or event, as for a
+    sign-up, so no win-back gift for a member imported as DORMANT (the job moves them on from here)."""
+    settings = settings_of(ctx)
+    tiers = ctx.member_tiers([m.id for m in members]) or {}
+    ctx.conn.execute(insert(LIFECYCLE), [
+        {"member_id": m.id, "shop": ctx.shop.slug, "stage": stage_of(ctx, settings, m.last_order_at), "since": ctx.now,
+         "last_order_at": m.last_order_at, "tier_code": tiers[m.id].code if tiers.get(m.id) else None,
+         "tier_rank": tiers[m.id].rank if tiers.get(m.id) else None} for m in members])
 
 
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:

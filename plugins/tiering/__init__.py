@@ -18,6 +18,7 @@ from memberkit.plugin import (
     Adjustment,
     Context,
     Effect,
+    ImportedMember,
     Job,
     MemberInfo,
     PaidOrder,
@@ -46,6 +47,11 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
         member_id=member.id, shop=ctx.shop.slug, tier_code=lowest.code, spend=0, orders=0, refund_pending=False,
         updated_at=ctx.now))
     return [Effect(NAME, "TIER_ASSIGNED", f"tier {lowest.code} ({lowest.name})", rule=f"tiers.{lowest.code}")]
+
+
+@hookimpl
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    actions.imported(ctx, members)
 
 
 @hookimpl

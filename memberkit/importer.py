@@ -1,0 +1,365 @@
+"""``memberkit import members``: a shop's customers from an offline CRM's CSV file (docs/importing.md).
+
+The file is read twice, a row at a time, never whole: `check` finds every bad row (line, column, what was
+expected) and writes nothing; `run` refuses a file with errors (unless told to skip them), then imports it
+in batches, each one transaction: core's rows (hashed exactly as sign-up hashes them), then the
+``members_imported`` hook, where each plugin stores what it keeps in a few multi-row statements. A member
+whose externalId the shop already has (an earlier, interrupted run, or a sign-up) is skipped, so a rerun
+resumes and writes nothing twice; the whole import emits one ``members.imported`` event when it completes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import insert, select
+
+from memberkit.core import clock
+from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
+from memberkit.core.db import upsert
+from memberkit.core.intake import EventResult, run_event
+from memberkit.core.models import Member, MemberPersonal
+from memberkit.core.runtime import Runtime
+from memberkit.core.settings import Shop
+from memberkit.core.types import MAX_INT, ImportedMember, Refused
+
+COLUMNS = ("externalId", "phone", "email", "birthday", "joinedAt", "tier", "tags", "lifetimeSpend", "orderCount",
+           "lastOrderAt", "points", "pointsEarnedAt", "pointsExpireAt")
+ERROR_COLUMN = "error"  # what the errors file adds; ignored on import, so a corrected errors file imports as it is
+TAG_SEPARATOR = "|"
+BATCH, MAX_BATCH = 1000, 5000
+MAX_FIELD = 10_000  # characters in one field: an unclosed quote stops here instead of reading on to the end
+SHOWN_ERRORS = 50  # errors kept for the terminal; the errors file gets all of them
+MEMBERS, PERSONAL = Member.__table__, MemberPersonal.__table__
+_INSERT_MEMBERS = upsert(MEMBERS, on=["shop", "external_id"], returning=(MEMBERS.c.id,))
+_NUMBER = re.compile(r"[+-]?\d+")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class ImportFileError(Exception):
+    """The file cannot be read as an import at all (its header, its encoding, a broken quote)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}" + (f", column {self.column}" if self.column else "") + f": {self.message}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A valid row, parsed: personal data already as keyed hashes."""
+
+    line: int
+    external_id: str
+    phone_hash: str | None
+    email_hash: str | None
+    birthday: date | None
+    joined_at: datetime | None
+    tier: str | None
+    tags: tuple[str, ...]
+    lifetime_spend: int
+    order_count: int
+    last_order_at: datetime | None
+    points: int
+    points_earned_at: datetime | None
+    points_expire_at: datetime | None
+
+
+@dataclass
+class Report:
+    """What a check or a run found and did. `errors` holds the first SHOWN_ERRORS; `invalid` counts the rows."""
+
+    key: str = ""
+    rows: int = 0
+    invalid: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    imported: int = 0
+    skipped: int = 0  # members the shop already had (an earlier run, or a sign-up)
+
+    def add_error(self, error: RowError) -> None:
+        if len(self.errors) < SHOWN_ERRORS:
+            self.errors.append(error)
+
+
+class _Parser:
+    """Turns one CSV record into a Row, or the list of what is wrong with it, with core's own checks."""
+
+    def __init__(self, shop: Shop, now: datetime, tiers: list[str] | None):
+        self.shop, self.now, self.tiers = shop, now, tiers
+        self.today = shop.local(now).date()
+
+    def moment(self, value: str, column: str, fact: bool = True) -> datetime:
+        """ISO 8601 with an offset, or a date, read as midnight in the shop's timezone."""
+        try:
+            if _DATE.fullmatch(value):
+                moment = datetime.combine(date.fromisoformat(value), time(0), self.shop.timezone).astimezone(UTC)
+            else:
+                moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise Refused("INVALID_TIME", f'"{value}" is not a time: expected ISO 8601 with an offset, e.g. '
+                          f'2026-11-23T20:00:00+08:00, or a date YYYY-MM-DD (midnight in {self.shop.timezone.key})',
+                          column) from None
+        require_moment(moment, column, self.now, fact)
+        return moment.astimezone(UTC)
+
+    @staticmethod
+    def number(value: str, column: str, most: int) -> int:
+        if not _NUMBER.fullmatch(value) or not 0 <= int(value) <= most:
+            raise Refused("INVALID_NUMBER", f'"{value}" is not a whole number from 0 to {most}', column)
+        return int(value)
+
+    def parse(self, line: int, record: dict[str, str]) -> Row | list[RowError]:
+        errors: list[RowError] = []
+        values: dict[str, Any] = {}
+
+        def cell(column: str, convert: Callable[[str], Any]) -> None:
+            raw = (record.get(column) or "").strip()
+            try:
+                values[column] = convert(raw) if raw else None
+            except Refused as refusal:
+                errors.append(RowError(line, column, refusal.message))
+
+        cell("externalId", lambda v: require_key(v, "externalId"))
+        if values.get("externalId") is None and not errors:
+            errors.append(RowError(line, "externalId", "empty: expected the CRM's id of the customer"))
+        cell("phone", phone_hash)
+        cell("email", email_hash)
+        cell("birthday", self.birthday)
+        cell("joinedAt", lambda v: self.moment(v, "joinedAt"))
+        cell("tier", self.tier)
+        cell("tags", lambda v: check_tags(v.split(TAG_SEPARATOR)))
+        cell("lifetimeSpend", lambda v: self.number(v, "lifetimeSpend", MAX_INT))
+        cell("orderCount", lambda v: self.number(v, "orderCount", MAX_INT))
+        cell("lastOrderAt", lambda v: self.moment(v, "lastOrderAt"))
+        cell("points", lambda v: self.number(v, "points", MAX_INT))
+        cell("pointsEarnedAt", lambda v: self.moment(v, "pointsEarnedAt"))
+        cell("pointsExpireAt", lambda v: self.moment(v, "pointsExpireAt", fact=False))
+        errors += self.consistent(line, values)
+        if errors:
+            return errors
+        return Row(line, values["externalId"], values["phone"], values["email"], values["birthday"],
+                   values["joinedAt"], values["tier"], values["tags"] or (), values["lifetimeSpend"] or 0,
+                   values["orderCount"] or 0, values["lastOrderAt"], values["points"] or 0,
+                   values["pointsEarnedAt"], values["pointsExpireAt"])
+
+    def birthday(self, value: str) -> date:
+        try:
+            born = date.fromisoformat(value) if _DATE.fullmatch(value) else None
+        except ValueError:
+            born = None
+        if born is None:  # the value is personal data: not repeated in the message
+            raise Refused("INVALID_BIRTHDAY", "not a date YYYY-MM-DD (e.g. 1990-03-15)", "birthday")
+        check_birthday(born, self.today)
+        return born
+
+    def tier(self, value: str) -> str:
+        if self.tiers is None:
+            raise Refused("UNKNOWN_TIER", f'"{value}": this shop keeps no tiers (no tiering plugin): expected '
+                          "the column empty", "tier")
+        if value.upper() not in self.tiers:
+            raise Refused("UNKNOWN_TIER", f'"{value}" is not a tier of this shop: expected one of '
+                          f"{', '.join(self.tiers)}", "tier")
+        return value.upper()
+
+    def consistent(self, line: int, v: dict[str, Any]) -> list[RowError]:
+        """What the columns say together: orders before the last order date, points before their dates."""
+        errors = []
+        if v.get("lastOrderAt") and not v.get("orderCount") and "orderCount" in v:
+            errors.append(RowError(line, "orderCount", "empty or 0 while lastOrderAt is set: expected the number "
+                                   "of orders, 1 or more"))
+        if (v.get("pointsEarnedAt") or v.get("pointsExpireAt")) and not v.get("points") and "points" in v:
+            errors.append(RowError(line, "points", "empty or 0 while pointsEarnedAt or pointsExpireAt is set: "
+                                   "expected the balance those dates belong to"))
+        expires, earned = v.get("pointsExpireAt"), v.get("pointsEarnedAt") or self.now
+        if expires is not None and expires <= max(earned, self.now):
+            errors.append(RowError(line, "pointsExpireAt", f"{expires.isoformat()} is not after the points were "
+                                   f"earned and after now: expected a later time (expired points are not imported)"))
+        return errors
+
+
+def _records(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data records with their line numbers (a record's first line; the header is line 1)."""
+    reader = csv.DictReader(stream)
+    if reader.fieldnames is None:
+        raise ImportFileError("the file is empty: expected a header line naming the columns")
+    header = [name.strip() for name in reader.fieldnames]
+    unknown = [name for name in header if name not in COLUMNS and name != ERROR_COLUMN]
+    if unknown or "externalId" not in header or len(set(header)) != len(header):
+        problem = (f"unknown column(s) {', '.join(repr(n) for n in unknown)}" if unknown else
+                   "no externalId column" if "externalId" not in header else "a column named twice")
+        raise ImportFileError(f"line 1: {problem}; the known columns are {', '.join(COLUMNS)}")
+    reader.fieldnames = header
+    start = reader.line_num + 1
+    try:
+        for record in reader:
+            if None in record:
+                raise ImportFileError(f"line {start}: more fields than the header's {len(header)} columns")
+            yield start, record
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ImportFileError(f"line {start}: {exc} (a field longer than {MAX_FIELD} characters is an unclosed "
+                              "quote, most likely)") from None
+
+
+def _open(path: Path) -> IO[str]:
+    csv.field_size_limit(MAX_FIELD)
+    return path.open(newline="", encoding="utf-8-sig")  # a byte-order mark (spreadsheets write one) is skipped
+
+
+def _rows(path: Path, parser: _Parser, report: Report, on_error: Callable[[list[RowError], dict], None] | None = None,
+          check_duplicates: bool = False) -> Iterator[Row]:
+    """The file's valid rows, streamed; bad ones counted in `report` (and handed to `on_error`)."""
+    seen: set[int] = set()  # 8 bytes of a hash per externalId, not the ids: memory stays small
+    with _open(path) as stream:
+        try:
+            for line, record in _records(stream):
+                report.rows += 1
+                parsed = parser.parse(line, record)
+                if isinstance(parsed, Row) and check_duplicates:
+                    digest = int.from_bytes(hashlib.blake2b(parsed.external_id.encode(), digest_size=8).digest())
+                    if digest in seen:
+                        parsed = [RowError(line, "externalId", f'"{parsed.external_id}" is on an earlier line '
+                                           "too: expected each externalId once")]
+                    seen.add(digest)
+                if isinstance(parsed, Row):
+                    yield parsed
+                    continue
+                report.invalid += 1
+                for error in parsed:
+                    report.add_error(error)
+                if on_error:
+                    on_error(parsed, record)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"line {report.rows + 2}: not UTF-8 text ({exc.reason}): save the file as "
+                                  "UTF-8 CSV") from None
+
+
+def file_key(path: Path) -> str:
+    """The import's key: a hash of the file's bytes, so the same file is one import however often it runs."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return "members:" + digest.hexdigest()[:32]
+
+
+def _parser(runtime: Runtime, shop: Shop) -> _Parser:
+    with runtime.reading(shop) as ctx:
+        catalog = ctx.hook.tier_catalog(ctx=ctx)
+    return _Parser(shop, clock.now(), [tier.code for tier in catalog] if catalog is not None else None)
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _existing(conn, shop: Shop, rows: list[Row]) -> set[str]:
+    return set(conn.execute(select(MEMBERS.c.external_id).where(
+        MEMBERS.c.shop == shop.slug, MEMBERS.c.external_id.in_([row.external_id for row in rows]))).scalars())
+
+
+def check(runtime: Runtime, shop: Shop, path: Path, errors_out: IO[str] | None = None) -> Report:
+    """Read the whole file and report every bad row, and how many members the shop already has; writes
+    nothing to the database (`errors_out`: the bad rows as CSV, each error in an ``error`` column)."""
+    report = Report(file_key(path))
+    writer = None
+    if errors_out is not None:
+        writer = csv.DictWriter(errors_out, [*COLUMNS, ERROR_COLUMN], extrasaction="ignore")
+        writer.writeheader()
+
+    def write(errors: list[RowError], record: dict) -> None:
+        writer.writerow({**record, ERROR_COLUMN: "; ".join(map(str, errors))})
+
+    rows = _rows(path, _parser(runtime, shop), report, write if writer else None, check_duplicates=True)
+    for batch in _batches(rows, BATCH):
+        with runtime.reading(shop) as ctx:
+            report.skipped += len(_existing(ctx.conn, shop, batch))
+    return report
+
+
+def run(runtime: Runtime, shop: Shop, path: Path, *, batch: int = BATCH, skip_invalid: bool = False,
+        progress: Callable[[int], None] | None = None, checked: Report | None = None) -> Report:
+    """Import the file (checked first unless `checked` is that check's report): refused, with nothing
+    written, if it has bad rows and `skip_invalid` is False. `progress(rows)` after each batch."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise ImportFileError(f"--batch is {batch}: expected 1 to {MAX_BATCH}")
+    checked = checked or check(runtime, shop, path)
+    if checked.invalid and not skip_invalid:
+        return checked
+    report = Report(checked.key)
+    parser = _parser(runtime, shop)
+    for rows in _batches(_rows(path, parser, report), batch):
+        imported = import_batch(runtime, shop, rows, report.key)
+        report.imported += imported
+        report.skipped += len(rows) - imported
+        if progress:
+            progress(report.rows)
+    _finish(runtime, shop, report)
+    return report
+
+
+def import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> int:
+    """One transaction: the rows whose externalId the shop does not have yet become members (core's rows,
+    then each plugin's through ``members_imported``). Returns how many were imported."""
+    with runtime.transaction(shop, cause={"kind": "members_import", "key": key}) as ctx:
+        existing = _existing(ctx.conn, shop, rows)
+        fresh: dict[str, Row] = {}
+        for row in rows:
+            if row.external_id not in existing:
+                fresh.setdefault(row.external_id, row)  # a file's first row of an externalId wins
+        if not fresh:
+            return 0
+        planned = {"mem_" + secrets.token_hex(12): row for row in fresh.values()}
+        # ON CONFLICT DO NOTHING: a sign-up of the same externalId meanwhile keeps its member; RETURNING says
+        # which rows went in
+        inserted = ctx.conn.execute(_INSERT_MEMBERS.on(ctx.conn), [
+            {"id": member_id, "shop": shop.slug, "external_id": row.external_id,
+             "joined_at": row.joined_at or ctx.now, "tags": list(row.tags), "created_at": ctx.now,
+             "paid_orders": row.order_count} for member_id, row in planned.items()]).scalars().all()
+        if not inserted:
+            return 0
+        ctx.conn.execute(insert(PERSONAL), [
+            {"member_id": member_id, "shop": shop.slug, "phone_hash": planned[member_id].phone_hash,
+             "email_hash": planned[member_id].email_hash, "birthday": planned[member_id].birthday}
+            for member_id in inserted])
+        members = [_imported(member_id, shop, planned[member_id], ctx.now) for member_id in inserted]
+        ctx.hook.members_imported(ctx=ctx, members=members)
+        return len(members)
+
+
+def _imported(member_id: str, shop: Shop, row: Row, now: datetime) -> ImportedMember:
+    joined_at = row.joined_at or now
+    return ImportedMember(member_id, shop.slug, row.external_id, joined_at, row.tags, row.tier, row.lifetime_spend,
+                          row.order_count, row.last_order_at or (joined_at if row.order_count else None), row.points,
+                          row.points_earned_at or (now if row.points else None), row.points_expire_at)
+
+
+def _finish(runtime: Runtime, shop: Shop, report: Report) -> None:
+    """The import's one outbound event, once per file (keyed by its hash), when every row has been through."""
+
+    def handle(ctx) -> EventResult:
+        ctx.emit("members.imported", None, key=report.key, rows=report.rows, imported=report.imported,
+                 skipped=report.skipped, invalid=report.invalid)
+        return EventResult(data={"imported": report.imported, "skipped": report.skipped})
+
+    run_event(runtime, shop, "members_import", report.key, {"file": report.key}, handle)
