@@ -251,7 +251,7 @@ def import_members(
                                                    "error column.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows of a file that has "
                                                "bad ones (default: refuse the file).")] = False,
-    batch: Annotated[int, typer.Option(min=1, max=5000, help="Rows per transaction.")] = 1000,
+    batch: Annotated[int, typer.Option(min=1, max=20000, help="Rows per transaction.")] = 5000,
     config: ConfigOption = None,
 ):
     """Import members from an offline CRM's CSV: every bad row reported with its line and column; a rerun

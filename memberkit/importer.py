@@ -20,26 +20,27 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from memberkit.core import clock
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
-from memberkit.core.db import upsert
 from memberkit.core.intake import EventResult, run_event
 from memberkit.core.models import Member, MemberPersonal
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import MAX_INT, ImportedMember, Refused
+from memberkit.plugin import among, insert_rows
 
 COLUMNS = ("externalId", "phone", "email", "birthday", "joinedAt", "tier", "tags", "lifetimeSpend", "orderCount",
            "lastOrderAt", "points", "pointsEarnedAt", "pointsExpireAt")
 ERROR_COLUMN = "error"  # what the errors file adds; ignored on import, so a corrected errors file imports as it is
 TAG_SEPARATOR = "|"
-BATCH, MAX_BATCH = 1000, 5000
+BATCH, MAX_BATCH = 5000, 20000
 MAX_FIELD = 10_000  # characters in one field: an unclosed quote stops here instead of reading on to the end
+SQLITE_CACHE_KB = 65536  # the import's SQLite page cache (the default is 2 MB)
 SHOWN_ERRORS = 50  # errors kept for the terminal; the errors file gets all of them
 MEMBERS, PERSONAL = Member.__table__, MemberPersonal.__table__
-_INSERT_MEMBERS = upsert(MEMBERS, on=["shop", "external_id"], returning=(MEMBERS.c.id,))
 _NUMBER = re.compile(r"[+-]?\d+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -275,7 +276,8 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
 
 def _existing(conn, shop: Shop, rows: list[Row]) -> set[str]:
     return set(conn.execute(select(MEMBERS.c.external_id).where(
-        MEMBERS.c.shop == shop.slug, MEMBERS.c.external_id.in_([row.external_id for row in rows]))).scalars())
+        MEMBERS.c.shop == shop.slug, among(conn, MEMBERS.c.external_id, [row.external_id for row in rows])))
+        .scalars())
 
 
 def check(runtime: Runtime, shop: Shop, path: Path, errors_out: IO[str] | None = None) -> Report:
@@ -308,8 +310,13 @@ def run(runtime: Runtime, shop: Shop, path: Path, *, batch: int = BATCH, skip_in
         return checked
     report = Report(checked.key)
     parser = _parser(runtime, shop)
+    if runtime.db.is_sqlite:  # random member ids land all over the indexes: keep more of them in memory
+        with runtime.db.write() as conn:
+            conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
     for rows in _batches(_rows(path, parser, report), batch):
         imported = import_batch(runtime, shop, rows, report.key)
+        if imported and not report.imported:
+            _analyze(runtime)
         report.imported += imported
         report.skipped += len(rows) - imported
         if progress:
@@ -318,9 +325,30 @@ def run(runtime: Runtime, shop: Shop, path: Path, *, batch: int = BATCH, skip_in
     return report
 
 
-def import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> int:
+def _analyze(runtime: Runtime) -> None:
+    """PostgreSQL's statistics once the first batch is in: planned on the empty tables the import may start
+    from, each batch's lookups (who is a member already, the new members' tiers) scan every row of the shop
+    instead of using an index, slower as the import goes on. Once the statistics know a table's rows per
+    page, the planner scales them with its size by itself."""
+    if not runtime.db.is_sqlite:
+        with runtime.db.write() as conn:
+            conn.execute(text("ANALYZE"))
+
+
+def import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str, attempts: int = 3) -> int:
     """One transaction: the rows whose externalId the shop does not have yet become members (core's rows,
-    then each plugin's through ``members_imported``). Returns how many were imported."""
+    then each plugin's through ``members_imported``). Returns how many were imported. A sign-up of one of
+    them between the look and the insert (PostgreSQL) fails the batch, which is then run again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _import_batch(runtime, shop, rows, key)
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+    return 0
+
+
+def _import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> int:
     with runtime.transaction(shop, cause={"kind": "members_import", "key": key}) as ctx:
         existing = _existing(ctx.conn, shop, rows)
         fresh: dict[str, Row] = {}
@@ -329,20 +357,13 @@ def import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> int
                 fresh.setdefault(row.external_id, row)  # a file's first row of an externalId wins
         if not fresh:
             return 0
-        planned = {"mem_" + secrets.token_hex(12): row for row in fresh.values()}
-        # ON CONFLICT DO NOTHING: a sign-up of the same externalId meanwhile keeps its member; RETURNING says
-        # which rows went in
-        inserted = ctx.conn.execute(_INSERT_MEMBERS.on(ctx.conn), [
-            {"id": member_id, "shop": shop.slug, "external_id": row.external_id,
-             "joined_at": row.joined_at or ctx.now, "tags": list(row.tags), "created_at": ctx.now,
-             "paid_orders": row.order_count} for member_id, row in planned.items()]).scalars().all()
-        if not inserted:
-            return 0
-        ctx.conn.execute(insert(PERSONAL), [
-            {"member_id": member_id, "shop": shop.slug, "phone_hash": planned[member_id].phone_hash,
-             "email_hash": planned[member_id].email_hash, "birthday": planned[member_id].birthday}
-            for member_id in inserted])
-        members = [_imported(member_id, shop, planned[member_id], ctx.now) for member_id in inserted]
+        members = [_imported("mem_" + secrets.token_hex(12), shop, row, ctx.now) for row in fresh.values()]
+        insert_rows(ctx.conn, MEMBERS, [
+            {"id": m.id, "shop": shop.slug, "external_id": m.external_id, "joined_at": m.joined_at,
+             "tags": list(m.tags), "created_at": ctx.now, "paid_orders": m.order_count} for m in members])
+        insert_rows(ctx.conn, PERSONAL, [
+            {"member_id": m.id, "shop": shop.slug, "phone_hash": row.phone_hash, "email_hash": row.email_hash,
+             "birthday": row.birthday} for m, row in zip(members, fresh.values(), strict=True)])
         ctx.hook.members_imported(ctx=ctx, members=members)
         return len(members)
 

@@ -9,7 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
 
-from memberkit.plugin import MAX_INT, Context, Effect, Prepared, RedemptionRefused, Refused, TierInfo, money, upsert
+from memberkit.plugin import (
+    MAX_INT,
+    Context,
+    Effect,
+    Prepared,
+    RedemptionRefused,
+    Refused,
+    TierInfo,
+    insert_rows,
+    money,
+    upsert,
+)
 from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
@@ -421,12 +432,9 @@ def import_balances(ctx: Context, members) -> None:
             lots.append({"shop": ctx.shop.slug, "member_id": m.id, "order_id": None, "amount": m.points,
                          "remaining": m.points, "state": "open", "available_at": m.points_earned_at,
                          "expires_at": expires})
-    if accounts:
-        ctx.conn.execute(ACCOUNTS.insert(), accounts)
-    if entries:
-        ids = ctx.conn.execute(ENTRIES.insert().returning(ENTRIES.c.id, sort_by_parameter_order=True),
-                               entries).scalars().all()
-        ctx.conn.execute(LOTS.insert(), [{**lot, "entry_id": i} for lot, i in zip(lots, ids, strict=True)])
+    insert_rows(ctx.conn, ACCOUNTS, accounts)
+    ids = insert_rows(ctx.conn, ENTRIES, entries, number=True)
+    insert_rows(ctx.conn, LOTS, [{**lot, "entry_id": i} for lot, i in zip(lots, ids, strict=True)])
 
 
 # ---------------------------------------------------------------- earning on a purchase

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from memberkit.plugin import (
     Context,
@@ -38,6 +39,7 @@ from memberkit.plugin import (
     PaidOrder,
     Refund,
     SignUp,
+    insert_rows,
     new_code,
     upsert,
 )
@@ -104,15 +106,16 @@ def assign_code(ctx: Context, member_id: str, s: ReferralSettings) -> str | None
 
 
 def assign_imported_codes(ctx: Context, member_ids: list[str]) -> None:
-    """Imported members get their own codes in one INSERT (the rare code already taken is drawn again one
-    by one); an import is no sign-up with a friend's code, so it rewards no one."""
+    """Imported members get their own codes in one multi-row write (where a drawn code is taken, the batch's
+    codes are drawn one by one instead); an import is no sign-up with a friend's code, so it rewards no one."""
     s = settings_of(ctx)
-    statement = upsert(CODES, returning=(CODES.c.member_id,)).on(ctx.conn)
-    given = set(ctx.conn.execute(statement, [
-        {"member_id": member_id, "shop": ctx.shop.slug, "code": new_code(s.code_length), "invited": 0, "rewarded": 0,
-         "bonuses": 0, "created_at": ctx.now} for member_id in member_ids]).scalars())
-    for member_id in member_ids:
-        if member_id not in given:
+    try:
+        with ctx.conn.begin_nested():
+            insert_rows(ctx.conn, CODES, [
+                {"member_id": member_id, "shop": ctx.shop.slug, "code": new_code(s.code_length), "invited": 0,
+                 "rewarded": 0, "bonuses": 0, "created_at": ctx.now} for member_id in member_ids])
+    except IntegrityError:  # a code drawn twice or already held: this batch's codes one by one instead
+        for member_id in member_ids:
             assign_code(ctx, member_id, s)
 
 

@@ -25,6 +25,7 @@ from memberkit.plugin import (
     Prepared,
     Refund,
     UTCDateTime,
+    insert_rows,
     upsert,
 )
 from memberkit.plugins.segments import rules
@@ -79,7 +80,7 @@ def imported(ctx: Context, members: list[ImportedMember]) -> None:
     sign-up, so no win-back gift for a member imported as DORMANT (the job moves them on from here)."""
     settings = settings_of(ctx)
     tiers = ctx.member_tiers([m.id for m in members]) or {}
-    ctx.conn.execute(insert(LIFECYCLE), [
+    insert_rows(ctx.conn, LIFECYCLE, [
         {"member_id": m.id, "shop": ctx.shop.slug, "stage": stage_of(ctx, settings, m.last_order_at), "since": ctx.now,
          "last_order_at": m.last_order_at, "tier_code": tiers[m.id].code if tiers.get(m.id) else None,
          "tier_rank": tiers[m.id].rank if tiers.get(m.id) else None} for m in members])

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from memberkit.plugin import (
     Context,
@@ -20,6 +20,7 @@ from memberkit.plugin import (
     Refused,
     Runtime,
     Shop,
+    insert_rows,
     load_member,
     money,
     require_key,
@@ -102,9 +103,9 @@ def correct(s: TieringSettings, state: st.State, earned: TierSettings) -> st.Sta
 def imported(ctx: Context, members: list[ImportedMember]) -> None:
     """Imported members' standing (``members_imported``): the CRM's tier, or what their history earns where
     that is higher or no tier was given (as the next evaluation would raise it), recorded with the reason
-    IMPORTED; the lifetime spend and orders kept as the counters later refunds are netted against, and as
-    one order of that spend at the last order's date for a rolling window (so a refund of a new order
-    corrects the tier to what the history plus the rest earns, not what zero spend earns)."""
+    IMPORTED; the lifetime spend and orders kept as the counters later refunds are netted against, and,
+    where tiers count a rolling window, as one order of that spend at the last order's date (so a refund of
+    a new order corrects the tier to what the history plus the rest earns, not what zero spend earns)."""
     s, slug, key = settings_of(ctx), ctx.shop.slug, ctx.cause.get("key")
     standings, history, orders = [], [], []
     for m in members:
@@ -116,14 +117,12 @@ def imported(ctx: Context, members: list[ImportedMember]) -> None:
                         "reason": st.TierChangeReason.IMPORTED.value, "reference": key, "created_at": ctx.now,
                         "note": (f"imported as {m.tier}; " if m.tier else "imported; ") + f"lifetime spend "
                                 f"{money(m.lifetime_spend, ctx.shop.currency)}, {m.order_count} orders"})
-        if m.lifetime_spend or m.order_count:
+        if s.window_months and (m.lifetime_spend or m.order_count):
             orders.append({"shop": slug, "member_id": m.id, "order_id": f"import:{m.id}", "total": m.lifetime_spend,
                            "refunded": 0, "paid_at": m.last_order_at or m.joined_at})
-    if members:
-        ctx.conn.execute(insert(st.MEMBERS), standings)
-        ctx.conn.execute(insert(st.HISTORY), history)
-    if orders:
-        ctx.conn.execute(insert(st.ORDERS), orders)
+    insert_rows(ctx.conn, st.MEMBERS, standings)
+    insert_rows(ctx.conn, st.HISTORY, history)
+    insert_rows(ctx.conn, st.ORDERS, orders)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, update
 
-from memberkit.plugin import Context, Effect, Prepared, TierInfo, upsert
+from memberkit.plugin import Context, Effect, Prepared, TierInfo, among, upsert
 from memberkit.plugins.tiering.models import TierChange, TierMember, TierOrder
 from memberkit.plugins.tiering.settings import NAME, TieringSettings, TierSettings, settings_of
 
@@ -178,13 +178,33 @@ _LOCK = Prepared(upsert(MEMBERS, update=lambda excluded: {
 ADD_ORDER = Prepared(ORDERS.insert())
 
 
-def load_rows(ctx: Context, member_ids: list[str], chunk: int = 500) -> dict[str, Any]:
-    """Many members' rows, a chunk of ids per statement; members without a row are absent."""
-    rows: dict[str, Any] = {}
+# What the effective tier is made of (State.of and current() read only these): the rows many members' tiers
+# are read from, without the columns only a change of the standing needs.
+_TIER_COLUMNS = [MEMBERS.c[name] for name in ("member_id", "tier_code", "spend", "orders", "override_code",
+                                              "override_until")]
+
+
+@dataclass(frozen=True)
+class TierRow:
+    member_id: str
+    tier_code: str
+    spend: int
+    orders: int
+    override_code: str | None
+    override_until: datetime | None
+    override_reason: None = None
+    grace_since: None = None
+    refund_pending: bool = False
+
+
+def load_rows(ctx: Context, member_ids: list[str], chunk: int = 1000) -> dict[str, TierRow]:
+    """Many members' rows as far as their tiers go, a chunk of ids per statement; members without a row are
+    absent."""
+    rows: dict[str, TierRow] = {}
     for start in range(0, len(member_ids), chunk):
-        found = ctx.conn.execute(select(*_COLUMNS).where(
-            MEMBERS.c.shop == ctx.shop.slug, MEMBERS.c.member_id.in_(member_ids[start:start + chunk])))
-        rows.update((row.member_id, row) for row in found)
+        found = ctx.conn.execute(select(*_TIER_COLUMNS).where(
+            MEMBERS.c.shop == ctx.shop.slug, among(ctx.conn, MEMBERS.c.member_id, member_ids[start:start + chunk])))
+        rows.update((row[0], TierRow(*row)) for row in found)
     return rows
 
 
