@@ -101,6 +101,16 @@ class _Parser:
     def __init__(self, shop: Shop, now: datetime, tiers: list[str] | None):
         self.shop, self.now, self.tiers = shop, now, tiers
         self.today = shop.local(now).date()
+        moment, number = self.moment, self.number
+        self.cells: list[tuple[str, Callable[[str], Any]]] = [  # each column's check, in the columns' order
+            ("externalId", lambda v: require_key(v, "externalId")), ("phone", phone_hash), ("email", email_hash),
+            ("birthday", self.birthday), ("joinedAt", lambda v: moment(v, "joinedAt")), ("tier", self.tier),
+            ("tags", lambda v: check_tags(v.split(TAG_SEPARATOR))),
+            ("lifetimeSpend", lambda v: number(v, "lifetimeSpend", MAX_INT)),
+            ("orderCount", lambda v: number(v, "orderCount", MAX_INT)),
+            ("lastOrderAt", lambda v: moment(v, "lastOrderAt")), ("points", lambda v: number(v, "points", MAX_INT)),
+            ("pointsEarnedAt", lambda v: moment(v, "pointsEarnedAt")),
+            ("pointsExpireAt", lambda v: moment(v, "pointsExpireAt", fact=False))]
 
     def moment(self, value: str, column: str, fact: bool = True) -> datetime:
         """ISO 8601 with an offset, or a date, read as midnight in the shop's timezone."""
@@ -125,29 +135,15 @@ class _Parser:
     def parse(self, line: int, record: dict[str, str]) -> Row | list[RowError]:
         errors: list[RowError] = []
         values: dict[str, Any] = {}
-
-        def cell(column: str, convert: Callable[[str], Any]) -> None:
-            raw = (record.get(column) or "").strip()
+        for column, convert in self.cells:
+            raw = record.get(column)
+            raw = raw.strip() if raw else None
             try:
                 values[column] = convert(raw) if raw else None
             except Refused as refusal:
                 errors.append(RowError(line, column, refusal.message))
-
-        cell("externalId", lambda v: require_key(v, "externalId"))
-        if values.get("externalId") is None and not errors:
-            errors.append(RowError(line, "externalId", "empty: expected the CRM's id of the customer"))
-        cell("phone", phone_hash)
-        cell("email", email_hash)
-        cell("birthday", self.birthday)
-        cell("joinedAt", lambda v: self.moment(v, "joinedAt"))
-        cell("tier", self.tier)
-        cell("tags", lambda v: check_tags(v.split(TAG_SEPARATOR)))
-        cell("lifetimeSpend", lambda v: self.number(v, "lifetimeSpend", MAX_INT))
-        cell("orderCount", lambda v: self.number(v, "orderCount", MAX_INT))
-        cell("lastOrderAt", lambda v: self.moment(v, "lastOrderAt"))
-        cell("points", lambda v: self.number(v, "points", MAX_INT))
-        cell("pointsEarnedAt", lambda v: self.moment(v, "pointsEarnedAt"))
-        cell("pointsExpireAt", lambda v: self.moment(v, "pointsExpireAt", fact=False))
+        if "externalId" in values and values["externalId"] is None:
+            errors.insert(0, RowError(line, "externalId", "empty: expected the CRM's id of the customer"))
         errors += self.consistent(line, values)
         if errors:
             return errors
@@ -350,6 +346,8 @@ def import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str, attemp
 
 def _import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> int:
     with runtime.transaction(shop, cause={"kind": "members_import", "key": key}) as ctx:
+        if not runtime.db.is_sqlite:  # a batch lost to a crash right after its commit is imported by the rerun
+            ctx.conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         existing = _existing(ctx.conn, shop, rows)
         fresh: dict[str, Row] = {}
         for row in rows:

@@ -144,7 +144,16 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], numb
                f"INSERT INTO {columns} VALUES ({', '.join('?' * len(keys))})")  # noqa: S608 (the table's names)
         plan = _PLANS[(dialect.name, table.name, keys)] = (sql, processors)
     sql, processors = plan
-    values = ([p(row[key]) if p else row[key] for key, p in zip(keys, processors, strict=True)] for row in rows)
+    columns = [[row[key] for row in rows] for key in keys]
+    for index, processor in enumerate(processors):
+        if processor is not None:  # rows in a row sharing a value (the batch's time) have it processed once
+            processed, last, last_processed = [], object(), None
+            for value in columns[index]:
+                if value is not last:
+                    last, last_processed = value, processor(value)
+                processed.append(last_processed)
+            columns[index] = processed
+    values = zip(*columns, strict=True)
     driver = conn.connection.driver_connection
     if dialect.name == "postgresql":
         with driver.cursor() as cursor, cursor.copy(sql) as copy:
