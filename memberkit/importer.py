@@ -14,7 +14,9 @@ import csv
 import hashlib
 import re
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -37,6 +39,7 @@ COLUMNS = ("externalId", "phone", "email", "birthday", "joinedAt", "tier", "tags
 ERROR_COLUMN = "error"  # what the errors file adds; ignored on import, so a corrected errors file imports as it is
 TAG_SEPARATOR = "|"
 BATCH, MAX_BATCH = 5000, 20000
+WORKERS = 2  # PostgreSQL: batches written at once, each in its own transaction (one works while one waits)
 MAX_FIELD = 10_000  # characters in one field: an unclosed quote stops here instead of reading on to the end
 SQLITE_CACHE_KB = 65536  # the import's SQLite page cache (the default is 2 MB)
 SHOWN_ERRORS = 50  # errors kept for the terminal; the errors file gets all of them
@@ -101,6 +104,7 @@ class _Parser:
     def __init__(self, shop: Shop, now: datetime, tiers: list[str] | None):
         self.shop, self.now, self.tiers = shop, now, tiers
         self.today = shop.local(now).date()
+        self.midnights: dict[str, datetime] = {}
         moment, number = self.moment, self.number
         self.cells: list[tuple[str, Callable[[str], Any]]] = [  # each column's check, in the columns' order
             ("externalId", lambda v: require_key(v, "externalId")), ("phone", phone_hash), ("email", email_hash),
@@ -114,15 +118,19 @@ class _Parser:
 
     def moment(self, value: str, column: str, fact: bool = True) -> datetime:
         """ISO 8601 with an offset, or a date, read as midnight in the shop's timezone."""
-        try:
-            if _DATE.fullmatch(value):
-                moment = datetime.combine(date.fromisoformat(value), time(0), self.shop.timezone).astimezone(UTC)
-            else:
+        moment = self.midnights.get(value)  # a file repeats its dates: each converted once
+        if moment is None:
+            try:
+                if _DATE.fullmatch(value):
+                    moment = datetime.combine(date.fromisoformat(value), time(0), self.shop.timezone).astimezone(UTC)
+                    require_moment(moment, column, self.now, fact)
+                    self.midnights[value] = moment  # valid ones only: at most the days of the window, 36,500
+                    return moment
                 moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise Refused("INVALID_TIME", f'"{value}" is not a time: expected ISO 8601 with an offset, e.g. '
-                          f'2026-11-23T20:00:00+08:00, or a date YYYY-MM-DD (midnight in {self.shop.timezone.key})',
-                          column) from None
+            except ValueError:
+                raise Refused("INVALID_TIME", f'"{value}" is not a time: expected ISO 8601 with an offset, e.g. '
+                              f"2026-11-23T20:00:00+08:00, or a date YYYY-MM-DD (midnight in "
+                              f"{self.shop.timezone.key})", column) from None
         require_moment(moment, column, self.now, fact)
         return moment.astimezone(UTC)
 
@@ -309,14 +317,35 @@ def run(runtime: Runtime, shop: Shop, path: Path, *, batch: int = BATCH, skip_in
     if runtime.db.is_sqlite:  # random member ids land all over the indexes: keep more of them in memory
         with runtime.db.write() as conn:
             conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
-    for rows in _batches(_rows(path, parser, report), batch):
-        imported = import_batch(runtime, shop, rows, report.key)
-        if imported and not report.imported:
-            _analyze(runtime)
+    workers = 1 if runtime.db.is_sqlite else WORKERS  # SQLite has one writer
+    pending: deque[tuple[list[Row], int, Future]] = deque()
+
+    def finish_oldest() -> None:
+        rows, read, future = pending.popleft()
+        imported = future.result()
         report.imported += imported
         report.skipped += len(rows) - imported
         if progress:
-            progress(report.rows)
+            progress(read)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
+        try:
+            for rows in _batches(_rows(path, parser, report), batch):
+                if not report.imported and not pending:  # the first batch alone, then fresh statistics
+                    pending.append((rows, report.rows, pool.submit(import_batch, runtime, shop, rows, report.key)))
+                    finish_oldest()
+                    if report.imported:
+                        _analyze(runtime)
+                    continue
+                if len(pending) >= workers:  # the next batch is read while `workers` are being written
+                    finish_oldest()
+                pending.append((rows, report.rows, pool.submit(import_batch, runtime, shop, rows, report.key)))
+            while pending:
+                finish_oldest()
+        except BaseException:
+            for _, _, future in pending:
+                future.cancel()
+            raise
     _finish(runtime, shop, report)
     return report
 

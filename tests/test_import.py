@@ -221,12 +221,15 @@ def test_an_interrupted_import_resumes_and_each_member_and_lot_is_there_once(mem
     path = write_csv(tmp_path / "crm.csv", rows)
     with pytest.raises(KeyboardInterrupt):
         run(shop, path, batch=5)
-    assert count(shop, Member) == 10  # two batches committed, the third rolled back whole
-    assert count(shop, PointsLot) == count(shop, TierChange) == count(shop, ReferralCode) == 10
+    # the batches before the third committed, the third rolled back whole (on PostgreSQL the fourth, written
+    # beside it, may have committed too)
+    written = count(shop, Member)
+    assert written in ((10,) if shop.runtime.db.is_sqlite else (10, 15))
+    assert count(shop, PointsLot) == count(shop, TierChange) == count(shop, ReferralCode) == written
     assert event_types(shop) == []  # the import's event comes when it completes
     crash.armed = False
     resumed = run(shop, path, batch=5)
-    assert (resumed.imported, resumed.skipped) == (15, 10)
+    assert (resumed.imported, resumed.skipped) == (25 - written, written)
     with shop.runtime.db.read() as conn:
         per_member = conn.execute(select(Member.external_id, func.count(PointsLot.id), func.sum(PointsLot.amount))
                                   .join(PointsLot, PointsLot.member_id == Member.id)
