@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 from memberkit.core import clock
 from memberkit.core.checks import (
@@ -156,12 +157,15 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], numb
             columns[index] = processed
     values = zip(*columns, strict=True)
     driver = conn.connection.driver_connection
-    if dialect.name == "postgresql":
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in values:
-                copy.write_row(row)
-    else:
-        driver.executemany(sql, values)
+    try:
+        if dialect.name == "postgresql":
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            driver.executemany(sql, values)
+    except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises it (IntegrityError, ...), for callers to catch
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
     return ids
 
 

@@ -18,6 +18,7 @@ from memberkit.core.hashing import keyed_hashes
 from memberkit.core.models import Coupon, Event, Member, MemberPersonal
 from memberkit.plugin import Plugin, hookimpl
 from memberkit.plugins.points.models import PointsEntry, PointsLot
+from memberkit.plugins.referral import rewards
 from memberkit.plugins.referral.models import ReferralCode
 from memberkit.plugins.segments.models import SegmentsLifecycle, SegmentsMember
 from memberkit.plugins.tiering.models import TierChange
@@ -272,10 +273,10 @@ def test_a_refund_keeps_the_imported_tier_in_a_rolling_window_too(memberkit, tmp
     assert shop.integrator("demo")(MEMBER, {"id": "crm-1"})["member"]["tier"]["code"] == "GOLD"
 
 
-@pytest.mark.parametrize("setting, coupons", [("", []), ("welcome_imported = true", ["perks:welcome"])])
+@pytest.mark.parametrize("setting, coupons", [("false", []), ("true", ["perks:welcome"])])
 def test_the_sign_up_gift_goes_to_imported_members_only_where_the_shop_says_so(memberkit, tmp_path, setting,
                                                                                coupons):
-    shop = memberkit(DEMO.replace('welcome_coupon = "WELCOME_10"', f'welcome_coupon = "WELCOME_10"\n{setting}'))
+    shop = memberkit(DEMO.replace("welcome_imported = false", f"welcome_imported = {setting}"))
     shop.clock.set(NOW)
     run(shop, write_csv(tmp_path / "crm.csv", CRM[:1]))
     found = shop.integrator("demo")(MEMBER, {"id": "crm-1"})["member"]["coupons"]
@@ -307,3 +308,17 @@ def test_the_command_checks_refuses_bad_files_skips_bad_rows_on_request_and_resu
     errors.write_text(errors.read_text().replace("15/03/1990", "1990-03-15"))
     fixed = runner.invoke(app, ["import", "members", str(errors), "--shop", "demo", *config])
     assert fixed.exit_code == 0 and "imported 1 member(s)" in fixed.output, fixed.output
+
+
+def test_a_referral_code_drawn_twice_in_a_batch_is_drawn_again_and_every_member_gets_one(shop, tmp_path,
+                                                                                          monkeypatch):
+    taken = shop.sign_up("demo", "signed-up")
+    with shop.runtime.db.read() as conn:
+        code = conn.execute(select(ReferralCode.code).where(ReferralCode.member_id == taken)).scalar()
+    draws = iter([code] * 2)  # the batch's first codes collide with a code held already
+    real = rewards.new_code
+    monkeypatch.setattr(rewards, "new_code", lambda length: next(draws, None) or real(length))
+    run(shop, write_csv(tmp_path / "crm.csv", CRM))
+    with shop.runtime.db.read() as conn:
+        codes = dict(conn.execute(select(ReferralCode.member_id, ReferralCode.code)).all())
+    assert len(codes) == 5 and len(set(codes.values())) == 5 and codes[taken] == code
