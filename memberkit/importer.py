@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from time import time_ns
 from typing import IO, Any
 
 from sqlalchemy import select, text
@@ -384,7 +385,8 @@ def _import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> in
                 fresh.setdefault(row.external_id, row)  # a file's first row of an externalId wins
         if not fresh:
             return 0
-        members = [_imported("mem_" + secrets.token_hex(12), shop, row, ctx.now) for row in fresh.values()]
+        members = [_imported(member_id, shop, row, ctx.now) for member_id, row in zip(
+            _member_ids(len(fresh)), fresh.values(), strict=True)]
         insert_rows(ctx.conn, MEMBERS, [
             {"id": m.id, "shop": shop.slug, "external_id": m.external_id, "joined_at": m.joined_at,
              "tags": list(m.tags), "created_at": ctx.now, "paid_orders": m.order_count} for m in members])
@@ -393,6 +395,15 @@ def _import_batch(runtime: Runtime, shop: Shop, rows: list[Row], key: str) -> in
              "birthday": row.birthday} for m, row in zip(members, fresh.values(), strict=True)])
         ctx.hook.members_imported(ctx=ctx, members=members)
         return len(members)
+
+
+def _member_ids(count: int) -> list[str]:
+    """A batch's new member ids, 24 hex digits as a sign-up's, but rising: 7 bytes of the time in microseconds
+    (plus the member's place in the batch), then 5 random bytes. Rising ids are appended at the end of every
+    index keyed by member, core's and each plugin's, instead of landing all over them: on SQLite the batch's
+    inserts took half the time. (A clash of two batches' ids would be a key violation: the batch runs again.)"""
+    start = time_ns() // 1000
+    return [f"mem_{start + place:014x}{secrets.token_hex(5)}" for place in range(count)]
 
 
 def _imported(member_id: str, shop: Shop, row: Row, now: datetime) -> ImportedMember:

@@ -73,7 +73,7 @@ def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
 def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
     s, rows = settings_of(ctx), st.load_rows(ctx, member_ids)
     infos = {tier.code: st.tier_info(tier) for tier in s.tiers}
-    return {member_id: infos[st.current(s, rows.get(member_id), ctx.now).code] for member_id in member_ids}
+    return {member_id: infos[st.tier_of(s, rows.get(member_id), ctx.now).code] for member_id in member_ids}
 
 
 @hookimpl

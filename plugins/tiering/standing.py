@@ -178,34 +178,27 @@ _LOCK = Prepared(upsert(MEMBERS, update=lambda excluded: {
 ADD_ORDER = Prepared(ORDERS.insert())
 
 
-# What the effective tier is made of (State.of and current() read only these): the rows many members' tiers
-# are read from, without the columns only a change of the standing needs.
+# What the effective tier is made of (see tier_of): many members' tiers are read from these columns only.
 _TIER_COLUMNS = [MEMBERS.c[name] for name in ("member_id", "tier_code", "spend", "orders", "override_code",
                                               "override_until")]
 
 
-@dataclass(frozen=True)
-class TierRow:
-    member_id: str
-    tier_code: str
-    spend: int
-    orders: int
-    override_code: str | None
-    override_until: datetime | None
-    override_reason: None = None
-    grace_since: None = None
-    refund_pending: bool = False
-
-
-def load_rows(ctx: Context, member_ids: list[str], chunk: int = 1000) -> dict[str, TierRow]:
+def load_rows(ctx: Context, member_ids: list[str], chunk: int = 1000) -> dict[str, Any]:
     """Many members' rows as far as their tiers go, a chunk of ids per statement; members without a row are
     absent."""
-    rows: dict[str, TierRow] = {}
+    rows: dict[str, Any] = {}
     for start in range(0, len(member_ids), chunk):
-        found = ctx.conn.execute(select(*_TIER_COLUMNS).where(
+        rows.update((row.member_id, row) for row in ctx.conn.execute(select(*_TIER_COLUMNS).where(
             MEMBERS.c.shop == ctx.shop.slug, among(ctx.conn, MEMBERS.c.member_id, member_ids[start:start + chunk])))
-        rows.update((row[0], TierRow(*row)) for row in found)
+            .all())
     return rows
+
+
+def tier_of(s: TieringSettings, row: Any | None, now: datetime) -> TierSettings:
+    """What current() gives, for a row of load_rows."""
+    if row is None:
+        return s.tiers[0]
+    return effective(s, State(row.tier_code, row.override_code, row.override_until), now, row)
 
 
 def load_row(ctx: Context, member_id: str):
