@@ -228,7 +228,7 @@ def _open(path: Path) -> IO[str]:
 def _rows(path: Path, parser: _Parser, report: Report, on_error: Callable[[list[RowError], dict], None] | None = None,
           check_duplicates: bool = False) -> Iterator[Row]:
     """The file's valid rows, streamed; bad ones counted in `report` (and handed to `on_error`)."""
-    seen: set[int] = set()  # 8 bytes of a hash per externalId, not the ids: memory stays small
+    seen: set[int] = set()  # a 64-bit hash per externalId, not the ids: some 60 bytes a row, not the row
     with _open(path) as stream:
         try:
             for line, record in _records(stream):
