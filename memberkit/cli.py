@@ -301,6 +301,10 @@ def import_members(
         except importer.ImportFileError as exc:
             err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: the batches written so far stay; run the same command again to import the "
+                      "rest", highlight=False)
+            raise typer.Exit(130) from None
     typer.echo(f"imported {done.imported} member(s); {done.skipped} already member(s), {done.invalid} bad row(s) "
                f"skipped (import {done.key})")
 

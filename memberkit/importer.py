@@ -343,6 +343,8 @@ def run(runtime: Runtime, shop: Shop, path: Path, *, batch: int = BATCH, skip_in
                 pending.append((rows, report.rows, pool.submit(import_batch, runtime, shop, rows, report.key)))
             while pending:
                 finish_oldest()
+            if progress:
+                progress(report.rows)  # the bad rows read after the last batch too
         except BaseException:
             for _, _, future in pending:
                 future.cancel()
