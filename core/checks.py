@@ -63,7 +63,7 @@ def check_tags(tags: list[str] | None) -> tuple[str, ...] | None:
 def phone_hash(phone: str | None) -> str | None:
     if phone is None:
         return None
-    digits = sum(c.isdigit() for c in phone)
+    digits = sum(map(str.isdigit, phone))
     if not 5 <= digits <= 20 or any(not (c.isdigit() or c in "+- ()") for c in phone):
         raise Refused("INVALID_PHONE", f"phone has {digits} digits or other characters: expected 5 to 20 digits, "
                       "optionally with + - ( ) and spaces", "phone")

@@ -58,7 +58,7 @@ def _message(value: str | dict, kind: str) -> bytes:
 
 
 def _hmac(key: bytes, message: bytes) -> str:
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()  # hmac.new(...).hexdigest(), without its Python object
 
 
 def _versioned(key_id: str, digest: str) -> str:

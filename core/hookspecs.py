@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         CheckoutPayment,
         Effect,
         Figure,
+        ImportedMember,
         MemberChanges,
         MemberInfo,
         OutboundEvent,
@@ -52,6 +53,13 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
 def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> list[Effect] | None:
     """A member's data is about to change (``updateMember``; ``changes`` holds only what differs): return
     effects, or raise ``Refused`` to veto the change."""
+
+
+@hookspec
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    """A batch of members was imported (``memberkit import members``), core's rows written: store what the
+    plugin keeps for them from the history given, in a few statements per batch. No sign-up gifts and no
+    outbound event per member (the import emits one); raising rolls the batch back."""
 
 
 @hookspec

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
 from memberkit.core.context import Context
@@ -70,8 +71,16 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
                  referred=bool(signup.referral_code))
         return EventResult(member.id, collect(ctx.hook.member_signup(ctx=ctx, member=member, signup=signup)))
 
-    return run_event(runtime, shop, "member_signup", external_id.strip(), payload, handle, api_key_id, validate,
-                     "externalId")
+    try:
+        return run_event(runtime, shop, "member_signup", external_id.strip(), payload, handle, api_key_id, validate,
+                         "externalId")
+    except IntegrityError:  # a member without a sign-up event (imported) holds the externalId: the same member
+        with runtime.db.read() as conn:
+            found = conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.shop == shop.slug,
+                                                            MEMBERS.c.external_id == external_id.strip())).scalar()
+        if found is None:
+            raise
+        return EventResult(found, duplicate=True)
 
 
 def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str,

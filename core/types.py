@@ -55,6 +55,20 @@ class MemberInfo:
 
 
 @dataclass(frozen=True)
+class ImportedMember(MemberInfo):
+    """A member imported from an offline CRM with the history the CRM gives (tier code or None; money in
+    minor units; ``points`` the opening balance, earned and expiring then; None: not given)."""
+
+    tier: str | None = None
+    lifetime_spend: int = 0
+    order_count: int = 0
+    last_order_at: datetime | None = None
+    points: int = 0
+    points_earned_at: datetime | None = None
+    points_expire_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class SignUp:
     """A sign-up as plugins see it: personal data only as keyed hashes (HMAC), never in plain text."""
 
@@ -248,4 +262,4 @@ CORE_FIGURES = ("couponsIssued", "couponsUsed")  # what core counts; plugins dec
 
 # What core itself emits; plugins declare theirs in Plugin.event_types (docs/events.md describes each).
 CORE_EVENT_TYPES = ("member.signed_up", "member.updated", "order.paid", "order.refunded", "coupon.issued",
-                    "coupon.used", "coupon.withdrawn", "member.erased")
+                    "coupon.used", "coupon.withdrawn", "member.erased", "members.imported")

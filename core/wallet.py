@@ -16,8 +16,8 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are rea
 COUPONS = Coupon.__table__
 
 
-def new_code(length: int = 10) -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+def new_code(length: int = 10) -> str:  # one random byte a character, 32 letters: 256 % 32 == 0, no bias
+    return "".join(CODE_ALPHABET[byte % len(CODE_ALPHABET)] for byte in secrets.token_bytes(length))
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,13 @@ app = typer.Typer(help="memberkit: a headless, plugin-based membership programme
 keys_app = typer.Typer(help="Create, list and revoke shop keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Run plugins' time-driven jobs.", no_args_is_help=True)
 members_app = typer.Typer(help="A shop's members.", no_args_is_help=True)
+import_app = typer.Typer(help="Bring data in from elsewhere.", no_args_is_help=True)
 migrations_app = typer.Typer(help="Write plugins' Alembic revisions from their tables.", no_args_is_help=True)
 plugin_app = typer.Typer(help="Start a plugin of your own.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(members_app, name="members")
+app.add_typer(import_app, name="import")
 app.add_typer(migrations_app, name="migrations")
 app.add_typer(plugin_app, name="plugin")
 
@@ -303,6 +305,74 @@ def members_erase(
             err.print(f"[red]error[/red] {error.code}: {escape(error.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     typer.echo(f"member {member} erased" + (" (already, by this key)" if result.duplicate else ""))
+
+
+@import_app.command("members")
+def import_members(
+    file: Annotated[Path, typer.Argument(help="The CSV file (columns: docs/importing.md).", exists=True,
+                                         dir_okay=False)],
+    shop: Annotated[str, typer.Option("--shop", help="The shop.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the whole file and write nothing.")] = False,
+    errors: Annotated[Optional[Path], typer.Option("--errors", help="Write the bad rows here, as CSV with an "
+                                                   "error column.")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Import the good rows of a file that has "
+                                               "bad ones (default: refuse the file).")] = False,
+    batch: Annotated[int, typer.Option(min=1, max=20000, help="Rows per transaction.")] = 5000,
+    config: ConfigOption = None,
+):
+    """Import members from an offline CRM's CSV: every bad row reported with its line and column; a rerun
+    (after a crash or Ctrl-C) skips the members already imported."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from memberkit import importer
+
+    runtime = _runtime(config)
+    found = _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    out = errors.open("w", newline="", encoding="utf-8") if errors else None
+    try:
+        report = importer.check(runtime, found, file, out)
+    except importer.ImportFileError as exc:
+        err.print(f"[red]error[/red] {escape(str(file))}: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        if out is not None:
+            out.close()
+    for problem in report.errors:
+        err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+    if report.invalid > len(report.errors):
+        err.print(f"... and more: {report.invalid} bad row(s) in all" + (f", every one in {errors}" if errors else
+                  " (--errors FILE writes them all)"), highlight=False)
+    fresh = report.rows - report.invalid - report.skipped
+    typer.echo(f"{file}: {report.rows} row(s), {report.invalid} bad, {report.skipped} already member(s) of "
+               f"{shop}, {fresh} to import")
+    if dry_run:
+        raise typer.Exit(1 if report.invalid else 0)
+    if report.invalid and not skip_invalid:
+        err.print("[red]error[/red] nothing imported: correct the bad rows, or import the others with "
+                  "--skip-invalid", highlight=False)
+        raise typer.Exit(1)
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(), console=err) as bars:
+        task = bars.add_task("import", total=report.rows, rate="-")
+
+        def show(rows: int) -> None:
+            bars.update(task, completed=rows)
+            speed = bars.tasks[task].speed
+            bars.update(task, rate=f"{speed:,.0f}" if speed else "-")
+
+        try:
+            done = importer.run(runtime, found, file, batch=batch, skip_invalid=skip_invalid, progress=show,
+                                checked=report)
+        except importer.ImportFileError as exc:
+            err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: the batches written so far stay; run the same command again to import the "
+                      "rest", highlight=False)
+            raise typer.Exit(130) from None
+    typer.echo(f"imported {done.imported} member(s); {done.skipped} already member(s), {done.invalid} bad row(s) "
+               f"skipped (import {done.key})")
 
 
 @jobs_app.command("run")

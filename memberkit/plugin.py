@@ -5,6 +5,13 @@ built-in plugins): what two plugins share goes through core, a service on the :c
 The guide, docs/plugins.md, shows each name in use.
 """
 
+import json
+from typing import Any
+
+from sqlalchemy import Connection, String, Table, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
+
 from memberkit.core import clock
 from memberkit.core import plugins as _plugins
 from memberkit.core.checks import (
@@ -37,6 +44,7 @@ from memberkit.core.types import (
     Effect,
     EffectKind,
     Figure,
+    ImportedMember,
     Job,
     MemberChanges,
     MemberInfo,
@@ -94,7 +102,8 @@ __all__ = [
     # the declaration and the hooks
     "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
     # what hooks receive and return
-    "Context", "Shop", "Runtime", "MemberInfo", "SignUp", "MemberChanges", "OrderLine", "PaidOrder", "Refund",
+    "Context", "Shop", "Runtime", "MemberInfo", "ImportedMember", "SignUp", "MemberChanges", "OrderLine",
+    "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
     "CheckoutPayment", "OutboundEvent", "Figure", "Effect", "EffectKind", "Refused", "RedemptionRefused",
     "IssuedCoupon",
@@ -103,7 +112,7 @@ __all__ = [
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
     "export_tables", "CORE_FIGURES", "declared_figures",
     # tables and statements
-    "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
+    "insert_rows", "among", "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",
     # settings
     "StrictModel", "CouponTemplateName", "TierCode", "reference",
@@ -116,3 +125,66 @@ __all__ = [
     "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS", "MAX_IDEMPOTENCY_KEY",
     "coupon_view", "load_member_view", "event_payload", "payload_of",
 ]
+
+
+_PLANS: dict[tuple, tuple[str, list]] = {}
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], number: bool = False) -> list[int]:
+    """Insert many rows, each with the same keys, at driver level: COPY on PostgreSQL, one executemany on
+    SQLite. For bulk writes (an import's batch), where a statement's parameters cost more than its rows:
+    values pass through the columns' own bind processors as with ``conn.execute``, but only the values
+    given are written (no Python-side defaults). `number`: the rows get ids of the table's integer key
+    first (taken from its sequence on PostgreSQL; on SQLite after the largest, the transaction being the
+    one writer), returned in the rows' order."""
+    if not rows:
+        return []
+    ids: list[int] = []
+    if number:
+        if conn.dialect.name == "postgresql":
+            ids = list(conn.execute(select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+                                    .select_from(func.generate_series(1, len(rows)))).scalars())
+        else:
+            start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar() + 1
+            ids = list(range(start, start + len(rows)))
+        rows = [{"id": row_id, **row} for row_id, row in zip(ids, rows, strict=True)]
+    dialect, keys = conn.dialect, tuple(rows[0])
+    plan = _PLANS.get((dialect.name, table.name, keys))
+    if plan is None:  # table.c[key]: only the table's own column names reach the SQL
+        processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys]
+        quote = dialect.identifier_preparer.quote
+        columns = f"{quote(table.name)} ({', '.join(quote(key) for key in keys)})"
+        sql = (f"COPY {columns} FROM STDIN" if dialect.name == "postgresql" else
+               f"INSERT INTO {columns} VALUES ({', '.join('?' * len(keys))})")  # noqa: S608 (the table's names)
+        plan = _PLANS[(dialect.name, table.name, keys)] = (sql, processors)
+    sql, processors = plan
+    columns = [[row[key] for row in rows] for key in keys]
+    for index, processor in enumerate(processors):
+        if processor is not None:  # rows in a row sharing a value (the batch's time) have it processed once
+            processed, last, last_processed = [], object(), None
+            for value in columns[index]:
+                if value is not last:
+                    last, last_processed = value, processor(value)
+                processed.append(last_processed)
+            columns[index] = processed
+    values = zip(*columns, strict=True)
+    driver = conn.connection.driver_connection
+    try:
+        if dialect.name == "postgresql":
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            driver.executemany(sql, values)
+    except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises it (IntegrityError, ...), for callers to catch
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    return ids
+
+
+def among(conn: Connection, column: Any, values: list[str]) -> Any:
+    """``column IN values`` for a long list of strings, as one parameter: an array unnested on PostgreSQL, a
+    JSON array on SQLite (a thousand parameters cost more than the query; and on PostgreSQL ``= ANY(array)``
+    in a prepared statement's plan compares every row with every value, which grows with the table)."""
+    if conn.dialect.name == "postgresql":
+        return column.in_(select(func.unnest(bindparam(None, list(values), type_=ARRAY(String)))))
+    return column.in_(select(func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value").c.value))

@@ -39,6 +39,12 @@ def member_signup(ctx, member, signup):
 
 
 @hookimpl
+def members_imported(ctx, members):
+    for member in members:  # counted when they joined, as a sign-up is
+        ctx.count("newMembers", at=member.joined_at)
+
+
+@hookimpl
 def order_paid(ctx, order):
     ctx.count("memberOrders", at=order.paid_at)
     ctx.count("memberSales", order.total, at=order.paid_at)

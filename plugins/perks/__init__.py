@@ -18,6 +18,7 @@ from memberkit.plugin import (
     Cart,
     Context,
     Effect,
+    ImportedMember,
     Job,
     MemberChanges,
     MemberInfo,
@@ -30,7 +31,7 @@ from memberkit.plugin import (
     hookimpl,
 )
 from memberkit.plugins.perks import graphql, models, rules
-from memberkit.plugins.perks.settings import NAME, PerksSettings
+from memberkit.plugins.perks.settings import NAME, PerksSettings, settings_of
 
 plugin = Plugin(NAME, settings=PerksSettings, graphql=graphql.contribute,
                 tables=(models.PerksFirstOrder, models.PerksBirthdayCoupon, models.PerksMonthlyCoupon,
@@ -42,6 +43,15 @@ plugin = Plugin(NAME, settings=PerksSettings, graphql=graphql.contribute,
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
     return rules.welcome(ctx, member, signup.seen_before)
+
+
+@hookimpl
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    """The sign-up gift only where the shop's `welcome_imported` says so; the first-order perks already
+    see an imported member's orders (core's order count)."""
+    if settings_of(ctx).welcome_imported:
+        for member in members:
+            rules.welcome(ctx, member)
 
 
 @hookimpl

@@ -21,6 +21,9 @@ class PerksSettings(StrictModel):
     # sign-up
     welcome_coupon: CouponTemplateName | None = Field(
         default="WELCOME_10", description="coupon template issued at sign-up; empty: no sign-up gift")
+    welcome_imported: bool = Field(
+        default=False, description="give members imported from a CRM (memberkit import members) the sign-up gift "
+                                   "too; off: an import is no sign-up")
 
     # first order
     first_order_discount: Literal["percent", "threshold", "none"] = Field(

@@ -36,6 +36,11 @@ plugin = Plugin(
 
 
 @hookimpl
+def members_imported(ctx, members):
+    ledger.import_balances(ctx, members)
+
+
+@hookimpl
 def order_paid(ctx, order):
     effects = capture_for_order(ctx, order) if order.checkout_id else []
     return effects + ledger.earn_for_order(ctx, order)

@@ -9,7 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, union_all
 
-from memberkit.plugin import MAX_INT, Context, Effect, Prepared, RedemptionRefused, Refused, TierInfo, money, upsert
+from memberkit.plugin import (
+    MAX_INT,
+    Context,
+    Effect,
+    Prepared,
+    RedemptionRefused,
+    Refused,
+    TierInfo,
+    insert_rows,
+    money,
+    upsert,
+)
 from memberkit.plugins.points.models import (
     PointsAccount,
     PointsActionDay,
@@ -409,6 +420,33 @@ def take_back(ctx: Context, member_id: str, points: int, reason: str, rule: str,
     if taken:
         _entry(ctx, member_id, -taken, reason, rule, order_id, actor, note)
     return taken, shortfall
+
+
+def import_balances(ctx: Context, members) -> None:
+    """Imported members' opening balances (``members_imported``): an account with the lifetime spend (so
+    milestones count on from it), one ADJUST entry (rule "import") and one open lot that keeps the CRM's
+    dates (expiring when it said, or by the shop's rule from when the points were earned; a moment already
+    past expires them at the next settle). Three multi-row statements a batch, no outbound event per member."""
+    accounts, entries, lots = [], [], []
+    for m in members:
+        if not (m.points or m.lifetime_spend):
+            continue
+        expires = (m.points_expire_at or expiry_for(ctx, m.points_earned_at)) if m.points else NEVER
+        accounts.append({"member_id": m.id, "shop": ctx.shop.slug, "balance": m.points, "held": 0, "pending": 0,
+                         "debt": 0, "shortfall": 0, "lifetime_earned": m.points, "lifetime_spend": m.lifetime_spend,
+                         "next_due_at": expires})
+        if m.points:
+            entries.append({"shop": ctx.shop.slug, "member_id": m.id, "delta": m.points, "reason": "ADJUST",
+                            "rule": "import", "order_id": None, "event_id": ctx.event_id, "actor": None,
+                            "note": f"opening balance, earned {ctx.shop.local(m.points_earned_at):%Y-%m-%d}",
+                            "created_at": ctx.now})
+            lots.append({"shop": ctx.shop.slug, "member_id": m.id, "order_id": None, "amount": m.points,
+                         "remaining": m.points, "state": "open", "available_at": m.points_earned_at,
+                         "expires_at": expires})
+    insert_rows(ctx.conn, ACCOUNTS, accounts)
+    ctx.count(FIGURES["ADJUST"][0], sum(entry["delta"] for entry in entries))
+    ids = insert_rows(ctx.conn, ENTRIES, entries, number=True)
+    insert_rows(ctx.conn, LOTS, [{**lot, "entry_id": i} for lot, i in zip(lots, ids, strict=True)])
 
 
 # ---------------------------------------------------------------- earning on a purchase

@@ -17,6 +17,7 @@ from datetime import timedelta
 from memberkit.plugin import (
     Context,
     Effect,
+    ImportedMember,
     Job,
     MemberInfo,
     PaidOrder,
@@ -38,6 +39,11 @@ plugin = Plugin(NAME, settings=ReferralSettings, graphql=graphql.contribute,
 @hookimpl
 def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect]:
     return rewards.on_signup(ctx, member, signup)
+
+
+@hookimpl
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    rewards.assign_imported_codes(ctx, [member.id for member in members])
 
 
 @hookimpl

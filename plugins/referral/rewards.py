@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from memberkit.plugin import (
     Context,
@@ -38,6 +39,7 @@ from memberkit.plugin import (
     PaidOrder,
     Refund,
     SignUp,
+    insert_rows,
     new_code,
     upsert,
 )
@@ -101,6 +103,20 @@ def assign_code(ctx: Context, member_id: str, s: ReferralSettings) -> str | None
         if ctx.conn.execute(select(CODES.c.code).where(CODES.c.member_id == member_id)).first():
             return None  # assigned already (the job and a sign-up never race: a new member is not visible)
     raise RuntimeError(f"no free referral code after {CODE_ATTEMPTS} attempts: raise code_length")
+
+
+def assign_imported_codes(ctx: Context, member_ids: list[str]) -> None:
+    """Imported members get their own codes in one multi-row write (where a drawn code is taken, the batch's
+    codes are drawn one by one instead); an import is no sign-up with a friend's code, so it rewards no one."""
+    s = settings_of(ctx)
+    try:
+        with ctx.conn.begin_nested():
+            insert_rows(ctx.conn, CODES, [
+                {"member_id": member_id, "shop": ctx.shop.slug, "code": new_code(s.code_length), "invited": 0,
+                 "rewarded": 0, "bonuses": 0, "created_at": ctx.now} for member_id in member_ids])
+    except IntegrityError:  # a code drawn twice or already held: this batch's codes one by one instead
+        for member_id in member_ids:
+            assign_code(ctx, member_id, s)
 
 
 def assign_missing_codes(ctx: Context) -> str:

@@ -20,6 +20,7 @@ from datetime import timedelta
 from memberkit.plugin import (
     Context,
     Effect,
+    ImportedMember,
     Job,
     MemberChanges,
     MemberInfo,
@@ -50,6 +51,13 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
     lifecycle.joined(ctx, member.id)
     rules.joined(ctx, member.id)
     return []
+
+
+@hookimpl(trylast=True)  # after the plugin that keeps tiers has stored the imported members' tiers
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    lifecycle.imported(ctx, members)
+    for member in members:
+        rules.mark(ctx, member.id)
 
 
 @hookimpl

@@ -11,12 +11,23 @@ is no new spell, so a win-back gift keyed on it is given once per spell.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 
-from memberkit.plugin import Context, Effect, OrderRow, PaidOrder, Prepared, Refund, UTCDateTime, upsert
+from memberkit.plugin import (
+    Context,
+    Effect,
+    ImportedMember,
+    OrderRow,
+    PaidOrder,
+    Prepared,
+    Refund,
+    UTCDateTime,
+    insert_rows,
+    upsert,
+)
 from memberkit.plugins.segments import rules
 from memberkit.plugins.segments.models import SegmentsLifecycle, SegmentsLifecycleChange
 from memberkit.plugins.segments.settings import NAME, SegmentsSettings, settings_of
@@ -39,10 +50,11 @@ class Reason(enum.StrEnum):
     TIME = "TIME"
 
 
-def stage_of(ctx: Context, settings: SegmentsSettings, last_order_at: datetime | None) -> Stage:
+def stage_of(ctx: Context, settings: SegmentsSettings, last_order_at: datetime | None,
+             today: date | None = None) -> Stage:
     if last_order_at is None:
         return Stage.NEW
-    days = (ctx.shop.local(ctx.now).date() - ctx.shop.local(last_order_at).date()).days
+    days = ((today or ctx.shop.local(ctx.now).date()) - ctx.shop.local(last_order_at).date()).days
     if days <= settings.active_days:
         return Stage.ACTIVE
     return Stage.DORMANT if days <= settings.churned_after_days else Stage.CHURNED
@@ -61,6 +73,18 @@ _TOUCH = Prepared(
 def joined(ctx: Context, member_id: str) -> None:
     ctx.conn.execute(upsert(LIFECYCLE).on(ctx.conn), {"member_id": member_id, "shop": ctx.shop.slug,
                                                       "stage": Stage.NEW, "since": ctx.now, "last_order_at": None})
+
+
+def imported(ctx: Context, members: list[ImportedMember]) -> None:
+    """Imported members' stages from the last order the CRM knew of (NEW only without orders), and their
+    tiers as the tier plugin now tells them, in one INSERT a batch; no history, hook or event, as for a
+    sign-up, so no win-back gift for a member imported as DORMANT (the job moves them on from here)."""
+    settings, today = settings_of(ctx), ctx.shop.local(ctx.now).date()
+    tiers = ctx.member_tiers([m.id for m in members]) or {}
+    insert_rows(ctx.conn, LIFECYCLE, [
+        {"member_id": m.id, "shop": ctx.shop.slug, "stage": stage_of(ctx, settings, m.last_order_at, today),
+         "since": ctx.now, "last_order_at": m.last_order_at, "tier_code": tiers[m.id].code if tiers.get(m.id) else None,
+         "tier_rank": tiers[m.id].rank if tiers.get(m.id) else None} for m in members])
 
 
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from memberkit.plugin import Context, MemberPersonalRow, MemberRow, PaidOrder, Refund, TierInfo, upsert
+from memberkit.plugin import Context, MemberPersonalRow, MemberRow, PaidOrder, Refund, TierInfo, among, upsert
 from memberkit.plugins.segments.models import SegmentsLifecycle, SegmentsMember, SegmentsPurchase, SegmentsRfm
 from memberkit.plugins.segments.settings import SegmentRule, settings_of
 
@@ -42,7 +42,7 @@ MEMBERS, PERSONAL = MemberRow.__table__, MemberPersonalRow.__table__
 LIFECYCLE, RFM = SegmentsLifecycle.__table__, SegmentsRfm.__table__
 PURCHASES, IN_SEGMENT = SegmentsPurchase.__table__, SegmentsMember.__table__
 MARKED = "segments.marked"  # ctx.extra: the members whose segments are judged again before commit
-BATCH = 500
+BATCH = 2000  # members judged per SELECT (an import's batch, a job's tier changes)
 
 
 def facts(after: str | None = None):
@@ -200,10 +200,10 @@ def judge_members(ctx: Context, member_ids: list[str]) -> None:
     columns = [rule_condition(ctx, rule).label(f"s{i}") for i, rule in enumerate(rules)]
     wanted = {row.id: {rule.code for rule, hit in zip(rules, row[1:], strict=True) if hit}
               for row in ctx.conn.execute(select(MEMBERS.c.id, *columns).select_from(facts())
-                                          .where(MEMBERS.c.id.in_(member_ids)))}
+                                          .where(among(ctx.conn, MEMBERS.c.id, member_ids)))}
     held: dict[str, set[str]] = {member_id: set() for member_id in wanted}
     for member_id, segment in ctx.conn.execute(select(IN_SEGMENT.c.member_id, IN_SEGMENT.c.segment)
-                                               .where(IN_SEGMENT.c.member_id.in_(list(wanted)))):
+                                               .where(among(ctx.conn, IN_SEGMENT.c.member_id, list(wanted)))):
         held[member_id].add(segment)
     joining = [{"member_id": m, "segment": s, "shop": ctx.shop.slug, "since": ctx.now}
                for m, codes in wanted.items() for s in sorted(codes - held[m])]

@@ -18,6 +18,7 @@ from memberkit.plugin import (
     Adjustment,
     Context,
     Effect,
+    ImportedMember,
     Job,
     MemberInfo,
     PaidOrder,
@@ -51,6 +52,11 @@ def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effe
 
 
 @hookimpl
+def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+    actions.imported(ctx, members)
+
+
+@hookimpl
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     return actions.order_paid(ctx, order)
 
@@ -68,7 +74,8 @@ def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
 @hookimpl
 def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
     s, rows = settings_of(ctx), st.load_rows(ctx, member_ids)
-    return {member_id: st.tier_info(st.current(s, rows.get(member_id), ctx.now)) for member_id in member_ids}
+    infos = {tier.code: st.tier_info(tier) for tier in s.tiers}
+    return {member_id: infos[st.tier_of(s, rows.get(member_id), ctx.now).code] for member_id in member_ids}
 
 
 @hookimpl

@@ -13,12 +13,14 @@ from memberkit.plugin import (
     Context,
     Effect,
     EventResult,
+    ImportedMember,
     PaidOrder,
     Redemption,
     Refund,
     Refused,
     Runtime,
     Shop,
+    insert_rows,
     load_member,
     money,
     require_key,
@@ -96,6 +98,32 @@ def correct(s: TieringSettings, state: st.State, earned: TierSettings) -> st.Sta
     if standing is None or earned.rank < standing.rank:
         state = replace(state, tier_code=earned.code, grace_since=None)
     return replace(state, refund_pending=False)
+
+
+def imported(ctx: Context, members: list[ImportedMember]) -> None:
+    """Imported members' standing (``members_imported``): the CRM's tier, or what their history earns where
+    that is higher or no tier was given (as the next evaluation would raise it), recorded with the reason
+    IMPORTED; the lifetime spend and orders kept as the counters later refunds are netted against, and,
+    where tiers count a rolling window, as one order of that spend at the last order's date (so a refund of
+    a new order corrects the tier to what the history plus the rest earns, not what zero spend earns)."""
+    s, slug, key = settings_of(ctx), ctx.shop.slug, ctx.cause.get("key")
+    standings, history, orders = [], [], []
+    for m in members:
+        earned, given = st.earned(s, m.lifetime_spend, m.order_count), st.by_code(s, m.tier)
+        tier = given if given is not None and given.rank >= earned.rank else earned
+        standings.append({"member_id": m.id, "shop": slug, "tier_code": tier.code, "spend": m.lifetime_spend,
+                          "orders": m.order_count, "refund_pending": False, "updated_at": ctx.now})
+        history.append({"shop": slug, "member_id": m.id, "from_code": None, "to_code": tier.code,
+                        "reason": st.TierChangeReason.IMPORTED.value, "reference": key, "created_at": ctx.now,
+                        "note": (f"imported as {m.tier}; " if m.tier else "imported; ") + f"lifetime spend "
+                                f"{money(m.lifetime_spend, ctx.shop.currency)}, {m.order_count} orders"})
+        ctx.count(st.TIER_MEMBERS + tier.code)
+        if s.window_months and (m.lifetime_spend or m.order_count):
+            orders.append({"shop": slug, "member_id": m.id, "order_id": f"import:{m.id}", "total": m.lifetime_spend,
+                           "refunded": 0, "paid_at": m.last_order_at or m.joined_at})
+    insert_rows(ctx.conn, st.MEMBERS, standings)
+    insert_rows(ctx.conn, st.HISTORY, history)
+    insert_rows(ctx.conn, st.ORDERS, orders)
 
 
 # ---------------------------------------------------------------- evaluation
