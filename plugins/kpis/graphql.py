@@ -48,7 +48,8 @@ def check_range(ctx: Context, start: datetime, end: datetime, max_range: timedel
     if start >= end:
         raise InvalidRange("to", f"{end.isoformat()} is not after from ({start.isoformat()})")
     if max_range is not None and end - start > max_range:
-        raise InvalidRange("to", f"the range is {(end - start) / timedelta(days=1):g} days: at most {max_range.days} days")
+        days = (end - start) / timedelta(days=1)
+        raise InvalidRange("to", f"the range is {days:g} days: at most {max_range.days} days")
 
 
 # ---------------------------------------------------------------- programmeKpis
