@@ -202,8 +202,8 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
 def kpis(
     shop: Annotated[str, typer.Option("--shop", help="The shop.")],
     from_: Annotated[Optional[str], typer.Option("--from", help="Start, ISO 8601 with offset, on a local hour "
-                                                 "(default: 7 local days before today's midnight).")] = None,
-    to: Annotated[Optional[str], typer.Option(help="End (default: today's local midnight).")] = None,
+                                                 "(default: 7 days before --to).")] = None,
+    to: Annotated[Optional[str], typer.Option(help="End (default: the end of the current local hour).")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows to this CSV file.")] = None,
     config: ConfigOption = None,
 ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from memberkit.core import clock
@@ -27,11 +27,11 @@ class KpisError(Exception):
 
 
 def default_period(shop: Shop, days: int = 7) -> tuple[datetime, datetime]:
-    """The last `days` whole local days, up to today's local midnight."""
-    today = shop.local(clock.now()).date()
-    end = datetime(today.year, today.month, today.day, tzinfo=shop.timezone)
-    start = datetime.combine(today - timedelta(days=days), end.timetz())
-    return start, end
+    """The last `days` days up to the end of the current local hour, so that a campaign is watched as it runs
+    (today's figures so far included), against the `days` before them."""
+    now = shop.local(clock.now())
+    end = now.replace(minute=0, second=0, microsecond=0).astimezone(UTC) + timedelta(hours=1)
+    return (end - timedelta(days=days)).astimezone(shop.timezone), end.astimezone(shop.timezone)
 
 
 def _read(runtime: Runtime, shop: Shop, start: datetime, end: datetime) -> dict[str, Any]:
