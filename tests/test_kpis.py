@@ -485,7 +485,7 @@ def test_the_kpis_command_prints_the_change_against_the_period_before_and_writes
     shop.sign_up("demo", "crm-2")
     shop.sign_up("demo", "crm-3")
     shop.pay("demo", first, "o-1", 20000)
-    shop.clock.set(local("2026-03-16T08:00:00"))  # default: the 7 local days 9-15 March
+    shop.clock.set(local("2026-03-16T08:00:00"))  # default: 9 March 09:00 to 16 March 09:00 (the hour now ends)
     for day in range(9, 16):
         integrator(STORE_SALES, {"input": {"date": f"2026-03-{day:02}", "amount": 10000, "orders": 3,
                                            "idempotencyKey": f"s-{day}"}})
@@ -498,7 +498,7 @@ def test_the_kpis_command_prints_the_change_against_the_period_before_and_writes
     rows = {row["figure"]: row for row in csv.DictReader(out.open())}
     assert (rows["newMembers"]["period"], rows["newMembers"]["previous"], rows["newMembers"]["change"]) == (
         "2", "1", "100.0")
-    assert rows["members' share of sales %"]["period"] == "28.6"  # 20,000 of 70,000
+    assert rows["members' share of sales %"]["period"] == "33.3"  # 20,000 of the 60,000 of 10-15 March, whole days
     assert rows["active share %"]["period"] == "33.3" and rows["storeSales"]["previous"] == ""
     bad = CliRunner().invoke(app, ["kpis", "--shop", "demo", "--from", "2026-03-09T00:30:00+01:00", "--config",
                                    str(tmp_path / "plugins-0.toml")],
