@@ -68,14 +68,19 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
             raise Unchanged(member_id)  # erased by another key: answered erased, nothing written
 
     def handle(ctx: Context) -> EventResult:
+        # The member's row locked first: an order or a tagging of this member in flight commits before the
+        # erasure reads anything, or waits and is then refused (PostgreSQL; SQLite has one writer anyway).
+        ctx.conn.execute(select(MEMBERS.c.id).where(MEMBERS.c.id == member_id).with_for_update())
         ctx.hook.member_erased(ctx=ctx, member_id=member_id)  # before core's rows change: plugins may read them
         personal = ctx.conn.execute(select(PERSONAL.c.phone_hash, PERSONAL.c.email_hash)
                                     .where(PERSONAL.c.member_id == member_id)).first()
         kept = {h for stored in (personal or ()) if stored for h in fraud_hashes(stored)}
         if kept:
-            expires = ctx.now + timedelta(days=fraud_hash_days())
+            # by the day, not the instant: a timestamp equal to the member's erased_at would link them again
+            day = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)
+            expires = day + timedelta(days=fraud_hash_days() + 1)
             ctx.conn.execute(upsert(FRAUD, on=["shop", "hash"], update={"expires_at": expires}).on(ctx.conn),
-                             [{"shop": shop.slug, "hash": h, "created_at": ctx.now, "expires_at": expires}
+                             [{"shop": shop.slug, "hash": h, "created_at": day, "expires_at": expires}
                               for h in sorted(kept)])
         ctx.conn.execute(delete(PERSONAL).where(PERSONAL.c.member_id == member_id))
         tombstone = TOMBSTONE + member_id

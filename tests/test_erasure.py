@@ -176,7 +176,10 @@ def test_a_fraud_hash_stops_a_second_sign_up_reward_until_it_is_pruned(demo):
         kept = conn.execute(select(FraudHash.hash, FraudHash.expires_at)).all()
     assert len(kept) == 2 and {c.name for c in FraudHash.__table__.c} == {"shop", "hash", "created_at", "expires_at"}
     assert not {h for h, _ in kept} & {*keyed_hashes(PHONE, "phone"), *keyed_hashes(EMAIL, "email")}  # own key
-    assert {e.date() for _, e in kept} == {datetime(2028, 3, 9).date()}  # 730 days
+    assert {e.date() for _, e in kept} == {datetime(2028, 3, 10).date()}  # 730 whole days after the erasure's day
+    with demo.runtime.db.read() as conn:  # kept by the day: no timestamp to join back to the member's erased_at
+        made = conn.execute(select(FraudHash.created_at)).scalars().all()
+    assert {moment.isoformat() for moment in made} == {"2026-03-10T00:00:00+00:00"}
 
     # the same phone, the same code, a new externalId (or the old one): no second gift, no second reward
     again, effects = sign_up("friend", phone="+86 138-1234-5678".replace("+86 ", ""), referralCode=code)
@@ -292,3 +295,18 @@ def test_no_trace_of_the_phone_or_email_is_left_in_the_database(demo):
     assert found()  # the scan finds them before erasure
     erase(demo, member_id)
     assert found() == []
+
+
+def test_an_erased_member_gets_no_new_referral_code_and_no_tags(demo):
+    member = demo.sign_up("demo", "user-1", phone=PHONE)
+    erase(demo, member)
+    demo.clock.advance(hours=2)
+    demo.run_jobs("demo", force=True)  # referral's job gives codes to members without one: not the erased
+    assert demo.integrator("demo")("query($id: ID!) { member(id: $id) { referral { code } } }",
+                                   {"id": member})["member"]["referral"] is None
+    tagged = demo.integrator("demo")(
+        "mutation($input: TagMembersInput!) { tagMembers(input: $input) { changed errors { code field } } }",
+        {"input": {"memberIds": [member], "add": ["vip"], "idempotencyKey": "tag-1"}})["tagMembers"]
+    assert tagged == {"changed": 0, "errors": [{"code": "MEMBER_ERASED", "field": "memberIds"}]}
+    with demo.runtime.db.read() as conn:
+        assert conn.execute(select(Member.tags).where(Member.id == member)).scalar_one() == []

@@ -180,13 +180,16 @@ KPIS = """query($from: DateTime!, $to: DateTime!) { programmeKpis(from: $from, t
 
 
 def test_imported_members_count_in_the_kpis_when_they_joined_with_their_opening_points_and_tiers(shop, tmp_path):
-    run(shop, write_csv(tmp_path / "crm.csv", CRM), batch=3)
+    # 30 more, each joined in an hour of its own: a batch counts more figures than one compiled INSERT holds
+    hourly = [{"externalId": f"h-{n}", "joinedAt": f"2026-11-{1 + n // 24:02}T{n % 24:02}:30:00+08:00"}
+              for n in range(30)]
+    run(shop, write_csv(tmp_path / "crm.csv", CRM + hourly), batch=40)
     gql = shop.integrator("demo")
     this_year = gql(KPIS, {"from": "2026-01-01T00:00:00+08:00", "to": "2027-01-01T00:00:00+08:00"})["programmeKpis"]
     # crm-1, crm-2 and crm-3 joined in 2021-2024: members of the shop, not new this year; crm-4 gave no date
-    assert (this_year["members"], this_year["newMembers"]) == (4, 1)
+    assert (this_year["members"], this_year["newMembers"]) == (34, 31)
     tiers = {row["tier"]: row["members"] for row in this_year["tierDistribution"]}
-    assert (tiers["REGULAR"], tiers["SILVER"], tiers["GOLD"], tiers["DIAMOND"]) == (1, 1, 1, 1)
+    assert (tiers["REGULAR"], tiers["SILVER"], tiers["GOLD"], tiers["DIAMOND"]) == (31, 1, 1, 1)
     # the opening balances are adjustments recorded by the import (now), so the liability adds up to them
     assert this_year["points"] == {"opening": 0, "adjusted": 1500, "closing": 1500}
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, union_all
 
-from memberkit.plugin import Context, Prepared, upsert
+from memberkit.plugin import Context, Prepared, insert_rows, upsert
 from memberkit.plugins.kpis.models import KpisActive, KpisDelta, KpisHour, KpisRollup, KpisStoreSales
 
 DELTA, HOUR, ROLLUP, ACTIVE, STORE_SALES = (KpisDelta.__table__, KpisHour.__table__, KpisRollup.__table__,
@@ -106,6 +106,7 @@ def split_by(span: str, moment: datetime) -> tuple[datetime, datetime]:
 
 _INSERTS: dict[int, Prepared] = {}
 _COLUMNS = ("shop", "metric", "bucket", "value", "member_id")
+COMPILED_ROWS = 16  # up to this many rows (an order's, a sign-up's) one compiled INSERT; more (jobs, imports) in bulk
 
 
 def _insert(rows: int) -> Prepared:
@@ -132,6 +133,9 @@ def record(ctx: Context, figures) -> None:
     rows = [(metric, bucket, value, None) for (metric, bucket), value in sums.items() if value]
     rows += [(ACTIVITY, bucket, 1, member_id) for bucket, member_id in marks]
     if not rows:
+        return
+    if len(rows) > COMPILED_ROWS:  # bounded statements and cache: COPY or one executemany, in one statement
+        insert_rows(ctx.conn, DELTA, [dict(zip(_COLUMNS, (ctx.shop.slug, *row), strict=True)) for row in rows])
         return
     params = {}
     for i, (metric, bucket, value, member_id) in enumerate(rows):

@@ -120,13 +120,14 @@ def assign_imported_codes(ctx: Context, member_ids: list[str]) -> None:
 
 
 def assign_missing_codes(ctx: Context) -> str:
-    """The job: members who joined before the shop enabled referral get a code. Idempotent."""
+    """The job: members who joined before the shop enabled referral get a code (erased members none: erasure
+    took theirs). Idempotent."""
     s = settings_of(ctx)
     assigned = 0
     while True:
         missing = ctx.conn.execute(
             select(MEMBERS.c.id)
-            .where(MEMBERS.c.shop == ctx.shop.slug,
+            .where(MEMBERS.c.shop == ctx.shop.slug, MEMBERS.c.erased_at.is_(None),
                    ~select(CODES.c.member_id).where(CODES.c.member_id == MEMBERS.c.id).exists())
             .order_by(MEMBERS.c.id).limit(JOB_BATCH)).scalars().all()
         for member_id in missing:

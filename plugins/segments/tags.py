@@ -35,12 +35,16 @@ _SET_TAGS = update(MEMBERS).where(MEMBERS.c.id == bindparam("p_id")).values(tags
 def _changes(ctx: Context, member_ids: list[str], add: tuple[str, ...], remove: tuple[str, ...]) -> list:
     ids = list(dict.fromkeys(member_id.strip() for member_id in member_ids))
     rows = {row.id: row for row in ctx.conn.execute(
-        select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags)
+        select(MEMBERS.c.id, MEMBERS.c.external_id, MEMBERS.c.joined_at, MEMBERS.c.tags, MEMBERS.c.erased_at)
         .where(MEMBERS.c.shop == ctx.shop.slug, MEMBERS.c.id.in_(ids)))}
     missing = [member_id for member_id in ids if member_id not in rows]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise Refused("MEMBER_NOT_FOUND", f"memberIds: no member {missing[0]!r} in this shop{more}", "memberIds")
+    erased = [member_id for member_id in ids if rows[member_id].erased_at is not None]
+    if erased:
+        raise Refused("MEMBER_ERASED", f"memberIds: member {erased[0]!r} was erased: expected members who were "
+                      "not", "memberIds")
     changes = []
     for member_id in ids:
         row = rows[member_id]
