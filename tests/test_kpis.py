@@ -340,6 +340,28 @@ def test_every_figure_matches_a_brute_force_over_random_histories(make_runtime, 
 # ---------------------------------------------------------------- store sales, limits, access, cost
 
 
+SET_TIER = """mutation($input: SetMemberTierInput!) { setMemberTier(input: $input) { errors { code } } }"""
+
+
+def test_a_hand_set_tier_that_lapsed_before_an_order_moves_the_tier_counts_once(memberkit):
+    """The tier counted last is the one recorded last: an order after a DIAMOND-like override lapsed (not yet
+    recorded by the evaluation) moves the member from GOLD, and the evaluation then moves nothing twice."""
+    shop = memberkit(SHOP)
+    start = local("2026-03-10T09:00:00")
+    shop.clock.set(start)
+    member = shop.sign_up("demo", "m-1")
+    until = start + timedelta(hours=2)
+    assert shop.integrator("demo")(SET_TIER, {"input": {"memberId": member, "tierCode": "GOLD", "reason": "vip",
+                                                        "expiresAt": iso(until)}})["setMemberTier"]["errors"] == []
+    shop.clock.set(until + timedelta(minutes=10))
+    assert shop.pay("demo", member, "o-1", 40000)["errors"] == []  # earns SILVER; the GOLD it had has lapsed
+    shop.run_jobs("demo", force=True)
+    figures = kpis(shop, start, start + timedelta(hours=4))
+    assert {row["tier"]: row["members"] for row in figures["tierDistribution"]} == {"REGULAR": 0, "SILVER": 1,
+                                                                                  "GOLD": 0}
+    assert (figures["tierUpgrades"], figures["tierDowngrades"]) == (1, 1)  # up to GOLD by hand, down to SILVER
+
+
 def test_store_sales_one_figure_per_day_the_last_report_counts_and_a_retry_changes_nothing(memberkit):
     shop = memberkit(SHOP)
     shop.clock.set(local("2026-10-26T12:00:00"))

@@ -230,12 +230,13 @@ def save(ctx: Context, member_id: str, old: State, new: State, expected_updated_
 def record(ctx: Context, member_id: str, before: TierSettings | None, after: TierSettings,
            reason: TierChangeReason, reference: str | None, note: str, rule: str) -> Effect:
     """Store one tier change in the history, tell other plugins and the platform, and say it as an effect."""
+    changed = before is None or before.code != after.code
+    if changed:
+        count_change(ctx, member_id, before, after)
     ctx.conn.execute(insert(HISTORY).values(
         shop=ctx.shop.slug, member_id=member_id, from_code=before.code if before else None, to_code=after.code,
         reason=reason.value, reference=reference, note=note[:500], created_at=ctx.now))
-    changed = before is None or before.code != after.code
     if changed:
-        count_change(ctx, before, after)
         ctx.hook.tier_changed(ctx=ctx, member_id=member_id, before=tier_info(before) if before else None,
                               after=tier_info(after), reason=reason.name)
         ctx.emit("tier.changed", member_id, **{"from": before.code if before else None}, to=after.code,
@@ -247,12 +248,18 @@ def record(ctx: Context, member_id: str, before: TierSettings | None, after: Tie
                   rule=rule)
 
 
-def count_change(ctx: Context, before: TierSettings | None, after: TierSettings) -> None:
-    """The kpis plugin's figures: a level per tier (tierMembers:CODE) and the moves up and down."""
-    if before is not None:
-        ctx.count(TIER_MEMBERS + before.code, -1)
-        if after.rank != before.rank:
-            ctx.count("tierUpgrades" if after.rank > before.rank else "tierDowngrades")
+def count_change(ctx: Context, member_id: str, before: TierSettings | None, after: TierSettings) -> None:
+    """The kpis plugin's figures: a level per tier (tierMembers:CODE) and the moves up and down, from the tier
+    last recorded (history), which is the one last counted: a bought or hand-set tier that lapsed is still
+    the member's recorded tier until a change records the lapse, whatever `before` the caller computed."""
+    recorded = ctx.conn.execute(select(HISTORY.c.to_code).where(
+        HISTORY.c.shop == ctx.shop.slug, HISTORY.c.member_id == member_id).order_by(HISTORY.c.id.desc()).limit(1)
+    ).scalar() or (before.code if before else None)
+    if recorded is not None:  # (a tier since removed from the settings still leaves its count)
+        ctx.count(TIER_MEMBERS + recorded, -1)
+        was = next((tier for tier in settings_of(ctx).tiers if tier.code == recorded), before)
+        if was is not None and after.rank != was.rank:
+            ctx.count("tierUpgrades" if after.rank > was.rank else "tierDowngrades")
     ctx.count(TIER_MEMBERS + after.code)
 
 
