@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from memberkit.core.checks import require_key
 from memberkit.core.context import Context
 from memberkit.core.db import upsert
-from memberkit.core.hashing import fraud_hashes
+from memberkit.core.hashing import fraud_hashes, keyed_hash
 from memberkit.core.intake import EventResult, Unchanged, run_event
 from memberkit.core.models import Coupon, Event, FraudHash, Member, MemberPersonal, Order
 from memberkit.core.runtime import Runtime
@@ -75,6 +75,9 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
         personal = ctx.conn.execute(select(PERSONAL.c.phone_hash, PERSONAL.c.email_hash)
                                     .where(PERSONAL.c.member_id == member_id)).first()
         kept = {h for stored in (personal or ()) if stored for h in fraud_hashes(stored)}
+        # and the externalId's, so that importing the same CRM file again does not bring the person back
+        external_id = ctx.conn.execute(select(MEMBERS.c.external_id).where(MEMBERS.c.id == member_id)).scalar_one()
+        kept.update(fraud_hashes(keyed_hash(external_id, "external_id")))
         if kept:
             # by the day, not the instant: a timestamp equal to the member's erased_at would link them again
             day = ctx.now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -341,3 +341,19 @@ def test_a_referral_code_drawn_twice_in_a_batch_is_drawn_again_and_every_member_
     with shop.runtime.db.read() as conn:
         codes = dict(conn.execute(select(ReferralCode.member_id, ReferralCode.code)).all())
     assert len(codes) == 5 and len(set(codes.values())) == 5 and codes[taken] == code
+
+
+def test_importing_the_same_file_after_an_erasure_does_not_bring_the_member_back(shop, tmp_path):
+    from memberkit.schema import erasure
+
+    path = write_csv(tmp_path / "crm.csv", CRM)
+    assert run(shop, path).imported == 4
+    with shop.runtime.db.read() as conn:
+        gold = conn.execute(select(Member.id).where(Member.external_id == "crm-1")).scalar_one()
+    demo = shop.runtime.shop("demo")
+    assert erasure.erase_member(shop.runtime, demo, None, member_id=gold, idempotency_key="e-1").errors == []
+    again = run(shop, path)
+    assert (again.imported, again.skipped) == (0, 4)  # three members the shop has, one it erased
+    assert count(shop, Member) == 4 and count(shop, PointsEntry) == 2  # crm-1's 1,200 points not given twice
+    # a sign-up with the erased externalId is still a new member (the key was released)
+    assert shop.sign_up("demo", "crm-1") != gold
