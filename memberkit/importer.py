@@ -28,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 
 from memberkit.core import clock
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
-from memberkit.core.intake import EventResult, run_event
 from memberkit.core.hashing import fraud_hashes_of
+from memberkit.core.intake import EventResult, run_event
 from memberkit.core.models import FraudHash, Member, MemberPersonal
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
