@@ -613,3 +613,17 @@ def test_the_checkout_payment_hook_says_what_an_order_pays_with(make_shop):
     assert [(e.plugin, e.kind) for e in paying.effects] == [("checkout", "CHECKOUT_COMPLETED")]
     assert unknown.order.checkout_id is None and [e.code for e in unknown.effects] == ["CHECKOUT_UNKNOWN"]
     assert again.order.checkout_id is None and [e.code for e in again.effects] == ["CHECKOUT_COMPLETED"]
+
+
+def test_erasing_a_member_releases_their_held_checkout_and_empties_its_cart(shop):
+    from memberkit.schema import erasure
+
+    member_id, token = shop.member("u-1", points=1000)
+    welcome = shop.coupon(member_id, "WELCOME_10")
+    checkout = shop.start(token, "tab-1", [line("tee", 3000)], couponCodes=[welcome], pointsToRedeem=1000)["checkout"]
+    assert shop.points(member_id) == (300, 700)
+    demo = shop.runtime.shop("demo")
+    assert erasure.erase_member(shop.runtime, demo, None, member_id=member_id, idempotency_key="e-1").errors == []
+    assert shop.coupon_row(welcome) == ("AVAILABLE", None, None) and shop.points(member_id) == (1000, 0)
+    assert shop.read(select(Checkout.status, Checkout.cart, Checkout.quote).where(Checkout.id == checkout["id"])) == [
+        ("RELEASED", {}, {})]

@@ -219,6 +219,7 @@ def test_member_data_export_gives_back_what_is_held(demo, monkeypatch):
     assert data["segments"]["segments_lifecycle"]["items"][0]["stage"] == "ACTIVE"
     assert data["referral"]["referral_code"]["items"][0]["code"]
     assert {e["type"] for e in data["webhooks"]["events"]["items"]} >= {"member.signed_up", "order.paid"}
+    assert {mark["member_id"] for mark in data["kpis"]["kpis_active"]["items"]} == {member_id}  # when they ordered
     text_of_export = json.dumps(data)
     assert PHONE not in text_of_export and not any(h in text_of_export for h in keyed_hashes(PHONE, "phone"))
     # every list has a stated limit: the newest rows, and `truncated` says it cut

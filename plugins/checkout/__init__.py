@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Job, Plugin, hookimpl
+from memberkit.plugin import Job, Plugin, export_tables, hookimpl
 from memberkit.plugins.checkout import graphql, holds
 from memberkit.plugins.checkout.models import Checkout
 from memberkit.plugins.checkout.settings import NAME, CheckoutSettings
@@ -22,3 +22,13 @@ plugin = Plugin(NAME, settings=CheckoutSettings, tables=(Checkout,), graphql=gra
 @hookimpl
 def checkout_payment(ctx, order):
     return holds.payment_for_order(ctx, order)
+
+
+@hookimpl
+def member_erased(ctx, member_id):
+    holds.forget(ctx, member_id)
+
+
+@hookimpl
+def member_data(ctx, member_id):
+    return export_tables(ctx, (Checkout,), member_id)

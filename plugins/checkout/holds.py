@@ -106,6 +106,15 @@ def _close(ctx: Context, checkout_id: str, status: str, reason: str, *conditions
     return bool(closed)
 
 
+def forget(ctx: Context, member_id: str) -> None:
+    """``member_erased``: the member's HELD checkouts are released (what they hold goes back) and every
+    checkout's cart and quote, what the person meant to buy, emptied; statuses and order ids stay."""
+    mine = (CHECKOUTS.c.shop == ctx.shop.slug, CHECKOUTS.c.member_id == member_id)
+    for checkout_id in ctx.conn.execute(select(CHECKOUTS.c.id).where(*mine, CHECKOUTS.c.status == "HELD")).scalars():
+        _close(ctx, checkout_id, "RELEASED", "released")
+    ctx.conn.execute(update(CHECKOUTS).where(*mine).values(cart={}, quote={}))
+
+
 def release_checkout(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str,
                      checkout_id: str) -> EventResult:
     """Give back what the member's HELD checkout holds; a repeat is a duplicate. Only the member's own."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memberkit.plugin import Job, Plugin, hookimpl
+from memberkit.plugin import Job, Plugin, export_tables, hookimpl
 from memberkit.plugins.kpis import figures as kpis
 from memberkit.plugins.kpis import graphql, models
 
@@ -54,3 +54,9 @@ def order_paid(ctx, order):
 @hookimpl
 def order_refunded(ctx, refund):
     ctx.count("memberSales", -refund.amount, at=refund.refunded_at)
+
+
+@hookimpl
+def member_data(ctx, member_id):
+    """The member's activity marks (when they ordered or checked in, by the hour): the figures hold no more."""
+    return export_tables(ctx, (models.KpisActive, models.KpisDelta), member_id)
