@@ -16,7 +16,22 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text, bindparam, case, cast, false, func, literal, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql
 
@@ -129,18 +144,22 @@ def subscribed(endpoint: Any, event_type: str) -> bool:
 
 
 def fan_out(conn, now: datetime, shops: list[str]) -> int:
-    """Turn new events into one PENDING delivery per enabled endpoint subscribed to their type."""
+    """Turn new events into one PENDING delivery per enabled endpoint subscribed to their type. An event of a
+    member erased since it was written (a refund committed while the erasure ran) goes nowhere: after
+    ``member.erased`` nothing more about them is told."""
+    erased = select(MEMBERS.c.id).where(MEMBERS.c.id == EVENTS.c.member_id, MEMBERS.c.erased_at.is_not(None)).exists()
     events = conn.execute(
-        select(EVENTS.c.id, EVENTS.c.shop, EVENTS.c.type, EVENTS.c.created_at)
+        select(EVENTS.c.id, EVENTS.c.shop, EVENTS.c.type, EVENTS.c.created_at,
+               and_(EVENTS.c.type != ERASED, erased).label("untold"))
         .where(EVENTS.c.fanned == false(), EVENTS.c.shop.in_(shops)).order_by(EVENTS.c.id).limit(FAN_OUT_BATCH)
-        .with_for_update(skip_locked=True)).all()
+        .with_for_update(skip_locked=True, of=EVENTS)).all()
     if not events:
         return 0
     endpoints = conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.shop.in_({e.shop for e in events}),
                                                      ENDPOINTS.c.enabled == true())).all()
     rows = [{"shop": event.shop, "endpoint_id": endpoint.id, "event_id": event.id, "status": "PENDING",
              "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for event in events for endpoint in endpoints
+            for event in events if not event.untold for endpoint in endpoints
             if endpoint.shop == event.shop and subscribed(endpoint, event.type)
             and event.created_at >= endpoint.created_at]
     if rows:
