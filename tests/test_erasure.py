@@ -146,6 +146,13 @@ def test_one_member_erased_event_and_nothing_after_it(demo):
     assert [event_type for event_type, _ in told()] == ["member.erased"]
     assert set(json.loads(told()[0].data)) == {"cause", "settingsVersion"}  # the member's id alone, no data
     assert deliveries == ["PENDING"]  # only member.erased goes out; the earlier ones were cancelled
+    with demo.runtime.db.write() as conn:  # an event written as the erasure committed (a race on PostgreSQL)
+        conn.execute(WebhookEvent.__table__.insert().values(
+            shop="demo", type="order.refunded", member_id=member_id, external_id=None, sequence=10_000,
+            data="{}", created_at=demo.clock.now(), fanned=False))
+        outbox.fan_out(conn, demo.clock.now(), ["demo"])
+    assert count(demo.runtime, select(func.count()).select_from(WebhookDelivery).join(
+        WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id).where(mine)) == 1  # fanned out to nobody
     balance = "query($id: ID!) { member(id: $id) { points { balance } } }"
     assert integrator(balance, {"id": member_id})["member"]["points"]["balance"] > 0
     demo.clock.advance(days=500)  # expiry, lifecycle, tier evaluation, monthly coupons: nothing told
