@@ -24,7 +24,7 @@ PAID_AT = "2026-03-10T02:00:00Z"
 
 ACCOUNT = """query($id: ID) { member(id: $id) { storedValue {
   balance { amount } principal { amount } bonus { amount } held { amount } refundable { amount }
-  history(first: 20) { edges { node { principal bonus reason reference } } pageInfo { hasNextPage } }
+  history(first: 20) { edges { node { principal bonus reason rule reference } } pageInfo { hasNextPage } }
 } points { balance } } }"""
 TOP_UP = """mutation($input: TopUpInput!) { recordTopUp(input: $input) {
   duplicate effects { plugin kind rule description } errors { code field } member { id } } }"""
@@ -79,8 +79,9 @@ def test_a_top_up_credits_principal_and_the_largest_bonus_reached_and_earns_no_p
     got = account(api, key, member_id)
     assert (got["balance"], got["principal"], got["bonus"], got["held"]) == (212000 - 1, 199999, 12000, 0)
     assert got["refundable"] == 199999 and got["points"] == 0  # a top-up is not an order
-    assert got["history"] == [{"principal": 49999, "bonus": 0, "reason": "TOP_UP", "reference": "t-2"},
-                              {"principal": 150000, "bonus": 12000, "reason": "TOP_UP", "reference": "t-1"}]
+    assert got["history"] == [
+        {"principal": 49999, "bonus": 0, "reason": "TOP_UP", "rule": "none", "reference": "t-2"},
+        {"principal": 150000, "bonus": 12000, "reason": "TOP_UP", "rule": "bonus:100000", "reference": "t-1"}]
 
 
 def test_top_ups_are_idempotent_and_bad_input_changes_nothing(demo):
@@ -95,11 +96,28 @@ def test_top_ups_are_idempotent_and_bad_input_changes_nothing(demo):
     assert top_up(api, key, member_id, "t-3", -500)["errors"] == [{"code": "NEGATIVE_AMOUNT", "field": "amount"}]
     assert top_up(api, key, "mem_nobody", "t-4", 500)["errors"] == [{"code": "MEMBER_NOT_FOUND",
                                                                      "field": "memberId"}]
+    assert top_up(api, key, member_id, "t-5", 500, paid_at="2026-03-10T10:00:00")["errors"] == [
+        {"code": "TIMESTAMP_WITHOUT_OFFSET", "field": "paidAt"}]
+    assert top_up(api, key, member_id, "t-6", 500, paid_at="2099-01-01T00:00:00Z")["errors"] == [
+        {"code": "TIMESTAMP_OUT_OF_RANGE", "field": "paidAt"}]
     other = sign_up(api, key, "u-2")
     assert top_up(api, key, other, "t-1", 200000)["errors"][0]["code"] == "IDEMPOTENCY_CONFLICT"
     got = account(api, key, member_id)
     assert (got["principal"], got["bonus"], len(got["history"])) == (200000, 30000, 1)
     assert account(api, key, other)["balance"] == 0
+
+
+def test_two_shops_never_mix(make_runtime, make_api):
+    second = DEMO.replace("[shops.demo", "[shops.other").replace('name = "memberkit demo shop"', 'name = "Other"')
+    runtime = make_runtime(DEMO + "\n" + second)
+    api = make_api(runtime)
+    demo_key, other_key = api.key("demo"), api.key("other")
+    mine, theirs = sign_up(api, demo_key, "u-1"), sign_up(api, other_key, "u-1")
+    assert top_up(api, other_key, mine, "t-1", 50000)["errors"] == [{"code": "MEMBER_NOT_FOUND", "field": "memberId"}]
+    assert top_up(api, demo_key, mine, "t-1", 50000)["errors"] == []
+    assert top_up(api, other_key, theirs, "t-1", 100000)["errors"] == []  # the same id, another shop's top-up
+    assert refund(api, other_key, "r-1", "t-1", 100000)["errors"] == []
+    assert account(api, demo_key, mine)["principal"] == 50000 and account(api, other_key, theirs)["balance"] == 0
 
 
 def test_top_up_refunds_take_the_bonus_back_in_proportion_to_the_fen(demo):
@@ -149,7 +167,8 @@ def test_a_refund_keeps_principal_for_bonus_already_spent(make_runtime, make_api
     assert [e["kind"] for e in payload["effects"]] == ["STORED_VALUE_REFUNDED", "STORED_VALUE_BONUS_CHARGED"]
     got = account(api, key, member_id)
     assert (got["principal"], got["bonus"], got["refundable"]) == (0, 0, 0)
-    assert got["history"][0] == {"principal": -50000, "bonus": 0, "reason": "TOP_UP_REFUND", "reference": "r-1"}
+    assert got["history"][0] == {"principal": -50000, "bonus": 0, "reason": "TOP_UP_REFUND", "rule": "refund",
+                                 "reference": "r-1"}
 
 
 def test_the_bonus_expires_by_the_job_once_and_the_principal_never(demo):

@@ -18,6 +18,7 @@ from memberkit.plugin import (
     id_cursor,
     load_member,
     payload_of,
+    require_moment,
     run_event,
 )
 from memberkit.plugins.stored_value import ledger
@@ -30,7 +31,9 @@ class StoredValueEntry:
     id: strawberry.ID
     principal: int = strawberry.field(description="Signed, in minor units.")
     bonus: int = strawberry.field(description="Signed, in minor units.")
-    reason: str
+    reason: str = strawberry.field(description="TOP_UP, TOP_UP_REFUND, SPEND, RETURN or EXPIRE.")
+    rule: str = strawberry.field(description="Which rule: bonus:50000 (the top-up rule reached), none, refund, "
+                                             "expiry, order.")
     reference: Optional[str]
     created_at: datetime
 
@@ -68,7 +71,7 @@ class StoredValueAccount:
         rows = await info.context.read(lambda ctx: ledger.history(ctx, self.member_id, size, before_id))
         edges = [StoredValueEntryEdge(cursor=id_cursor("entry", row.id), node=StoredValueEntry(
             id=strawberry.ID(str(row.id)), principal=row.principal, bonus=row.bonus, reason=row.reason,
-            reference=row.reference, created_at=row.created_at)) for row in rows[:size]]
+            rule=row.rule, reference=row.reference, created_at=row.created_at)) for row in rows[:size]]
         return StoredValueEntryConnection(edges=edges, page_info=PageInfo(
             has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None))
 
@@ -109,6 +112,7 @@ async def record_top_up(info: strawberry.Info, input: TopUpInput) -> EventResult
     member_id = str(input.member_id)
 
     def validate(ctx) -> None:
+        require_moment(input.paid_at, "paidAt", ctx.now)
         load_member(ctx.conn, ctx.shop.slug, member_id)
 
     def handle(ctx) -> EventResult:
@@ -125,13 +129,16 @@ async def refund_top_up(info: strawberry.Info, input: TopUpRefundInput) -> Event
     context: RequestContext = info.context
     key_id = context.require_integrator().key_id
 
+    def validate(ctx) -> None:
+        require_moment(input.refunded_at, "refundedAt", ctx.now)
+
     def handle(ctx) -> EventResult:
         member_id, effects = ledger.refund_top_up(ctx, input.refund_id, input.top_up_id, input.amount)
         return EventResult(member_id, effects)
 
     payload = {"top_up_id": input.top_up_id, "amount": input.amount, "refunded_at": input.refunded_at.isoformat()}
     return await context.call(run_event, context.runtime, context.shop, "stored_value.refund", input.refund_id,
-                              payload, handle, key_id, key_field="refundId")
+                              payload, handle, key_id, validate, key_field="refundId")
 
 
 def contribute(builder) -> None:
