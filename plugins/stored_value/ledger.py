@@ -212,19 +212,25 @@ class TopUpState:
         return low
 
 
-def _top_up_state(ctx: Context, top_up) -> TopUpState:
-    lots = {lot.kind: lot for lot in ctx.conn.execute(select(
-        LOTS.c.kind, LOTS.c.amount, LOTS.c.remaining, LOTS.c.expired, LOTS.c.expires_at, LOTS.c.state).where(
-        LOTS.c.shop == ctx.shop.slug, LOTS.c.top_up_id == top_up.top_up_id)).all()}
-    bonus_lot = lots.get("bonus")
+_LOT_COLUMNS = (LOTS.c.top_up_id, LOTS.c.kind, LOTS.c.remaining, LOTS.c.expired, LOTS.c.expires_at, LOTS.c.state)
+
+
+def _top_up_state(ctx: Context, top_up, lots=None) -> TopUpState:
+    """The top-up's state from its lots (read here unless given); a bonus lot due but not yet expired by a
+    write or the job counts as expired."""
+    if lots is None:
+        lots = ctx.conn.execute(select(*_LOT_COLUMNS).where(
+            LOTS.c.shop == ctx.shop.slug, LOTS.c.top_up_id == top_up.top_up_id)).all()
+    kinds = {lot.kind: lot for lot in lots}
+    bonus_lot = kinds.get("bonus")
     bonus_left = expired = 0
     if bonus_lot is not None:
-        lapsed = bonus_lot.state == "open" and bonus_lot.expires_at <= ctx.now  # due, not yet settled (reads)
+        lapsed = bonus_lot.state == "open" and bonus_lot.expires_at <= ctx.now
         bonus_left = 0 if lapsed else bonus_lot.remaining
         expired = bonus_lot.expired + (bonus_lot.remaining if lapsed else 0)
     spent = top_up.bonus - bonus_left - expired - top_up.bonus_from_lot
     return TopUpState(top_up.amount, top_up.bonus, top_up.refunded, top_up.bonus_taken_back,
-                      lots["principal"].remaining, bonus_left, spent - top_up.bonus_charged)
+                      kinds["principal"].remaining, bonus_left, spent - top_up.bonus_charged)
 
 
 _TOP_UP_COLUMNS = (TOP_UPS.c.top_up_id, TOP_UPS.c.member_id, TOP_UPS.c.amount, TOP_UPS.c.bonus, TOP_UPS.c.refunded,
@@ -334,7 +340,11 @@ def account_view(ctx: Context, member_id: str) -> AccountView | None:
     top_ups = ctx.conn.execute(select(*_TOP_UP_COLUMNS).where(
         TOP_UPS.c.shop == ctx.shop.slug, TOP_UPS.c.member_id == member_id,
         TOP_UPS.c.refunded < TOP_UPS.c.amount)).all()
-    refundable = sum(_top_up_state(ctx, top_up).refundable() for top_up in top_ups)
+    lots: dict[str, list] = {}
+    for lot in ctx.conn.execute(select(*_LOT_COLUMNS).where(  # one read for every top-up's lots
+            LOTS.c.member_id == member_id, LOTS.c.top_up_id.in_([t.top_up_id for t in top_ups]))):
+        lots.setdefault(lot.top_up_id, []).append(lot)
+    refundable = sum(_top_up_state(ctx, t, lots[t.top_up_id]).refundable() for t in top_ups)
     return AccountView(row.principal, row.bonus - lapsed, row.held, refundable)
 
 
