@@ -79,6 +79,9 @@ def test_a_top_up_credits_principal_and_the_largest_bonus_reached_and_earns_no_p
     got = account(api, key, member_id)
     assert (got["balance"], got["principal"], got["bonus"], got["held"]) == (212000 - 1, 199999, 12000, 0)
     assert got["refundable"] == 199999 and got["points"] == 0  # a top-up is not an order
+    progress = api("query($id: ID) { member(id: $id) { tierProgress { qualifyingSpend { amount } } } }",
+                   {"id": member_id}, key)["member"]["tierProgress"]
+    assert progress["qualifyingSpend"]["amount"] == 0  # nor tier spend
     assert got["history"] == [
         {"principal": 49999, "bonus": 0, "reason": "TOP_UP", "rule": "none", "reference": "t-2"},
         {"principal": 150000, "bonus": 12000, "reason": "TOP_UP", "rule": "bonus:100000", "reference": "t-1"}]

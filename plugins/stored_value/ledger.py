@@ -149,11 +149,7 @@ def top_up(ctx: Context, member_id: str, top_up_id: str, amount: int, paid_at: d
     rule = settings_of(ctx).rule_for(amount)
     bonus = rule.bonus if rule else 0
     rule_name = f"bonus:{rule.at_least}" if rule else "none"
-    lock(ctx, member_id)
-    exists = ctx.conn.execute(select(TOP_UPS.c.member_id).where(
-        TOP_UPS.c.shop == ctx.shop.slug, TOP_UPS.c.top_up_id == top_up_id)).first()
-    if exists:  # the same id under another event key (another member): never credit twice
-        raise Refused("IDEMPOTENCY_CONFLICT", f"top-up {top_up_id!r} was already recorded", "topUpId")
+    lock(ctx, member_id)  # the caller's event is keyed on (shop, topUpId), as the top-up row is: never twice
     ctx.conn.execute(TOP_UPS.insert().values(shop=ctx.shop.slug, top_up_id=top_up_id, member_id=member_id,
                                              amount=amount, bonus=bonus, rule=rule_name, paid_at=paid_at))
     entry_id = _entry(ctx, member_id, amount, bonus, "TOP_UP", rule_name, top_up_id)
