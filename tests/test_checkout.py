@@ -35,7 +35,7 @@ def demo_config(extra: str = "", tiers: dict[str, int] | None = None) -> str:
     kept, skipping = [], False
     for line in text.splitlines():
         if line.startswith("["):
-            skipping = bool(re.match(r"^\[\[?shops\.demo\.settings\.(member_only|flash_sale|checkout)\b",
+            skipping = bool(re.match(r"^\[\[?shops\.demo\.settings\.(member_only|flash_sale|stored_value|checkout)\b",
                                      line))  # checkout: the defaults, which `extra` may set
         if not skipping:
             kept.append(line)
