@@ -92,9 +92,6 @@ def fraud_hashes(stored: str) -> tuple[str, ...]:
 
 
 def fraud_hashes_of(value: str | None, kind: str) -> tuple[str, ...]:
-    """What a new phone or email is looked up by in core_fraud_hash: each stored form of its keyed hash."""
-    if value is None:
-        return ()
-    keys, message = server_secrets(), _message(value, kind)
-    pairs = [(key, keys.token_key_id(key), _hmac(key, message)) for key in keys.pii_keys]
-    return tuple(_fraud(key, form) for key, key_id, digest in pairs for form in (_versioned(key_id, digest), digest))
+    """What a new phone or email is looked up by in core_fraud_hash: each stored form of its keyed hash, re-keyed."""
+    forms = keyed_hashes(value, kind) if value is not None else ()
+    return tuple(dict.fromkeys(fraud for stored in forms for fraud in fraud_hashes(stored)))
