@@ -227,3 +227,13 @@ def test_a_checkout_spending_no_stored_value_adds_one_statement_to_its_order(mak
     with_stored_value = statements_of_a_checkout_order(config())
     assert len(with_stored_value) - len(statements_of_a_checkout_order(config(("stored_value",)))) == 1
     assert sum("stored_value_hold" in sql for sql in with_stored_value) == 1
+
+
+def test_a_shop_without_stored_value_refuses_to_take_it_at_checkout(make_runtime, make_api):
+    clock.set_now(NOW)
+    runtime = make_runtime(config(("stored_value",)))
+    shop = Demo(runtime, make_api(runtime))
+    member_id = shop.member("u-1")
+    refused = shop.start(member_id, "k-1", 100)
+    assert [(e["code"], e["field"]) for e in refused["errors"]] == [("STORED_VALUE_UNSUPPORTED", "storedValueToUse")]
+    assert shop.start(member_id, "k-2", 0)["errors"] == []
