@@ -129,6 +129,9 @@ def test_the_quote_takes_at_most_the_total_and_a_checkout_at_most_the_balance(de
     member_id = demo.member("u-1", 100000)
     assert demo.api(QUOTE, {"input": {"lines": TEE, "memberId": member_id, "storedValueToUse": 50000}},
                     demo.key)["quoteCart"] == {"total": {"amount": 30000}, "storedValue": {"amount": 30000}}
+    anonymous = demo.api(QUOTE, {"input": {"lines": TEE, "storedValueToUse": 50000}}, demo.api.key("demo",
+                         "publishable"))["quoteCart"]
+    assert anonymous["storedValue"] == {"amount": 0}  # no member, no balance
     capped = demo.start(member_id, "k-1", 50000)["checkout"]["quote"]["storedValue"]
     assert capped == {"amount": 30000}  # never more than the total: the cash part is 0
     assert demo.account(member_id)["held"] == 30000

@@ -55,6 +55,7 @@ def start_checkout(runtime: Runtime, shop: Shop, api_key_id: str | None, *, memb
     A repeat of the member's idempotency key returns the same checkout marked duplicate; the same key with
     another cart is refused with IDEMPOTENCY_CONFLICT.
     """
+    # storedValueToUse only where asked: a checkout without it keeps the payload (and retry key) it had before
     payload = {"member_id": member_id, "lines": lines, "coupon_codes": coupon_codes,
                "points_to_redeem": points_to_redeem, "reservation_ids": reservation_ids,
                **({"stored_value_to_use": stored_value_to_use} if stored_value_to_use else {})}

@@ -189,4 +189,4 @@ def quote(ctx: Context, cart: Cart) -> Quote:
     lines = tuple(QuoteLine(line.sku, line.quantity, line.amount, line_total)
                   for line, line_total in zip(cart.lines, line_totals, strict=True))
     return Quote(ctx.shop.currency, subtotal, tuple(applied), total, earn, denials, tuple(problems),
-                 tuple(codes), points_used, lines, min(cart.stored_value_to_use, total))
+                 tuple(codes), points_used, lines, min(cart.stored_value_to_use, total) if cart.member_id else 0)
