@@ -120,6 +120,8 @@ class PaidOrder:
     reservation_ids: tuple[str, ...] = ()
     checkout_id: str | None = None
     number: int = 0  # the member's how-manieth paid order in this shop (1: the first); 0 where not known
+    stored_value: int = 0  # of `total`, what the checkout took from the prepaid balance (set at payment)
+    stored_value_bonus: int = 0  # of that, the shop's bonus: it earns no points nor tier spend (RULES.md 10)
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class Cart:
     points_to_redeem: int = 0
     reservation_ids: tuple[str, ...] = ()
     checkout_id: str | None = None
+    stored_value_to_use: int = 0  # prepaid balance to spend (at most the total), held by its plugin
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Additions to the contract: ``Quote.couponProblems`` (a coupon the cart asked for that
 the price could not use, with its code: coupon problems are not purchase denials), ``Quote.couponCodes`` and
-``Quote.pointsUsed`` (what the price uses, and what a checkout holds).
+``Quote.pointsUsed`` (what the price uses, and what a checkout holds). ``storedValueToUse`` and
+``Quote.storedValue`` (the stored-value contract) are carried here, held by the plugin that keeps balances.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class Quote:
     points_used: int = strawberry.field(description="the points the price uses as cash")
     lines: list[QuoteLine] = strawberry.field(description="each line's share of every adjustment; the lines' "
                                                           "totals add up to the quote's total")
+    stored_value: Optional[Money] = strawberry.field(description="What the checkout takes from the balance; the "
+                                                                 "cash to charge is total - storedValue.")
 
     @classmethod
     def of(cls, quote: pricing.Quote) -> Quote:
@@ -99,7 +102,8 @@ class Quote:
                              for p in quote.coupon_problems],
             coupon_codes=list(quote.coupon_codes), points_used=quote.points_used,
             lines=[QuoteLine(sku=line.sku, quantity=line.quantity, subtotal=money(line.subtotal),
-                             total=money(line.total)) for line in quote.lines])
+                             total=money(line.total)) for line in quote.lines],
+            stored_value=money(quote.stored_value))
 
 
 @strawberry.enum
@@ -130,6 +134,7 @@ class CartInput:
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
     member_id: Optional[strawberry.ID] = acting_member_field()
+    stored_value_to_use: Optional[int] = None
 
 
 @strawberry.input
@@ -140,6 +145,7 @@ class CheckoutInput:
     points_to_redeem: Optional[int] = None
     reservation_ids: Optional[list[strawberry.ID]] = limited_list(MAX_RESERVATIONS)
     member_id: Optional[strawberry.ID] = acting_member_field()
+    stored_value_to_use: Optional[int] = None
 
 
 @strawberry.type
@@ -169,7 +175,7 @@ def contribute(builder) -> None:
                 if member_id is not None and member_id != context.member_id:  # named by the secret key
                     await context.read(lambda ctx: load_member(ctx.conn, ctx.shop.slug, member_id))
                 cart = pricing.make_cart(member_id, input_values(input.lines), input.coupon_codes,
-                                         input.points_to_redeem, input.reservation_ids)
+                                         input.points_to_redeem, input.reservation_ids, input.stored_value_to_use)
             except Refused as refusal:
                 raise CartError(refusal) from None
             return Quote.of(await context.read(lambda ctx: pricing.quote(ctx, cart)))
@@ -185,7 +191,7 @@ def contribute(builder) -> None:
                 holds.start_checkout, context.runtime, context.shop, context.principal.key_id,
                 member_id=member_id, idempotency_key=input.idempotency_key, lines=input_values(input.lines),
                 coupon_codes=input.coupon_codes, points_to_redeem=input.points_to_redeem,
-                reservation_ids=input.reservation_ids)
+                reservation_ids=input.reservation_ids, stored_value_to_use=input.stored_value_to_use)
             return await _payload(context, result, member_id)
         return resolve
 

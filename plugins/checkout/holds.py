@@ -39,6 +39,7 @@ from memberkit.plugins.checkout.settings import NAME, settings_of
 CHECKOUTS = Checkout.__table__
 MAX_IDEMPOTENCY_KEY = 160  # stored as "<member id>:<key>" in core_event.key (200)
 EXPIRE_BATCH = 500
+STORED_VALUE_HELD = "STORED_VALUE_HELD"  # the effect of the plugin that held the quote's stored value
 
 
 def _effect(kind: str, description: str, code: str | None = None) -> Effect:
@@ -47,19 +48,22 @@ def _effect(kind: str, description: str, code: str | None = None) -> Effect:
 
 def start_checkout(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str, idempotency_key: str,
                    lines: list[dict[str, Any]] | None, coupon_codes: list[str] | None = None,
-                   points_to_redeem: int | None = None, reservation_ids: list[str] | None = None) -> EventResult:
+                   points_to_redeem: int | None = None, reservation_ids: list[str] | None = None,
+                   stored_value_to_use: int | None = None) -> EventResult:
     """Quote the cart and hold what the quote uses, in one transaction; `data["checkout_id"]` names it.
 
     A repeat of the member's idempotency key returns the same checkout marked duplicate; the same key with
     another cart is refused with IDEMPOTENCY_CONFLICT.
     """
+    # storedValueToUse only where asked: a checkout without it keeps the payload (and retry key) it had before
     payload = {"member_id": member_id, "lines": lines, "coupon_codes": coupon_codes,
-               "points_to_redeem": points_to_redeem, "reservation_ids": reservation_ids}
+               "points_to_redeem": points_to_redeem, "reservation_ids": reservation_ids,
+               **({"stored_value_to_use": stored_value_to_use} if stored_value_to_use else {})}
     checked: dict[str, Any] = {}
 
     def validate(ctx: Context) -> None:
         require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)
-        cart = make_cart(member_id, lines, coupon_codes, points_to_redeem, reservation_ids)
+        cart = make_cart(member_id, lines, coupon_codes, points_to_redeem, reservation_ids, stored_value_to_use)
         if not cart.lines:
             raise Refused("EMPTY_CART", "a checkout needs at least one line", "lines")
         load_member(ctx.conn, shop.slug, member_id)
@@ -81,13 +85,16 @@ def start_checkout(runtime: Runtime, shop: Shop, api_key_id: str | None, *, memb
             quote=priced.as_json(), created_at=ctx.now, expires_at=expires_at))
         ctx.wallet.hold(member_id, priced.coupon_codes, checkout_id, expires_at)
         held = replace(cart, coupon_codes=priced.coupon_codes, points_to_redeem=priced.points_used,
-                       checkout_id=checkout_id)
+                       checkout_id=checkout_id, stored_value_to_use=priced.stored_value)
         effects = [_effect("CHECKOUT_HELD", f"checkout {checkout_id} holds until {expires_at.isoformat()}")]
         if priced.coupon_codes:
             effects.append(Effect(NAME, "COUPON_HELD", f"coupon(s) {', '.join(priced.coupon_codes)} held",
                                   rule="wallet"))
         effects += collect(ctx.hook.checkout_hold(ctx=ctx, checkout_id=checkout_id, cart=held,
                                                   expires_at=expires_at))
+        if priced.stored_value and not any(e.kind == STORED_VALUE_HELD for e in effects):
+            raise Refused("STORED_VALUE_UNSUPPORTED", "storedValueToUse: this shop keeps no stored value",
+                          "storedValueToUse")
         return EventResult(member_id, effects, data={"checkout_id": checkout_id})
 
     key = f"{member_id}:{idempotency_key.strip()}"

@@ -32,22 +32,25 @@ from memberkit.plugins.checkout.settings import settings_of
 
 
 def make_cart(member_id: str | None, lines: list[dict[str, Any]] | None, codes: list[str] | None = None,
-              points_to_redeem: int | None = None, reservation_ids: list[str] | None = None) -> Cart:
+              points_to_redeem: int | None = None, reservation_ids: list[str] | None = None,
+              stored_value_to_use: int | None = None) -> Cart:
     """A validated cart; malformed input raises ``Refused`` with the field it concerns."""
     found_lines, found_codes = order_lines(lines), coupon_codes(codes)
-    if (points_to_redeem or 0) < 0:
-        raise Refused("NEGATIVE_AMOUNT", f"pointsToRedeem is {points_to_redeem}: expected 0 or more", "pointsToRedeem")
+    for field, value in (("pointsToRedeem", points_to_redeem), ("storedValueToUse", stored_value_to_use)):
+        if (value or 0) < 0:
+            raise Refused("NEGATIVE_AMOUNT", f"{field} is {value}: expected 0 or more", field)
     reservations = [r.strip() for r in reservation_ids or []]
     if len(set(reservations)) != len(reservations) or not all(reservations):
         raise Refused("INVALID_RESERVATION_IDS", "reservationIds has an empty or repeated id: expected distinct ids",
                       "reservationIds")
-    return Cart(found_lines, member_id, found_codes, points_to_redeem or 0, tuple(reservations))
+    return Cart(found_lines, member_id, found_codes, points_to_redeem or 0, tuple(reservations),
+                stored_value_to_use=stored_value_to_use or 0)
 
 
 def cart_json(cart: Cart) -> dict[str, Any]:
     return {"lines": [line.__dict__ for line in cart.lines], "member_id": cart.member_id,
             "coupon_codes": list(cart.coupon_codes), "points_to_redeem": cart.points_to_redeem,
-            "reservation_ids": list(cart.reservation_ids)}
+            "reservation_ids": list(cart.reservation_ids), "stored_value_to_use": cart.stored_value_to_use}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class CouponProblem:
 @dataclass(frozen=True)
 class Quote:
     """A cart's price: every adjustment names its plugin and rule; `coupon_codes` and `points_used` are what
-    the price uses (and what a checkout holds)."""
+    the price uses (and what a checkout holds); `stored_value` is the part of `total` the member pays from
+    the prepaid balance (what a checkout holds; the cash to charge is total - stored_value)."""
 
     currency: str
     subtotal: int
@@ -83,6 +87,7 @@ class Quote:
     coupon_codes: tuple[str, ...] = ()
     points_used: int = 0
     lines: tuple[QuoteLine, ...] = ()
+    stored_value: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"currency": self.currency, "subtotal": self.subtotal, "total": self.total,
@@ -90,7 +95,7 @@ class Quote:
                 "denials": [asdict(d) for d in self.denials],
                 "coupon_problems": [asdict(p) for p in self.coupon_problems],
                 "coupon_codes": list(self.coupon_codes), "points_used": self.points_used,
-                "lines": [asdict(line) for line in self.lines]}
+                "lines": [asdict(line) for line in self.lines], "stored_value": self.stored_value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Quote:
@@ -98,7 +103,7 @@ class Quote:
                    data["total"], data["points_to_earn"], tuple(PurchaseDenial(**d) for d in data["denials"]),
                    tuple(CouponProblem(**p) for p in data.get("coupon_problems", [])),
                    tuple(data.get("coupon_codes", [])), data.get("points_used", 0),
-                   tuple(QuoteLine(**line) for line in data.get("lines", [])))
+                   tuple(QuoteLine(**line) for line in data.get("lines", [])), data.get("stored_value", 0))
 
 
 def fold(proposed: list[Adjustment], rule: str) -> list[Adjustment]:
@@ -184,4 +189,4 @@ def quote(ctx: Context, cart: Cart) -> Quote:
     lines = tuple(QuoteLine(line.sku, line.quantity, line.amount, line_total)
                   for line, line_total in zip(cart.lines, line_totals, strict=True))
     return Quote(ctx.shop.currency, subtotal, tuple(applied), total, earn, denials, tuple(problems),
-                 tuple(codes), points_used, lines)
+                 tuple(codes), points_used, lines, min(cart.stored_value_to_use, total) if cart.member_id else 0)

@@ -497,10 +497,11 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
     settings = settings_of(ctx)
     available_at = order.paid_at + timedelta(days=settings.pending_days) if settings.pending_days else None
     effects = []
-    grants = purchase_grants(settings, order.total, order.lines, order.paid_at, ctx.member_tier(order.member_id))
+    spend = order.total - order.stored_value_bonus  # the bonus of a prepaid balance earns nothing (RULES.md 10)
+    grants = purchase_grants(settings, spend, order.lines, order.paid_at, ctx.member_tier(order.member_id))
     earned = sum(g.points for g in grants)
     if settings.allow_negative_balance:  # a debt may be owed: each earn repays it first
-        locked = lock(ctx, order.member_id, spend=order.total)
+        locked = lock(ctx, order.member_id, spend=spend)
         if earned > locked.room():
             effects.append(limit_reached(earned, locked.room()))
             grants = []
@@ -510,7 +511,7 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
     else:  # no debt: the lock's own upsert credits the points, then each grant adds its entry and lot
         pending = available_at is not None and available_at > ctx.now
         credit = Credit(earned, pending, available_at if pending else expiry_for(ctx, order.paid_at))
-        locked = lock(ctx, order.member_id, spend=order.total, credit=credit if credit.points else None)
+        locked = lock(ctx, order.member_id, spend=spend, credit=credit if credit.points else None)
         if locked.room() < 0:  # credited past the limit (rare: no statement is added to other orders)
             _undo_credit(ctx, order.member_id, credit, locked)
             effects.append(limit_reached(earned, locked.room()))
@@ -520,7 +521,7 @@ def earn_for_order(ctx: Context, order) -> list[Effect]:
                     earned_at=order.paid_at)
     for grant in grants:
         effects.append(Effect(NAME, "POINTS_EARNED", f"points +{grant.points} ({grant.why})", rule=grant.rule))
-    before = locked.lifetime_spend - order.total
+    before = locked.lifetime_spend - spend
     for milestone in settings.milestones:
         if before < milestone.lifetime_spend <= locked.lifetime_spend:
             if milestone.points > locked.room():

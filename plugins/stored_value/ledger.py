@@ -11,16 +11,18 @@ refunds add up to exactly the bonus once the whole principal is refunded.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
 
-from memberkit.plugin import Context, Effect, Prepared, Refused, money, upsert
+from memberkit.plugin import Context, Effect, EffectKind, PaidOrder, Prepared, Refund, Refused, money, upsert
 from memberkit.plugins.stored_value.models import (
     StoredValueAccount,
     StoredValueEntry,
+    StoredValueHold,
     StoredValueLot,
+    StoredValueOrder,
     StoredValueTopUp,
 )
 from memberkit.plugins.stored_value.settings import NAME, settings_of
@@ -28,6 +30,7 @@ from memberkit.plugins.stored_value.settings import NAME, settings_of
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 ACCOUNTS, ENTRIES, LOTS, TOP_UPS = (StoredValueAccount.__table__, StoredValueEntry.__table__,
                                     StoredValueLot.__table__, StoredValueTopUp.__table__)
+HOLDS, ORDERS = StoredValueHold.__table__, StoredValueOrder.__table__
 EVENT_TYPE = "stored_value.changed"
 # The liability part (ctx.count) each kind of entry moves, with the sign that makes it positive.
 PARTS = {"TOP_UP": ("Issued", 1), "TOP_UP_REFUND": ("Reversed", -1), "SPEND": ("Spent", -1),
@@ -113,16 +116,16 @@ def _entry(ctx: Context, member_id: str, principal: int, bonus: int, reason: str
     return entry_id
 
 
-def _take(ctx: Context, lots, amount: int) -> int:
-    """Take up to `amount` from `lots` in their order; returns what was taken."""
-    taken = 0
+def _take(ctx: Context, lots, amount: int) -> list[list[int]]:
+    """Take up to `amount` from `lots` in their order; returns [lot id, taken] of each lot taken from."""
+    taken: list[list[int]] = []
     for lot in lots:
-        take = min(lot.remaining, amount - taken)
+        take = min(lot.remaining, amount - sum(t for _, t in taken))
         if take <= 0:
             break
         ctx.conn.execute(LOTS.update().where(LOTS.c.id == lot.id).values(
             remaining=LOTS.c.remaining - take, state="closed" if take == lot.remaining else "open"))
-        taken += take
+        taken.append([lot.id, take])
     return taken
 
 
@@ -295,6 +298,22 @@ def split(settings, principal: int, bonus: int, amount: int) -> tuple[int, int]:
     return from_principal, amount - from_principal
 
 
+def _spend(ctx: Context, member_id: str, locked: Locked, amount: int, released: int = 0) -> dict[str, list]:
+    """Take `amount` <= the balance from the lots, principal and bonus in the shop's order, and `released`
+    (a hold being captured) out of ``held``; returns the lots taken from, by kind."""
+    from_principal, from_bonus = split(settings_of(ctx), locked.principal, locked.bonus, amount)
+    taken = {kind: _take(ctx, _open_lots(ctx, member_id, kind), part)
+             for kind, part in (("principal", from_principal), ("bonus", from_bonus))}
+    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
+        principal=ACCOUNTS.c.principal - from_principal, bonus=ACCOUNTS.c.bonus - from_bonus,
+        held=ACCOUNTS.c.held - released))
+    return taken
+
+
+def _sums(taken: dict[str, list]) -> tuple[int, int]:
+    return sum(t for _, t in taken["principal"]), sum(t for _, t in taken["bonus"])
+
+
 def spend(ctx: Context, member_id: str, amount: int, reference: str, rule: str = "order") -> tuple[int, int]:
     """Spend `amount` of the balance, principal and bonus in the shop's order; refused with
     INSUFFICIENT_BALANCE beyond the balance. Returns the (principal, bonus) taken."""
@@ -302,13 +321,117 @@ def spend(ctx: Context, member_id: str, amount: int, reference: str, rule: str =
     locked = lock(ctx, member_id)
     if amount > locked.balance:
         raise Refused("INSUFFICIENT_BALANCE", f"amount is {amount}: the balance is {locked.balance}", "amount")
-    from_principal, from_bonus = split(settings_of(ctx), locked.principal, locked.bonus, amount)
-    _take(ctx, _open_lots(ctx, member_id, "principal"), from_principal)
-    _take(ctx, _open_lots(ctx, member_id, "bonus"), from_bonus)
-    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id).values(
-        principal=ACCOUNTS.c.principal - from_principal, bonus=ACCOUNTS.c.bonus - from_bonus))
+    from_principal, from_bonus = _sums(_spend(ctx, member_id, locked, amount))
     _entry(ctx, member_id, -from_principal, -from_bonus, "SPEND", rule, reference)
     return from_principal, from_bonus
+
+
+# ---------------------------------------------------------------- checkouts and their orders
+
+
+def hold(ctx: Context, member_id: str, checkout_id: str, amount: int) -> None:
+    """Hold `amount` for a checkout: counted in ``held`` (out of the balance, still in the lots) under the
+    account's lock, so checkouts racing for the last of a balance run one after another and never hold more
+    than it. Refuses with INSUFFICIENT_BALANCE."""
+    locked = lock(ctx, member_id)
+    if amount > locked.balance:
+        raise Refused("INSUFFICIENT_BALANCE", f"storedValueToUse is {amount}: the balance is "
+                      f"{max(locked.balance, 0)} (what other checkouts hold is not available)", "storedValueToUse")
+    ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == member_id)
+                     .values(held=ACCOUNTS.c.held + amount))
+    ctx.conn.execute(HOLDS.insert().values(checkout_id=checkout_id, shop=ctx.shop.slug, member_id=member_id,
+                                           amount=amount, status="HELD", created_at=ctx.now))
+
+
+def release_hold(ctx: Context, checkout_id: str) -> None:
+    """Give a checkout's hold back to the balance (HELD -> RELEASED, one conditional UPDATE); the row stays,
+    so an order paying the checkout late can still capture what is there then."""
+    row = ctx.conn.execute(
+        HOLDS.update().where(HOLDS.c.checkout_id == checkout_id, HOLDS.c.shop == ctx.shop.slug,
+                             HOLDS.c.status == "HELD")
+        .values(status="RELEASED", settled_at=ctx.now).returning(HOLDS.c.member_id, HOLDS.c.amount)).first()
+    if row is not None:
+        ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == row.member_id)
+                         .values(held=ACCOUNTS.c.held - row.amount))
+
+
+def capture(ctx: Context, checkout_id: str, order: PaidOrder) -> tuple[PaidOrder, list[Effect]]:
+    """The order paying `checkout_id` spends what the checkout held for its member (one read where it held
+    nothing). A hold given back meanwhile (the checkout lapsed or was released) captures what the balance has
+    now, and a CONFLICT STORED_VALUE_SHORTFALL says what the platform must still collect. The lots taken are
+    kept per order for its refunds; the order comes back with what it paid in stored value and in bonus."""
+    row = ctx.conn.execute(select(HOLDS.c.amount, HOLDS.c.status).where(
+        HOLDS.c.checkout_id == checkout_id, HOLDS.c.shop == ctx.shop.slug, HOLDS.c.member_id == order.member_id,
+        HOLDS.c.status.in_(("HELD", "RELEASED"))).with_for_update()).first()
+    if row is None:
+        return order, []
+    locked = lock(ctx, order.member_id)
+    released = row.amount if row.status == "HELD" else 0
+    locked.held -= released
+    ctx.conn.execute(HOLDS.update().where(HOLDS.c.checkout_id == checkout_id).values(
+        status="CAPTURED", settled_at=ctx.now, order_id=order.order_id))
+    amount = max(min(row.amount, locked.balance), 0)
+    taken = _spend(ctx, order.member_id, locked, amount, released)
+    principal, bonus = _sums(taken)
+    effects = []
+    if amount:
+        ctx.conn.execute(ORDERS.insert().values(
+            shop=ctx.shop.slug, order_id=order.order_id, member_id=order.member_id, total=order.total,
+            principal=principal, bonus=bonus, lots=taken, returned_principal=0, returned_bonus=0))
+        _entry(ctx, order.member_id, -principal, -bonus, "SPEND", "order", order.order_id)
+        effects.append(Effect(NAME, "STORED_VALUE_SPENT", f"stored value -{money(amount)} (principal "
+                              f"{money(principal)}, bonus {money(bonus)}; checkout {checkout_id})", rule="order"))
+    if amount < row.amount:
+        effects.append(Effect(NAME, EffectKind.CONFLICT, f"{money(row.amount - amount)} of the "
+                              f"{money(row.amount)} the checkout meant to take from the balance was no longer "
+                              "there: the platform must still collect it", code="STORED_VALUE_SHORTFALL",
+                              rule="order"))
+    return replace(order, stored_value=amount, stored_value_bonus=bonus), effects
+
+
+def _fill(lots: list[list[int]], amount: int) -> list[int]:
+    """`amount` spread over `lots` ([id, taken]) in the order they were taken, each up to what it gave."""
+    parts = []
+    for _, taken in lots:
+        parts.append(min(taken, amount))
+        amount -= parts[-1]
+    return parts
+
+
+def return_for_refund(ctx: Context, refund: Refund) -> list[Effect]:
+    """A refund of an order that spent stored value returns its share of what is refunded: cumulative, so
+    partial refunds add up to exactly what the order took, principal and bonus in its parts, to the lots it
+    took them from (a bonus lot past its expiry lapses again). The rest of the refund is cash."""
+    row = ctx.conn.execute(select(ORDERS).where(ORDERS.c.shop == ctx.shop.slug,
+                                                ORDERS.c.order_id == refund.order.order_id)).first()
+    if row is None:
+        return []
+    lock(ctx, row.member_id)
+    taken = row.principal + row.bonus
+    target = taken * min(refund.refunded_total, row.total) // row.total if row.total else taken
+    principal = row.principal * target // taken
+    parts = {"principal": (row.returned_principal, principal), "bonus": (row.returned_bonus, target - principal)}
+    for kind, (before, after) in parts.items():
+        for (lot_id, _), old, new in zip(row.lots[kind], _fill(row.lots[kind], before),
+                                         _fill(row.lots[kind], after), strict=True):
+            if new > old:
+                ctx.conn.execute(LOTS.update().where(LOTS.c.id == lot_id).values(
+                    remaining=LOTS.c.remaining + (new - old), state="open"))
+    back_principal, back_bonus = principal - row.returned_principal, target - principal - row.returned_bonus
+    cash = refund.amount - back_principal - back_bonus
+    effects = [Effect(NAME, "STORED_VALUE_CASH_REFUND", f"{money(cash)} of the refund is cash the platform "
+                      "returns", rule="refund")]
+    if back_principal or back_bonus:
+        ctx.conn.execute(ORDERS.update().where(ORDERS.c.shop == ctx.shop.slug,
+                                               ORDERS.c.order_id == row.order_id)
+                         .values(returned_principal=principal, returned_bonus=target - principal))
+        ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == row.member_id).values(
+            principal=ACCOUNTS.c.principal + back_principal, bonus=ACCOUNTS.c.bonus + back_bonus))
+        _entry(ctx, row.member_id, back_principal, back_bonus, "RETURN", "refund", refund.refund_id)
+        effects.insert(0, Effect(NAME, "STORED_VALUE_RETURNED", f"stored value +{money(back_principal + back_bonus)}"
+                                 f" back to the balance (principal {money(back_principal)}, bonus "
+                                 f"{money(back_bonus)}; order {row.order_id})", rule="refund"))
+    return effects
 
 
 # ---------------------------------------------------------------- reads (never write)

@@ -7,8 +7,9 @@ checkouts hold, still in the lots; balance = principal + bonus - held. Every cha
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from memberkit.plugin import Int64, member_column, timestamp
@@ -82,3 +83,39 @@ class StoredValueLot(SQLModel, table=True):
     expired: int = Field(default=0, sa_type=Int64)  # what lapsed unspent (bonus lots)
     state: str = Field(max_length=8)  # open | closed
     expires_at: datetime = timestamp()  # NEVER for principal
+
+
+class StoredValueHold(SQLModel, table=True):
+    """Stored value a checkout holds: counted in the account's ``held`` (out of the balance, still in the lots)
+    until the order is paid (CAPTURED), or the checkout is released or expires (RELEASED)."""
+
+    __tablename__ = "stored_value_hold"
+    __table_args__ = (Index("ix_stored_value_hold_member", "member_id"),)
+
+    checkout_id: str = Field(primary_key=True, max_length=64)
+    shop: str = Field(max_length=64)
+    member_id: str = Field(sa_column=member_column())
+    amount: int = Field(sa_type=Int64)
+    status: str = Field(max_length=10)  # HELD | CAPTURED | RELEASED
+    created_at: datetime = timestamp()
+    settled_at: datetime | None = timestamp(nullable=True)
+    order_id: str | None = Field(default=None, max_length=200)
+
+
+class StoredValueOrder(SQLModel, table=True):
+    """What one paid order took from the balance, lot by lot ({lot id: amount} in the order taken), and what
+    its refunds returned so far: a refund returns the same parts to the same lots."""
+
+    __tablename__ = "stored_value_order"
+    __table_args__ = (Index("ix_stored_value_order_member", "member_id"),)
+
+    shop: str = Field(primary_key=True, max_length=64)
+    order_id: str = Field(primary_key=True, max_length=200)
+    member_id: str = Field(sa_column=member_column())
+    total: int = Field(sa_type=Int64)  # the order's total
+    principal: int = Field(sa_type=Int64)
+    bonus: int = Field(sa_type=Int64)
+    # {"principal": [[lot id, amount], ...], "bonus": [...]}: the lots taken from, in the order taken
+    lots: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    returned_principal: int = Field(default=0, sa_type=Int64)
+    returned_bonus: int = Field(default=0, sa_type=Int64)

@@ -39,10 +39,11 @@ MAX_REASON = 300
 def order_paid(ctx: Context, order: PaidOrder) -> list[Effect]:
     """Count the order, then raise the tier at once to what the spend earns, past several tiers if need be."""
     s = settings_of(ctx)
+    counted = order.total - order.stored_value_bonus  # the bonus of a prepaid balance is no spend (RULES.md 10)
     st.ADD_ORDER.cursor(ctx.conn, {
-        "shop": ctx.shop.slug, "member_id": order.member_id, "order_id": order.order_id, "total": order.total,
+        "shop": ctx.shop.slug, "member_id": order.member_id, "order_id": order.order_id, "total": counted,
         "refunded": 0, "paid_at": order.paid_at})
-    row = st.lock_row(ctx, order.member_id, spend=order.total, orders=1)
+    row = st.lock_row(ctx, order.member_id, spend=counted, orders=1)
     spend, orders = st.qualifying(ctx, s, order.member_id, row)
     target = st.earned(s, spend, orders)
     old = st.State.of(row)
@@ -60,18 +61,23 @@ def order_refunded(ctx: Context, refund: Refund) -> list[Effect]:
     """Refunded spend never counted: lower the tier at once to what the net spend earns (or at the next
     evaluation, as the shop says), however many steps that is; no grace period applies."""
     s = settings_of(ctx)
-    counted = ctx.conn.execute(
-        update(st.ORDERS).where(st.ORDERS.c.shop == ctx.shop.slug, st.ORDERS.c.order_id == refund.order.order_id)
-        .values(refunded=st.ORDERS.c.refunded + refund.amount)
-        .returning(st.ORDERS.c.member_id, st.ORDERS.c.total, st.ORDERS.c.refunded, st.ORDERS.c.paid_at)).first()
+    mine = (st.ORDERS.c.shop == ctx.shop.slug, st.ORDERS.c.order_id == refund.order.order_id)
+    counted = ctx.conn.execute(select(st.ORDERS.c.member_id, st.ORDERS.c.total, st.ORDERS.c.refunded,
+                                      st.ORDERS.c.paid_at).where(*mine)).first()
     if counted is None:
         return []  # paid before the shop enabled tiering: it never counted
-    now_full = counted.refunded >= counted.total and counted.refunded - refund.amount < counted.total
-    row = st.lock_row(ctx, counted.member_id, spend=-refund.amount, orders=-1 if now_full else 0)
+    # The counted spend (the total less any prepaid bonus) goes back in proportion to what is refunded,
+    # cumulatively, so the parts of partial refunds add up to it; core's order row lock runs refunds in turn.
+    paid, refunded = refund.order.total, min(refund.refunded_total, refund.order.total)
+    target = counted.total * refunded // paid if paid else counted.total
+    amount = target - counted.refunded
+    ctx.conn.execute(update(st.ORDERS).where(*mine).values(refunded=target))
+    now_full = refunded >= paid and refund.refunded_total - refund.amount < paid
+    row = st.lock_row(ctx, counted.member_id, spend=-amount, orders=-1 if now_full else 0)
     spend, orders = st.qualifying(ctx, s, counted.member_id, row)
     start = st.window_start(ctx, s)
     in_window = start is None or counted.paid_at >= start
-    earned_before = st.earned(s, spend + (refund.amount if in_window else 0),
+    earned_before = st.earned(s, spend + (amount if in_window else 0),
                               orders + (1 if now_full and in_window else 0))
     earned_after = st.earned(s, spend, orders)
     if earned_after.rank >= earned_before.rank:
