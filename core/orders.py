@@ -87,7 +87,8 @@ def record_order_paid(runtime: Runtime, shop: Shop, api_key_id: str | None, *, o
             total=order.total, refunded=0, paid_at=order.paid_at,
             detail={"lines": [line.__dict__ for line in order.lines], "coupon_codes": list(order.coupon_codes),
                     "points_redeemed": order.points_redeemed, "reservation_ids": list(order.reservation_ids),
-                    "checkout_id": order.checkout_id, "number": order.number,
+                    "checkout_id": order.checkout_id, "number": order.number, "stored_value": order.stored_value,
+                    "stored_value_bonus": order.stored_value_bonus,
                     **({"checkout_sent": checkout_id} if checkout_id else {})}))
         spend = sum(line.amount for line in order.lines) if order.lines else order.total
         effects += ctx.wallet.use(order.member_id, order.coupon_codes, order.order_id, spend, order.checkout_id)
@@ -125,7 +126,8 @@ def stored_order(conn: Connection, shop: str, order_id: str) -> tuple[int, PaidO
     order = PaidOrder(row.order_id, row.member_id, row.total, row.currency, row.paid_at,
                       tuple(OrderLine(**line) for line in detail.get("lines", [])),
                       tuple(detail.get("coupon_codes", [])), detail.get("points_redeemed", 0),
-                      tuple(detail.get("reservation_ids", [])), detail.get("checkout_id"), detail.get("number", 0))
+                      tuple(detail.get("reservation_ids", [])), detail.get("checkout_id"), detail.get("number", 0),
+                      detail.get("stored_value", 0), detail.get("stored_value_bonus", 0))
     return row.id, order, row.refunded
 
 

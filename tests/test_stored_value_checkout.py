@@ -202,6 +202,9 @@ def test_refunds_return_the_stored_value_share_in_the_orders_parts_to_the_fen(de
         entries = conn.execute(select(StoredValueEntry.principal, StoredValueEntry.bonus).where(
             StoredValueEntry.member_id == member_id, StoredValueEntry.reason == "RETURN")).all()
     assert (sum(e.principal for e in entries), sum(e.bonus for e in entries)) == (17857, 2143)
+    with demo.runtime.db.read() as conn:  # lifetime spend counted 30,001 - 2,143 and gives back exactly that
+        assert conn.execute(select(PointsAccount.lifetime_spend)
+                            .where(PointsAccount.member_id == member_id)).scalar() == 0
 
 
 def test_an_order_without_stored_value_earns_on_its_whole_total(demo):

@@ -563,8 +563,11 @@ def reverse_for_refund(ctx: Context, refund) -> list[Effect]:
     # What earlier refunds were due was taken or recorded as a shortfall then: never claim it twice.
     earlier = granted * (refund.refunded_total - refund.amount) // order.total
     due = target - max(reversed_, earlier)
+    # Lifetime spend counted the total less the bonus spent: it goes down by that share of the refund, cumulatively.
+    counted, earlier_total = order.total - order.stored_value_bonus, refund.refunded_total - refund.amount
+    spend_back = counted * refund.refunded_total // order.total - counted * earlier_total // order.total
     ctx.conn.execute(ACCOUNTS.update().where(ACCOUNTS.c.member_id == order.member_id).values(
-        lifetime_spend=ACCOUNTS.c.lifetime_spend - refund.amount))
+        lifetime_spend=ACCOUNTS.c.lifetime_spend - spend_back))
     if due <= 0:
         return []
     taken, shortfall = take_back(ctx, order.member_id, due, "REFUND", "refund", order.order_id,
