@@ -8,12 +8,10 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from memberkit.core import plugins
 from memberkit.core.settings import Shop
-from memberkit.core.types import CORE_EVENT_TYPES, Figure, OutboundEvent
+from memberkit.core.types import Figure, OutboundEvent
 from memberkit.core.wallet import Wallet
 
 
@@ -51,11 +49,6 @@ class Context:
         """Add `value` to a programme figure at `at` (default: now); handed to ``figures_recorded`` at commit."""
         self.figures.append(Figure(metric, value, at or self.now, member_id))
 
-    def outbound_event_types(self) -> list[str]:
-        """Every outbound event type of the shop: core's, then each enabled plugin's declared ones."""
-        declared = (t for name in self.shop.plugins for t in plugins.load(name).event_types)
-        return list(dict.fromkeys([*CORE_EVENT_TYPES, *declared]))
-
     def flush_outbound(self) -> None:
         """Hand the transaction's events to the outbox (``outbound_events``), then its figures, counted by
         then, to ``figures_recorded``: each once, just before commit."""
@@ -65,10 +58,6 @@ class Context:
         if self.figures:
             figures, self.figures = self.figures, []
             self.hook.figures_recorded(ctx=self, figures=figures)
-
-    def settings_for(self, plugin: str) -> BaseModel | None:
-        """A plugin's validated settings for this shop (by its declared settings model), or None."""
-        return self.shop.settings_for(plugin)
 
     @cached_property
     def wallet(self) -> Wallet:

@@ -16,26 +16,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from memberkit.core import types
     from memberkit.core.context import Context
-    from memberkit.core.types import (
-        Adjustment,
-        Cart,
-        CheckoutPayment,
-        Effect,
-        Figure,
-        ImportedMember,
-        MemberChanges,
-        MemberInfo,
-        OutboundEvent,
-        PaidOrder,
-        PriceStage,
-        PurchaseDenial,
-        Redemption,
-        RedemptionResult,
-        Refund,
-        SignUp,
-        TierInfo,
-    )
 
 hookspec = pluggy.HookspecMarker("memberkit")
 
@@ -44,38 +26,39 @@ hookspec = pluggy.HookspecMarker("memberkit")
 
 
 @hookspec
-def member_signup(ctx: Context, member: MemberInfo, signup: SignUp) -> list[Effect] | None:
+def member_signup(ctx: Context, member: types.MemberInfo, signup: types.SignUp) -> list[types.Effect] | None:
     """A new member is stored (``signUpMember``): return the effects of what the plugin did for them.
     Never refuses: a sign-up is never lost to a plugin."""
 
 
 @hookspec
-def member_updated(ctx: Context, member: MemberInfo, changes: MemberChanges) -> list[Effect] | None:
+def member_updated(ctx: Context, member: types.MemberInfo, changes: types.MemberChanges) -> list[types.Effect] | None:
     """A member's data is about to change (``updateMember``; ``changes`` holds only what differs): return
     effects, or raise ``Refused`` to veto the change."""
 
 
 @hookspec
-def members_imported(ctx: Context, members: list[ImportedMember]) -> None:
+def members_imported(ctx: Context, members: list[types.ImportedMember]) -> None:
     """A batch of members was imported (``memberkit import members``), core's rows written: store what the
     plugin keeps for them from the history given, in a few statements per batch. No sign-up gifts and no
     outbound event per member (the import emits one); raising rolls the batch back."""
 
 
 @hookspec
-def order_paid(ctx: Context, order: PaidOrder) -> list[Effect] | None:
+def order_paid(ctx: Context, order: types.PaidOrder) -> list[types.Effect] | None:
     """An order was paid and stored, its coupons and points used: return effects. Never refuses; what
     cannot be honoured is a ``CONFLICT`` effect with a code."""
 
 
 @hookspec
-def order_refunded(ctx: Context, refund: Refund) -> list[Effect] | None:
+def order_refunded(ctx: Context, refund: types.Refund) -> list[types.Effect] | None:
     """Part or all of a paid order was refunded: reverse, in proportion, what the plugin stored for the
     order and return effects. Never refuses."""
 
 
 @hookspec
-def tier_changed(ctx: Context, member_id: str, before: TierInfo | None, after: TierInfo, reason: str) -> None:
+def tier_changed(ctx: Context, member_id: str, before: types.TierInfo | None, after: types.TierInfo,
+                 reason: str) -> None:
     """The member's tier changed in this transaction (``reason``: ORDER, REFUND, EVALUATION, MANUAL,
     PAID_UPGRADE or IMPORTED), told by the plugin that keeps tiers, so others can follow (segments)."""
 
@@ -94,14 +77,14 @@ def member_erased(ctx: Context, member_id: str) -> None:
 
 
 @hookspec
-def outbound_events(ctx: Context, events: list[OutboundEvent]) -> None:
+def outbound_events(ctx: Context, events: list[types.OutboundEvent]) -> None:
     """The outbound events (``ctx.emit``) of one transaction, once, just before it commits: the plugin that
     keeps an outbox writes them in that transaction, in as few statements as it can (an order's are on the
     hot path). Raising rolls the whole transaction back."""
 
 
 @hookspec
-def figures_recorded(ctx: Context, figures: list[Figure]) -> None:
+def figures_recorded(ctx: Context, figures: list[types.Figure]) -> None:
     """The programme figures (``ctx.count``) of one transaction, once, just before it commits and after
     ``outbound_events``: the plugin that keeps KPIs writes them in that transaction in one statement."""
 
@@ -110,25 +93,25 @@ def figures_recorded(ctx: Context, figures: list[Figure]) -> None:
 
 
 @hookspec(firstresult=True)
-def redemption(ctx: Context, member_id: str, redemption: Redemption) -> RedemptionResult | None:
+def redemption(ctx: Context, member_id: str, redemption: types.Redemption) -> types.RedemptionResult | None:
     """Spend ``redemption.amount`` of the currency the plugin owns, or raise ``RedemptionRefused``;
     ``None`` from every plugin means nobody owns that currency."""
 
 
 @hookspec(firstresult=True)
-def member_tier(ctx: Context, member_id: str) -> TierInfo | None:
+def member_tier(ctx: Context, member_id: str) -> types.TierInfo | None:
     """Return the member's current tier, or ``None`` where the shop has no tiering (callers treat that as
     neutral: 1x, no discount, the lowest rank)."""
 
 
 @hookspec(firstresult=True)
-def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, TierInfo] | None:
+def member_tiers(ctx: Context, member_ids: list[str]) -> dict[str, types.TierInfo] | None:
     """Return the current tier of each of ``member_ids`` in a few reads, for jobs that go over every member
     of a shop; ``None`` without tiering."""
 
 
 @hookspec(firstresult=True)
-def tier_catalog(ctx: Context) -> list[TierInfo] | None:
+def tier_catalog(ctx: Context) -> list[types.TierInfo] | None:
     """Return the shop's tiers in rank order, lowest first, or ``None`` where the shop has no tiering."""
 
 
@@ -143,7 +126,7 @@ def member_segments(ctx: Context, member_id: str) -> list[str] | None:
 
 
 @hookspec(firstresult=True)
-def checkout_payment(ctx: Context, order: PaidOrder) -> CheckoutPayment | None:
+def checkout_payment(ctx: Context, order: types.PaidOrder) -> types.CheckoutPayment | None:
     """An order being recorded names ``order.checkout_id``: return what it pays with (the order as it is
     recorded, effects, the points the checkout held). Answered by the plugin that keeps checkouts."""
 
@@ -152,7 +135,7 @@ def checkout_payment(ctx: Context, order: PaidOrder) -> CheckoutPayment | None:
 
 
 @hookspec
-def checkout_hold(ctx: Context, checkout_id: str, cart: Cart, expires_at: datetime) -> list[Effect] | None:
+def checkout_hold(ctx: Context, checkout_id: str, cart: types.Cart, expires_at: datetime) -> list[types.Effect] | None:
     """Hold what the plugin owns in ``cart`` (points, reservations) for ``checkout_id`` until ``expires_at``;
     raise ``Refused`` when it cannot, which gives back every other hold too."""
 
@@ -166,18 +149,19 @@ def checkout_release(ctx: Context, checkout_id: str, reason: str) -> None:
 
 
 @hookspec
-def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int) -> list[Adjustment] | None:
+def price_adjustments(ctx: Context, cart: types.Cart, stage: types.PriceStage,
+                      subtotal: int) -> list[types.Adjustment] | None:
     """Propose the plugin's price changes to ``cart`` at ``stage``, given ``subtotal``, the price so far;
     negative amounts are discounts. Reads only."""
 
 
 @hookspec
-def points_to_earn(ctx: Context, cart: Cart, total: int) -> int | None:
+def points_to_earn(ctx: Context, cart: types.Cart, total: int) -> int | None:
     """Return how many points an order of ``cart`` charged ``total`` would earn; the answers are summed."""
 
 
 @hookspec
-def purchase_denials(ctx: Context, cart: Cart) -> list[PurchaseDenial] | None:
+def purchase_denials(ctx: Context, cart: types.Cart) -> list[types.PurchaseDenial] | None:
     """Return the reasons ``cart.member_id`` (``None``: an anonymous shopper) may not buy lines of ``cart``."""
 
 

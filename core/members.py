@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
 from memberkit.core.context import Context
 from memberkit.core.db import Prepared
-from memberkit.core.hashing import fraud_hashes_of, keyed_hashes
+from memberkit.core.hashing import keyed_hashes
 from memberkit.core.intake import EventResult, Unchanged, collect, run_event
-from memberkit.core.models import FraudHash, Member, MemberPersonal
+from memberkit.core.models import Member, MemberPersonal
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import MemberChanges, MemberInfo, Refused, SignUp
@@ -39,7 +39,10 @@ def load_member(conn: Connection, shop: str, member_id: str) -> MemberInfo:
 def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, external_id: str,
                    phone: str | None = None, email: str | None = None, birthday: date | None = None,
                    referral_code: str | None = None, tags: list[str] | None = None,
-                   joined_at: datetime | None = None) -> EventResult:
+                   joined_at: datetime | None = None,
+                   seen_before: Callable[[Context, str | None, str | None], bool] | None = None) -> EventResult:
+    """Sign a member up; `seen_before(ctx, phone, email)` says whether an erased member had that phone or
+    email (then plugins give no sign-up rewards)."""
     payload = {"external_id": external_id, "phone": phone, "email": email, "birthday": birthday,
                "referral_code": referral_code, "tags": tags, "joined_at": joined_at}
     checked: dict[str, Any] = {}
@@ -49,13 +52,10 @@ def sign_up_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, exte
         require_moment(joined_at, "joinedAt", ctx.now)
         check_birthday(birthday, ctx.shop.local(ctx.now).date())
         checked["tags"] = check_tags(tags) or ()
-        signup = SignUp(
+        checked["signup"] = SignUp(
             referral_code.strip() if referral_code else None, phone_hash(phone), email_hash(email), birthday,
-            keyed_hashes(phone, "phone") if phone else (), keyed_hashes(email, "email") if email else ())
-        fraud = [*fraud_hashes_of(phone, "phone"), *fraud_hashes_of(email, "email")]
-        seen = bool(fraud) and ctx.conn.execute(select(FraudHash.hash).where(  # an erased member's phone or email?
-            FraudHash.shop == shop.slug, FraudHash.hash.in_(fraud), FraudHash.expires_at > ctx.now)).first() is not None
-        checked["signup"] = replace(signup, seen_before=seen)
+            keyed_hashes(phone, "phone") if phone else (), keyed_hashes(email, "email") if email else (),
+            seen_before is not None and seen_before(ctx, phone, email))
 
     def handle(ctx: Context) -> EventResult:
         member = MemberInfo("mem_" + secrets.token_hex(12), shop.slug, checked["external_id"],
@@ -112,15 +112,10 @@ def update_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, membe
         # Plugins hear of the change before it is written, so they can still read what was stored (e.g.
         # when a birthday was last changed) and veto it.
         effects = collect(ctx.hook.member_updated(ctx=ctx, member=member, changes=changes))
-        values: dict[str, Any] = {}
-        if changes.phone_hash:
-            values["phone_hash"] = changes.phone_hash
-        if changes.email_hash:
-            values["email_hash"] = changes.email_hash
-        if changes.birthday:
-            values["birthday"] = changes.birthday
-            if changes.previous_birthday is not None:  # recording a first birthday is not a change
-                values["birthday_changed_at"] = ctx.now
+        values = {column: value for column, value in (
+            ("phone_hash", changes.phone_hash), ("email_hash", changes.email_hash), ("birthday", changes.birthday),
+            # recording a first birthday is not a change
+            ("birthday_changed_at", ctx.now if changes.birthday and changes.previous_birthday else None)) if value}
         if values:
             ctx.conn.execute(update(MemberPersonal).where(MemberPersonal.member_id == member.id).values(**values))
         if changes.tags is not None:

@@ -21,21 +21,6 @@ def member_column(primary_key: bool = False) -> Column:
     return Column(String(32), ForeignKey("core_member.id"), primary_key=primary_key, nullable=False)
 
 
-class ApiKey(SQLModel, table=True):
-    """An integrator's secret key or a storefront's publishable key; only its SHA-256 is stored."""
-
-    __tablename__ = "core_api_key"
-
-    id: str = Field(primary_key=True, max_length=32)
-    shop: str = Field(max_length=64, index=True)
-    kind: str = Field(max_length=16)  # "secret" | "publishable"
-    key_hash: str = Field(max_length=64, unique=True)
-    prefix: str = Field(max_length=16)  # the first characters, to tell keys apart in listings
-    label: str = Field(default="", max_length=200)
-    created_at: datetime = timestamp()
-    revoked_at: datetime | None = timestamp(nullable=True)
-
-
 class Member(SQLModel, table=True):
     __tablename__ = "core_member"
     __table_args__ = (UniqueConstraint("shop", "external_id", name="uq_core_member_shop_external_id"),
@@ -70,17 +55,6 @@ class MemberPersonal(SQLModel, table=True):
     email_hash: str | None = Field(default=None, max_length=64)
     birthday: date | None = None
     birthday_changed_at: datetime | None = timestamp(nullable=True)
-
-
-class FraudHash(SQLModel, table=True):
-    """An erased member's phone or email as a fraud hash (its own key), linked to nobody, until `expires_at`."""
-
-    __tablename__ = "core_fraud_hash"
-
-    shop: str = Field(primary_key=True, max_length=64)
-    hash: str = Field(primary_key=True, max_length=64)
-    created_at: datetime = timestamp()
-    expires_at: datetime = timestamp()
 
 
 class Event(SQLModel, table=True):
@@ -147,40 +121,3 @@ class Coupon(SQLModel, table=True):
     used_order_id: str | None = Field(default=None, max_length=200)
     held_by: str | None = Field(default=None, max_length=64)  # a checkout holding it
     held_until: datetime | None = timestamp(nullable=True)
-
-
-class JobLease(SQLModel, table=True):
-    """Which process runs a job for a shop now, and when it last finished."""
-
-    __tablename__ = "core_job_lease"
-
-    shop: str = Field(primary_key=True, max_length=64)
-    job: str = Field(primary_key=True, max_length=120)
-    owner: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = timestamp(nullable=True)
-    last_run_at: datetime | None = timestamp(nullable=True)
-    last_result: str | None = Field(default=None, max_length=500)
-
-
-class JobRun(SQLModel, table=True):
-    """A one-off job (a campaign, an import, a redelivery), queued once per key and run a batch at a time,
-    each batch committed with its progress: a crash resumes after the last batch, a rerun repeats nothing."""
-
-    __tablename__ = "core_job_run"
-    __table_args__ = (UniqueConstraint("shop", "key", name="uq_core_job_run_shop_key"),)
-
-    id: str = Field(primary_key=True, max_length=32)
-    shop: str = Field(max_length=64)
-    kind: str = Field(max_length=120)  # "plugin.job"
-    key: str = Field(max_length=200)
-    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="QUEUED", max_length=8)  # QUEUED | RUNNING | DONE | FAILED
-    total: int | None = None
-    done: int = 0
-    cursor: str | None = Field(default=None, max_length=200)  # where the next batch starts
-    owner: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = timestamp(nullable=True)
-    created_at: datetime = timestamp()
-    started_at: datetime | None = timestamp(nullable=True)
-    finished_at: datetime | None = timestamp(nullable=True)
-    error: str | None = Field(default=None, max_length=500)

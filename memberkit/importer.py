@@ -28,13 +28,13 @@ from sqlalchemy.exc import IntegrityError
 
 from memberkit.core import clock
 from memberkit.core.checks import check_birthday, check_tags, email_hash, phone_hash, require_key, require_moment
-from memberkit.core.hashing import fraud_hashes_of
 from memberkit.core.intake import EventResult, run_event
-from memberkit.core.models import FraudHash, Member, MemberPersonal
+from memberkit.core.models import Member, MemberPersonal
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import MAX_INT, ImportedMember, Refused
 from memberkit.plugin import among, insert_rows
+from memberkit.schema import erasure
 
 COLUMNS = ("externalId", "phone", "email", "birthday", "joinedAt", "tier", "tags", "lifetimeSpend", "orderCount",
            "lastOrderAt", "points", "pointsEarnedAt", "pointsExpireAt")
@@ -45,7 +45,7 @@ WORKERS = 2  # PostgreSQL: batches written at once, each in its own transaction 
 MAX_FIELD = 10_000  # characters in one field: an unclosed quote stops here instead of reading on to the end
 SQLITE_CACHE_KB = 65536  # the import's SQLite page cache (the default is 2 MB)
 SHOWN_ERRORS = 50  # errors kept for the terminal; the errors file gets all of them
-MEMBERS, PERSONAL, FRAUD = Member.__table__, MemberPersonal.__table__, FraudHash.__table__
+MEMBERS, PERSONAL, FRAUD = Member.__table__, MemberPersonal.__table__, erasure.FraudHash.__table__
 _NUMBER = re.compile(r"[+-]?\d+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -287,7 +287,7 @@ def _existing(conn, shop: Shop, rows: list[Row]) -> set[str]:
         MEMBERS.c.shop == shop.slug, among(conn, MEMBERS.c.external_id, [row.external_id for row in rows])))
         .scalars())
     if conn.execute(select(FRAUD.c.hash).where(FRAUD.c.shop == shop.slug).limit(1)).first() is not None:
-        by_hash = {h: row.external_id for row in rows for h in fraud_hashes_of(row.external_id, "external_id")}
+        by_hash = {h: row.external_id for row in rows for h in erasure.fraud_hashes_of(row.external_id, "external_id")}
         found.update(by_hash[h] for h in conn.execute(select(FRAUD.c.hash).where(
             FRAUD.c.shop == shop.slug, FRAUD.c.expires_at > clock.now(), among(conn, FRAUD.c.hash, list(by_hash))))
             .scalars())

@@ -17,12 +17,11 @@ from sqlalchemy import func, or_, select, text, update
 from memberkit.core import clock
 from memberkit.core import plugins as plugin_registry
 from memberkit.core.db import upsert
-from memberkit.core.models import JobLease
-from memberkit.core.models import JobRun as JobRunRow
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Job
 from memberkit.schema import erasure
+from memberkit.schema.jobs import JobLease, JobRunRow
 
 log = logging.getLogger("memberkit.jobs")
 LEASE = timedelta(minutes=10)  # a crashed runner's lease lapses after this

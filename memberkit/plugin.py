@@ -36,6 +36,7 @@ from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
 from memberkit.core.types import (
+    CORE_EVENT_TYPES,
     CORE_FIGURES,
     MAX_INT,
     Adjustment,
@@ -98,6 +99,12 @@ def declared_figures(shop: Shop) -> list[str]:
     return list(dict.fromkeys([*CORE_FIGURES, *(f for name in shop.plugins for f in _plugins.load(name).figures)]))
 
 
+def declared_event_types(shop: Shop) -> list[str]:
+    """Every outbound event type of the shop (``ctx.emit``): core's, then each enabled plugin's declared ones."""
+    declared = (t for name in shop.plugins for t in _plugins.load(name).event_types)
+    return list(dict.fromkeys([*CORE_EVENT_TYPES, *declared]))
+
+
 __all__ = [
     # the declaration and the hooks
     "Plugin", "hookimpl", "Job", "Service", "SchemaBuilder",
@@ -110,7 +117,7 @@ __all__ = [
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
-    "export_tables", "CORE_FIGURES", "declared_figures",
+    "export_tables", "CORE_FIGURES", "declared_figures", "CORE_EVENT_TYPES", "declared_event_types",
     # tables and statements
     "insert_rows", "among", "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

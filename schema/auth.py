@@ -1,4 +1,4 @@
-"""Who is calling the API: shop keys (stored as hashes) and signed member tokens (secrets: core.hashing)."""
+"""Who is calling the API: shop keys (stored as hashes) and member tokens signed with MEMBERKIT_TOKEN_SECRETS."""
 
 from __future__ import annotations
 
@@ -10,13 +10,30 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Literal
 
 from sqlalchemy import Connection, insert, select, update
+from sqlmodel import Field, SQLModel
 
-from memberkit.core import clock
-from memberkit.core.hashing import server_secrets
-from memberkit.core.models import ApiKey, Member
+from memberkit.core import clock, hashing
+from memberkit.core.models import Member, timestamp
+
+
+class ApiKey(SQLModel, table=True):
+    """An integrator's secret key or a storefront's publishable key; only its SHA-256 is stored."""
+
+    __tablename__ = "core_api_key"
+
+    id: str = Field(primary_key=True, max_length=32)
+    shop: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # "secret" | "publishable"
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)  # the first characters, to tell keys apart in listings
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = timestamp()
+    revoked_at: datetime | None = timestamp(nullable=True)
+
 
 SECRET_PREFIX, PUBLISHABLE_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkt_"
 KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key or token lookup; bounds how late a revocation bites
@@ -117,17 +134,23 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def mint_member_token(shop: str, member_id: str, ttl_seconds: int, key_id: str) -> tuple[str, datetime]:
+@cache
+def token_keys() -> tuple[bytes, ...]:
+    """MEMBERKIT_TOKEN_SECRETS: the first signs member tokens, all of them verify (a rotation)."""
+    return hashing.listed_secrets("MEMBERKIT_TOKEN_SECRETS")
+
+
+def mint_member_token(shop: str, member_id: str, ttl_seconds: int, api_key_id: str) -> tuple[str, datetime]:
     """A signed, expiring token that lets a storefront act for one member of one shop. It names the key
     that minted it (`a`) and when (`i`, milliseconds), so revoking either the key or the member's tokens
     ends it."""
-    keys = server_secrets()
+    key = token_keys()[0]
     now = clock.now()
     expires = now.replace(microsecond=0) + timedelta(seconds=ttl_seconds)
     claims = {"s": shop, "m": member_id, "e": int(expires.timestamp()), "i": int(now.timestamp() * 1000),
-              "a": key_id, "k": keys.token_key_id(keys.token_keys[0])}
+              "a": api_key_id, "k": hashing.key_id(key)}
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signature = _b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())
+    signature = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
     return f"{TOKEN_PREFIX}{body}.{signature}", expires
 
 
@@ -145,8 +168,7 @@ def _verified_token(token: str) -> Token | None:
     try:
         body, signature = token.removeprefix(TOKEN_PREFIX).split(".")
         claims = json.loads(_unb64(body))
-        keys = server_secrets()
-        key = next((k for k in keys.token_keys if keys.token_key_id(k) == claims["k"]), None)
+        key = next((k for k in token_keys() if hashing.key_id(k) == claims["k"]), None)
         if key is None:
             return None
         expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())

@@ -11,6 +11,7 @@ MEMBERKIT_FRAUD_HASH_DAYS), so a sign-up with them is ``seen_before`` and earns 
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -19,19 +20,32 @@ from typing import Any, Optional
 
 import strawberry
 from sqlalchemy import delete, func, select, update
+from sqlmodel import Field, SQLModel
 
 from memberkit.core.checks import require_key
 from memberkit.core.context import Context
 from memberkit.core.db import upsert
-from memberkit.core.hashing import fraud_hashes, keyed_hash
+from memberkit.core.hashing import keyed_hash, keyed_hashes, pii_keys
 from memberkit.core.intake import EventResult, Unchanged, run_event
-from memberkit.core.models import Coupon, Event, FraudHash, Member, MemberPersonal, Order
+from memberkit.core.models import Coupon, Event, Member, MemberPersonal, Order, timestamp
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Refused
 from memberkit.schema import auth
 from memberkit.schema.context import MAX_IDEMPOTENCY_KEY, RequestContext
 from memberkit.schema.types import UserError
+
+
+class FraudHash(SQLModel, table=True):
+    """An erased member's phone or email as a fraud hash (its own key), linked to nobody, until `expires_at`."""
+
+    __tablename__ = "core_fraud_hash"
+
+    shop: str = Field(primary_key=True, max_length=64)
+    hash: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = timestamp()
+    expires_at: datetime = timestamp()
+
 
 log = logging.getLogger("memberkit.erasure")
 MEMBERS, PERSONAL, EVENTS, FRAUD = Member.__table__, MemberPersonal.__table__, Event.__table__, FraudHash.__table__
@@ -47,6 +61,27 @@ def fraud_hash_days() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"MEMBERKIT_FRAUD_HASH_DAYS={raw!r}: expected a whole number of days, at least 1")
     return int(raw)
+
+
+def fraud_hashes(stored: str) -> tuple[str, ...]:
+    """An erased member's stored phone or email hash, re-keyed for core_fraud_hash: HMAC under a key of
+    its own, derived from the PII key that made it (each key, for a hash from before key ids were kept)."""
+    made_by = [key for kid, key in pii_keys() if stored.startswith(kid + ":")] or [key for _, key in pii_keys()]
+    return tuple(hmac.digest(hmac.digest(key, b"memberkit:fraud-hash", "sha256"), stored.encode(), "sha256").hex()
+                 for key in made_by)
+
+
+def fraud_hashes_of(value: str | None, kind: str) -> tuple[str, ...]:
+    """What a new phone or email is looked up by in core_fraud_hash: each stored form of its keyed hash, re-keyed."""
+    forms = keyed_hashes(value, kind) if value is not None else ()
+    return tuple(dict.fromkeys(fraud for stored in forms for fraud in fraud_hashes(stored)))
+
+
+def seen_before(ctx: Context, phone: str | None, email: str | None) -> bool:
+    """Whether a signing-up phone or email was an erased member's (a fraud hash kept and not expired)."""
+    fraud = [*fraud_hashes_of(phone, "phone"), *fraud_hashes_of(email, "email")]
+    return bool(fraud) and ctx.conn.execute(select(FRAUD.c.hash).where(
+        FRAUD.c.shop == ctx.shop.slug, FRAUD.c.hash.in_(fraud), FRAUD.c.expires_at > ctx.now)).first() is not None
 
 
 def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member_id: str,

@@ -1,6 +1,7 @@
 """One-off jobs (a campaign, an import, a redelivery): queued by a plugin inside an event's transaction,
 run a batch at a time by ``memberkit jobs run`` and the server's timer (memberkit/jobs.py), and read by
-anyone holding the shop's secret key through ``job(id)``."""
+anyone holding the shop's secret key through ``job(id)``. The tables of jobs are here too: the leases of
+recurring jobs (which process runs one now) and the one-off runs."""
 
 from __future__ import annotations
 
@@ -10,12 +11,52 @@ from datetime import datetime
 from typing import Any, Optional
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import JSON, Column, UniqueConstraint, select
+from sqlmodel import Field, SQLModel
 
 from memberkit.core.context import Context
 from memberkit.core.db import upsert
-from memberkit.core.models import JobRun as JobRunRow
+from memberkit.core.models import timestamp
 from memberkit.schema.context import RequestContext
+
+
+# The jobs' tables (created by core's migrations): the timer's leases and the one-off runs.
+class JobLease(SQLModel, table=True):
+    """Which process runs a job for a shop now, and when it last finished."""
+
+    __tablename__ = "core_job_lease"
+
+    shop: str = Field(primary_key=True, max_length=64)
+    job: str = Field(primary_key=True, max_length=120)
+    owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = timestamp(nullable=True)
+    last_run_at: datetime | None = timestamp(nullable=True)
+    last_result: str | None = Field(default=None, max_length=500)
+
+
+class JobRunRow(SQLModel, table=True):
+    """A one-off job (a campaign, an import, a redelivery), queued once per key and run a batch at a time,
+    each batch committed with its progress: a crash resumes after the last batch, a rerun repeats nothing."""
+
+    __tablename__ = "core_job_run"
+    __table_args__ = (UniqueConstraint("shop", "key", name="uq_core_job_run_shop_key"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    shop: str = Field(max_length=64)
+    kind: str = Field(max_length=120)  # "plugin.job"
+    key: str = Field(max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="QUEUED", max_length=8)  # QUEUED | RUNNING | DONE | FAILED
+    total: int | None = None
+    done: int = 0
+    cursor: str | None = Field(default=None, max_length=200)  # where the next batch starts
+    owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = timestamp(nullable=True)
+    created_at: datetime = timestamp()
+    started_at: datetime | None = timestamp(nullable=True)
+    finished_at: datetime | None = timestamp(nullable=True)
+    error: str | None = Field(default=None, max_length=500)
+
 
 RUNS = JobRunRow.__table__
 

@@ -9,7 +9,7 @@ import strawberry
 
 from memberkit.core import members, orders
 from memberkit.core.intake import EventResult
-from memberkit.schema import auth
+from memberkit.schema import auth, erasure
 from memberkit.schema.auth import MAX_TOKEN_TTL
 from memberkit.schema.context import RequestContext
 from memberkit.schema.member import load_member, member_fields
@@ -76,7 +76,8 @@ def event_mutation(payload_name: str, run: Callable[..., Awaitable[EventResult]]
 
 
 async def sign_up_member(info: strawberry.Info, input: SignUpMemberInput) -> EventResult:
-    return await info.context.integrator_write(members.sign_up_member, **input_values(input))
+    return await info.context.integrator_write(members.sign_up_member, **input_values(input),
+                                               seen_before=erasure.seen_before)
 
 
 async def update_member(info: strawberry.Info, input: UpdateMemberInput) -> EventResult:

@@ -31,14 +31,14 @@ class Recorder:
 
     @hookimpl
     def member_updated(self, ctx, member, changes):
-        settings = ctx.settings_for(self.name)
+        settings = ctx.shop.settings_for(self.name)
         if settings.veto_tag and changes.tags and settings.veto_tag in changes.tags:
             raise Refused("TAG_NOT_ALLOWED", f"tag {settings.veto_tag!r} is not allowed", "tags")
         return self._record(ctx, "member_updated", changes)
 
     @hookimpl
     def order_paid(self, ctx, order):
-        if ctx.settings_for(self.name).fail_on_order == order.order_id:
+        if ctx.shop.settings_for(self.name).fail_on_order == order.order_id:
             raise RuntimeError("plugin bug")
         return self._record(ctx, "order_paid", order)
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from memberkit import cli
 from memberkit.core import clock
-from memberkit.core.hashing import server_secrets
-from memberkit.core.models import ApiKey, Coupon, Event, Member, MemberPersonal, Order
+from memberkit.core.models import Coupon, Event, Member, MemberPersonal, Order
 from memberkit.schema import auth
 from memberkit.schema import member as schema_member
+from memberkit.schema.auth import ApiKey
 from tests.conftest import MEMBER, ORDER_PAID, ORDER_REFUNDED, SIGN_UP, sign_up
 
 UNAUTHENTICATED = {"errors": [{"message": "authentication required",
@@ -108,10 +108,10 @@ def token_secrets(monkeypatch):
 
     def use(*secrets: str) -> None:
         monkeypatch.setenv("MEMBERKIT_TOKEN_SECRETS", ",".join(secrets))
-        server_secrets.cache_clear()
+        auth.token_keys.cache_clear()
 
     yield use
-    server_secrets.cache_clear()  # monkeypatch then restores the environment the next call reads
+    auth.token_keys.cache_clear()  # monkeypatch then restores the environment the next call reads
 
 
 # ---------------------------------------------------------------- shop keys and the CLI

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from memberkit.cli import app
 from memberkit.core.hashing import keyed_hashes
-from memberkit.core.models import Coupon, Event, FraudHash, Member, Order
+from memberkit.core.models import Coupon, Event, Member, Order
 from memberkit.plugins.webhooks import outbox
 from memberkit.plugins.webhooks.models import WebhookDelivery, WebhookEvent
 from memberkit.schema import erasure
+from memberkit.schema.erasure import FraudHash
 from tests.conftest import ROOT
 
 DEMO = (ROOT / "plugins.toml").read_text()

@@ -14,10 +14,11 @@ from memberkit import jobs
 from memberkit.cli import app
 from memberkit.core import clock
 from memberkit.core.db import Database
-from memberkit.core.models import Coupon, JobLease, Member
+from memberkit.core.models import Coupon, Member
 from memberkit.core.runtime import Runtime
 from memberkit.core.types import Job
 from memberkit.plugin import Plugin
+from memberkit.schema.jobs import JobLease
 from tests.conftest import TEST_DATABASE_URL, postgres_only
 
 SETTINGS = """

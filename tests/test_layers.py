@@ -156,12 +156,8 @@ def test_the_checker_sees_what_it_must(tmp_path):
     assert dynamic == [f"{path}:7"]
 
 
-def test_core_stays_small():
-    """Core is the kernel every plugin builds on; a capability goes into a plugin, with core adding hooks.
-    The bound was 2,000 lines until issue 14 (operations) added the hooks and types for figures, imports,
-    erasure and the data export (core 1,997 -> 2,114), and issue 15 the fields that carry stored value
-    through a checkout and an order, kept with the order for its refunds (-> 2,119); a new capability
-    trims core before it adds to it."""
+def test_core_stays_under_2000_lines():
+    """Core is the kernel every plugin builds on; a capability goes into a plugin, with core adding hooks."""
     core = [path for path in (ROOT / "core").rglob("*.py") if "migrations" not in path.parts]
     lines = sum(len(path.read_text().splitlines()) for path in core)
-    assert lines <= 2120, f"core/ has {lines} lines outside its migrations"
+    assert lines < 2000, f"core/ has {lines} lines outside its migrations"

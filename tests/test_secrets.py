@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from memberkit.core import hashing, intake
-from memberkit.core.hashing import server_secrets
 from memberkit.core.models import Event, MemberPersonal
 from memberkit.secrets import ensure_secrets
 from tests.conftest import ROOT
@@ -25,9 +24,9 @@ SIGN_UP = """mutation($input: SignUpMemberInput!) { signUpMember(input: $input) 
 def pii_keys(monkeypatch):
     def use(*keys: str) -> None:
         monkeypatch.setenv("MEMBERKIT_PII_KEY", ",".join(keys))
-        server_secrets.cache_clear()
+        hashing.pii_keys.cache_clear()
     yield use
-    server_secrets.cache_clear()
+    hashing.pii_keys.cache_clear()
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def test_a_replay_after_rotating_the_pii_key_is_a_duplicate(demo, pii_keys):
     assert demo.pay("demo", member_id, "o-2", 10_000)["errors"] == []
     with demo.runtime.db.read() as conn:
         stored = dict(conn.execute(select(Event.key, Event.payload_hash).where(Event.kind == "order_paid")).all())
-    key_ids = {server_secrets().token_key_id(k.encode()) for k in ("key-2025", "key-2026")}
+    key_ids = {hashing.key_id(k.encode()) for k in ("key-2025", "key-2026")}
     assert {digest.split(":")[0] for digest in stored.values()} == key_ids  # each hash says its key
     assert all(len(digest) == 64 for digest in stored.values())
 
@@ -99,7 +98,7 @@ def test_development_secrets_live_beside_the_settings_file(tmp_path, monkeypatch
     assert start_in(elsewhere) == first and not (elsewhere / "memberkit-secret.key").exists()
     assert f"using the development secrets in {path}" in caplog.text
     assert json.loads(path.read_text())["pii"] not in caplog.text
-    server_secrets.cache_clear()
+    hashing.pii_keys.cache_clear()
 
 
 def test_the_same_phone_after_a_rotation_is_no_change(demo, pii_keys):

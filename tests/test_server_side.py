@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import update
 
-from memberkit.core.models import ApiKey
 from memberkit.schema import auth
+from memberkit.schema.auth import ApiKey
 from tests.conftest import ROOT, SHARED, shared_only
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -128,10 +128,10 @@ def test_a_token_that_does_not_name_its_key_is_refused(demo):
     import hmac
     import json
 
-    from memberkit.core.hashing import server_secrets
+    from memberkit.core.hashing import key_id
     member_id = demo.sign_up("demo", "u-1")
-    keys = server_secrets()
-    claims = {"s": "demo", "m": member_id, "e": int(NOW.timestamp()) + 3600, "k": keys.token_key_id(keys.token_keys[0])}
+    key = auth.token_keys()[0]
+    claims = {"s": "demo", "m": member_id, "e": int(NOW.timestamp()) + 3600, "k": key_id(key)}
     body = auth._b64(json.dumps(claims).encode())
-    old = f"mkt_{body}.{auth._b64(hmac.new(keys.token_keys[0], body.encode(), hashlib.sha256).digest())}"
+    old = f"mkt_{body}.{auth._b64(hmac.new(key, body.encode(), hashlib.sha256).digest())}"
     assert demo.api.post(ME, key=old).status_code == 401

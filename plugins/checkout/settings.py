@@ -21,4 +21,4 @@ class CheckoutSettings(StrictModel):
 
 
 def settings_of(ctx) -> CheckoutSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

@@ -72,4 +72,4 @@ class FlashSaleSettings(StrictModel):
 
 
 def settings_of(ctx) -> FlashSaleSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

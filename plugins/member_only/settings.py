@@ -36,4 +36,4 @@ class MemberOnlySettings(StrictModel):
 
 
 def settings_of(ctx) -> MemberOnlySettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

@@ -117,4 +117,4 @@ class PerksSettings(StrictModel):
 
 
 def settings_of(ctx) -> PerksSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

@@ -87,4 +87,4 @@ class PointsSettings(StrictModel):
 
 
 def settings_of(ctx) -> PointsSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

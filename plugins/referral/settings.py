@@ -68,4 +68,4 @@ class ReferralSettings(StrictModel):
 
 
 def settings_of(ctx) -> ReferralSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

@@ -122,4 +122,4 @@ class SegmentsSettings(StrictModel):
 
 
 def settings_of(ctx) -> SegmentsSettings:
-    return ctx.settings_for(NAME) or SegmentsSettings()
+    return ctx.shop.settings_for(NAME) or SegmentsSettings()

@@ -37,4 +37,4 @@ class StoredValueSettings(StrictModel):
 
 
 def settings_of(ctx) -> StoredValueSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

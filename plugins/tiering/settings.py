@@ -106,4 +106,4 @@ class TieringSettings(BaseModel):
 
 
 def settings_of(ctx) -> TieringSettings:
-    return ctx.settings_for(NAME)
+    return ctx.shop.settings_for(NAME)

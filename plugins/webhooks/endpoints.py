@@ -15,6 +15,7 @@ from memberkit.plugin import (
     Refused,
     Runtime,
     Shop,
+    declared_event_types,
     require_key,
     run_event,
 )
@@ -40,7 +41,7 @@ def _types(ctx: Context, event_types: list[str] | None, field: str = "eventTypes
         return []
     if len(event_types) > MAX_EVENT_TYPES:
         raise Refused("TOO_MANY_ITEMS", f"{field}: {len(event_types)} types, at most {MAX_EVENT_TYPES}", field)
-    known = ctx.outbound_event_types()
+    known = declared_event_types(ctx.shop)
     wanted = list(dict.fromkeys(t.strip() for t in event_types))
     unknown = [t for t in wanted if t not in known]
     if unknown:

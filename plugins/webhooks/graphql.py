@@ -18,6 +18,7 @@ from memberkit.plugin import (
     UserError,
     VisibleError,
     check_list_length,
+    declared_event_types,
     id_after,
     id_cursor,
     limited_list,
@@ -153,7 +154,7 @@ def outbound_event_types(Member):
         """Every outbound event type of this shop: core's and its plugins' (docs/events.md)."""
         context: RequestContext = info.context
         context.require_integrator()
-        return await context.read(lambda ctx: ctx.outbound_event_types())
+        return declared_event_types(context.shop)
     return resolve
 
 

@@ -47,4 +47,4 @@ class WebhooksSettings(StrictModel):
 
 
 def settings_of(ctx) -> WebhooksSettings:
-    return ctx.settings_for(NAME) or WebhooksSettings()
+    return ctx.shop.settings_for(NAME) or WebhooksSettings()
