@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from graphql import (
     ASTValidationRule,
+    parse,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -19,7 +20,8 @@ from graphql import (
     SelectionSetNode,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache, max_aliases
+from strawberry.extensions import MaskErrors, max_aliases
+from strawberry.schema.schema import validate_document
 
 from memberkit.schema.context import VisibleError
 
@@ -88,6 +90,11 @@ def _root_fields(selections: SelectionSetNode, fragments: dict, seen: frozenset[
 # classes, so no request would ever hit the cache.
 LIMIT_RULES = (DepthLimit, max_aliases.create_validator(MAX_ALIASES))
 NO_INTROSPECTION = (NoSchemaIntrospectionCustomRule,)
+# Documents parsed and validated once per text (and rules), shared by every request: a storefront or an
+# integrator sends the same few operations again and again. Bounded, so unique texts cannot grow memory.
+CACHED_DOCUMENTS = 1024
+_parse = lru_cache(maxsize=CACHED_DOCUMENTS)(parse)
+_validate = lru_cache(maxsize=CACHED_DOCUMENTS)(validate_document)
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -97,8 +104,8 @@ def should_mask(error: GraphQLError) -> bool:
 
 class Limits(MaskErrors):
     """The limits on every operation and, outside development, the masking of our own failures, the
-    suggestions stripped and introspection kept for the secret key: one extension instead of several,
-    since strawberry builds each one for every request."""
+    suggestions stripped and introspection kept for the secret key, and the parse and validation caches:
+    one extension instead of several, since strawberry builds each one for every request."""
 
     def __init__(self, development: bool):
         super().__init__(should_mask_error=(lambda error: False) if development else should_mask,
@@ -118,14 +125,26 @@ class Limits(MaskErrors):
         if request is not None:  # for the access line (memberkit.server)
             request.scope["memberkit.operation"] = context.operation_name
 
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = _parse(context.query, **context.parse_options)
+        yield
+
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
+        context.pre_execution_errors = _validate(context.schema._schema, document, context.validation_rules)
         if context._provided_operation_name is None and document is not None and sum(  # (no public name)
                 isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1:
             context.pre_execution_errors = [*(context.pre_execution_errors or []), GraphQLError(
                 "the document has several operations: name the one to run in operationName")]
         yield
+
+    def _process_result(self, result: object) -> None:
+        """As MaskErrors', without its isinstance against a Protocol, which costs more than an answer's errors."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         if not self.development:
@@ -142,5 +161,5 @@ def _without_suggestion(error: GraphQLError) -> GraphQLError:
 
 
 def extensions(development: bool) -> list[Any]:
-    """Factories: strawberry builds each extension per request; the parse and validation caches are shared."""
-    return [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024), lambda: Limits(development)]
+    """Factories: strawberry builds each extension per request."""
+    return [lambda: Limits(development)]

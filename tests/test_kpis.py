@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -144,6 +145,31 @@ def test_the_rollups_the_fold_keeps_are_what_the_migration_builds_from_the_hours
     migrate.upgrade(shop.runtime)
     assert rollups() == kept
     assert kpis(shop, *period) == read and (read["members"], read["memberSales"]) == (4, 9000)
+
+
+def test_figures_not_folded_yet_survive_packing_them_one_row_per_transaction(memberkit):
+    """kpis_0003 packs a transaction's figures into one row; rows written one per figure before it (and
+    back, on a downgrade) read the same, before and after the fold."""
+    from alembic import command
+
+    from memberkit import migrate
+
+    shop = memberkit(SHOP)
+    shop.clock.set(local("2026-03-29T01:30:00"))  # the last hour before summer time in Berlin
+    member = shop.sign_up("demo", "crm-1")
+    shop.pay("demo", member, "o-1", 12000)
+    period = (local("2026-03-29T00:00:00"), local("2026-03-30T00:00:00"))
+    read = kpis(shop, *period)
+    assert (read["memberOrders"], read["memberSales"], read["activeMembers"]) == (1, 12000, 1)
+    command.downgrade(migrate.alembic_config(shop.runtime), "kpis_0002")
+    with shop.runtime.db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM kpis_delta WHERE metric = 'active'")).scalar() == 1
+    migrate.upgrade(shop.runtime)
+    with shop.runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(KpisDelta)).scalar() > 1  # one per old row
+    assert kpis(shop, *period) == read
+    shop.run_jobs("demo", force=True)
+    assert kpis(shop, *period) == read
 
 
 # ---------------------------------------------------------------- every figure against a brute force

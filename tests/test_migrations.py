@@ -170,7 +170,7 @@ def test_migrate_command_is_idempotent(fresh_database, settings_file, monkeypatc
         assert "database is up to date" in result.stdout
     runtime = Runtime(settings_module.load(config), Database(url))
     try:
-        assert migrate.is_current(runtime) and heads(runtime) == {"checkout_0001", "core_0007", "kpis_0002"}
+        assert migrate.is_current(runtime) and heads(runtime) == {"checkout_0001", "core_0007", "kpis_0003"}
         assert schema_diff(runtime) == []
     finally:
         runtime.db.dispose()

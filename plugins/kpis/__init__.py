@@ -59,4 +59,4 @@ def order_refunded(ctx, refund):
 @hookimpl
 def member_data(ctx, member_id):
     """The member's activity marks (when they ordered or checked in, by the hour): the figures hold no more."""
-    return export_tables(ctx, (models.KpisActive, models.KpisDelta), member_id)
+    return {**export_tables(ctx, (models.KpisActive,), member_id), "kpis_delta": kpis.unfolded_marks(ctx, member_id)}

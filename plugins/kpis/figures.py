@@ -6,13 +6,29 @@ figure is exact and current the moment its transaction commits, and no read scan
 from __future__ import annotations
 
 import enum
+import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, union_all
+from sqlalchemy import (
+    TIMESTAMP,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
-from memberkit.plugin import Context, Prepared, insert_rows, upsert
+from memberkit.plugin import ByDialect, Context, Int64, Prepared, UTCDateTime, export_rows, insert_rows, upsert
 from memberkit.plugins.kpis.models import KpisActive, KpisDelta, KpisHour, KpisRollup, KpisStoreSales
 
 DELTA, HOUR, ROLLUP, ACTIVE, STORE_SALES = (KpisDelta.__table__, KpisHour.__table__, KpisRollup.__table__,
@@ -104,67 +120,68 @@ def split_by(span: str, moment: datetime) -> tuple[datetime, datetime]:
 
 
 
-_INSERTS: dict[int, Prepared] = {}
-_COLUMNS = ("shop", "metric", "bucket", "value", "member_id")
-COMPILED_ROWS = 16  # up to this many rows (an order's, a sign-up's) one compiled INSERT; more (jobs, imports) in bulk
+_INSERT = Prepared(DELTA.insert())
+PACKED_FIGURES = 1000  # figures per kpis_delta row: an order's are a handful; a job's thousands take several rows
+BUCKET_TEXT = "%Y-%m-%d %H:%M:%S.%f"  # an hour's start in a packed figure: UTC, as SQLite keeps timestamps
 
 
-def _insert(rows: int) -> Prepared:
-    """One INSERT of `rows` rows, compiled once per row count and dialect (an order counts a handful). Each
-    bind is typed: SQLAlchemy types only the first row's by the column (UTC datetimes on SQLite)."""
-    if rows not in _INSERTS:
-        _INSERTS[rows] = Prepared(DELTA.insert().values(
-            [{c: bindparam(f"{c}_{i}", type_=DELTA.c[c].type) for c in _COLUMNS} for i in range(rows)]))
-    return _INSERTS[rows]
+def bucket_text(bucket: datetime) -> str:
+    return bucket.astimezone(UTC).strftime(BUCKET_TEXT)
+
+
+def bucket_of(text: str) -> datetime:
+    return datetime.strptime(text, BUCKET_TEXT).replace(tzinfo=UTC)
 
 
 def record(ctx: Context, figures) -> None:
-    """Append a transaction's figures: equal (metric, hour) summed, activity marks once per member and hour."""
+    """Append a transaction's figures as one row: equal (metric, hour) summed, activity marks once per
+    member and hour."""
     tz = ctx.shop.timezone
-    sums: dict[tuple[str, datetime], int] = defaultdict(int)
-    marks: set[tuple[datetime, str]] = set()
+    buckets: dict[datetime, str] = {}  # a transaction's figures mostly share one moment
+    sums: dict[tuple[str, str], int] = {}
+    marks: dict[tuple[str, str], None] = {}
     for figure in figures:
-        bucket = hour_start(figure.at, tz)
+        bucket = buckets.get(figure.at)
+        if bucket is None:
+            bucket = buckets[figure.at] = bucket_text(hour_start(figure.at, tz))
         if figure.metric == ACTIVITY:
             if figure.member_id is not None:
-                marks.add((bucket, figure.member_id))
+                marks[bucket, figure.member_id] = None
         elif figure.value:
-            sums[figure.metric, bucket] += figure.value
-    rows = [(metric, bucket, value, None) for (metric, bucket), value in sums.items() if value]
-    rows += [(ACTIVITY, bucket, 1, member_id) for bucket, member_id in marks]
-    if not rows:
+            key = (figure.metric, bucket)
+            sums[key] = sums.get(key, 0) + figure.value
+    packed = [[metric, bucket, value, None] for (metric, bucket), value in sums.items() if value]
+    packed += [[ACTIVITY, bucket, 1, member_id] for bucket, member_id in marks]
+    if len(packed) <= PACKED_FIGURES:
+        if packed:
+            _INSERT.cursor(ctx.conn, {"shop": ctx.shop.slug, "figures": json.dumps(packed, separators=(",", ":"))})
         return
-    if len(rows) > COMPILED_ROWS:  # bounded statements and cache: COPY or one executemany, in one statement
-        insert_rows(ctx.conn, DELTA, [dict(zip(_COLUMNS, (ctx.shop.slug, *row), strict=True)) for row in rows])
-        return
-    params = {}
-    for i, (metric, bucket, value, member_id) in enumerate(rows):
-        params.update({f"shop_{i}": ctx.shop.slug, f"metric_{i}": metric, f"bucket_{i}": bucket,
-                       f"value_{i}": value, f"member_id_{i}": member_id})
-    _insert(len(rows)).cursor(ctx.conn, params)
+    insert_rows(ctx.conn, DELTA, [{"shop": ctx.shop.slug, "figures": json.dumps(packed[i:i + PACKED_FIGURES])}
+                                  for i in range(0, len(packed), PACKED_FIGURES)])
 
 
 def fold(ctx: Context, batches: int = 20) -> str | None:
     """The job: move appended figures into the hour sums and activity marks, a batch per step.
 
-    Rows are picked by id (locked, skipping rows another fold holds) and exactly those ids are deleted in
+    Rows (a transaction's figures each) are picked by id (locked, skipping rows another fold holds) and
+    exactly those ids are deleted in
     the same transaction: a row that a slow transaction commits later, with a smaller id, is folded by a
     later run, never deleted unfolded."""
     moved = 0
     for _ in range(batches):
         rows = ctx.conn.execute(
-            select(DELTA.c.id, DELTA.c.metric, DELTA.c.bucket, DELTA.c.value, DELTA.c.member_id)
-            .where(DELTA.c.shop == ctx.shop.slug).order_by(DELTA.c.id).limit(FOLD_BATCH)
-            .with_for_update(skip_locked=True)).all()
+            select(DELTA.c.id, DELTA.c.figures).where(DELTA.c.shop == ctx.shop.slug).order_by(DELTA.c.id)
+            .limit(FOLD_BATCH).with_for_update(skip_locked=True)).all()
         if not rows:
             break
         sums: dict[tuple[str, datetime], int] = defaultdict(int)
         marks: set[tuple[datetime, str]] = set()
         for row in rows:
-            if row.metric == ACTIVITY:
-                marks.add((row.bucket, row.member_id))
-            else:
-                sums[row.metric, row.bucket] += row.value
+            for metric, bucket, value, member_id in json.loads(row.figures):
+                if metric == ACTIVITY:
+                    marks.add((bucket_of(bucket), member_id))
+                else:
+                    sums[metric, bucket_of(bucket)] += value
         if sums:  # sorted: two writers always lock hour rows in the same order
             ctx.conn.execute(upsert(HOUR, update=lambda new: {"value": HOUR.c.value + new.value}).on(ctx.conn),
                              [{"shop": ctx.shop.slug, "metric": m, "bucket": b, "value": v}
@@ -191,35 +208,62 @@ def fold(ctx: Context, batches: int = 20) -> str | None:
 # ---------------------------------------------------------------- reading
 
 
-def _sums_source(shop_param: str = "shop"):
+def _unfolded(dialect: str):
+    """The figures not folded yet, unpacked from their rows' JSON: (metric, bucket, value, member_id)."""
+    if dialect == "postgresql":
+        item = func.jsonb_array_elements(cast(DELTA.c.figures, JSONB)).table_valued("value").alias("figure")
+
+        def part(i: int):
+            return item.c.value.op("->>")(i)
+        bucket = func.timezone("UTC", cast(part(1), TIMESTAMP))
+    else:
+        item = func.json_each(DELTA.c.figures).table_valued("value").alias("figure")
+
+        def part(i: int):
+            return func.json_extract(item.c.value, f"$[{i}]")
+        bucket = part(1)  # the text SQLite keeps a timestamp as, so it compares with the bound ones
+    return select(cast(part(0), String).label("metric"), type_coerce(bucket, UTCDateTime).label("bucket"),
+                  cast(part(2), Int64).label("value"), cast(part(3), String).label("member_id")
+                  ).select_from(DELTA.join(item, true())).where(DELTA.c.shop == bindparam("shop")).subquery("unfolded")
+
+
+def unfolded_marks(ctx: Context, member_id: str) -> dict:
+    """The member's activity marks not folded yet, for the data export (as ``export_rows`` lists rows)."""
+    unfolded = _unfolded(ctx.conn.dialect.name)
+    query = select(unfolded.c.bucket, unfolded.c.member_id).where(unfolded.c.metric == ACTIVITY,
+                                                                  unfolded.c.member_id == member_id)
+    return export_rows(ctx, query.params(shop=ctx.shop.slug), unfolded.c.bucket.desc())
+
+
+def _sums_source(dialect: str):
     """Every figure but activity marks, folded or not: (metric, bucket, value)."""
-    shop = bindparam(shop_param)
+    shop, unfolded = bindparam("shop"), _unfolded(dialect)
     return union_all(
         select(HOUR.c.metric, HOUR.c.bucket, HOUR.c.value).where(HOUR.c.shop == shop),
-        select(DELTA.c.metric, DELTA.c.bucket, DELTA.c.value).where(DELTA.c.shop == shop, DELTA.c.metric != ACTIVITY),
+        select(unfolded.c.metric, unfolded.c.bucket, unfolded.c.value).where(unfolded.c.metric != ACTIVITY),
     ).subquery("figures")
 
 
-def _marks_source(start, end):
+def _marks_source(dialect: str):
     """Activity marks in [start, end), folded or not: (bucket, member_id)."""
-    shop = bindparam("shop")
+    shop, start, end, unfolded = bindparam("shop"), bindparam("start"), bindparam("end"), _unfolded(dialect)
     return union_all(
         select(ACTIVE.c.bucket, ACTIVE.c.member_id).where(ACTIVE.c.shop == shop, ACTIVE.c.bucket >= start,
                                                           ACTIVE.c.bucket < end),
-        select(DELTA.c.bucket, DELTA.c.member_id).where(DELTA.c.shop == shop, DELTA.c.metric == ACTIVITY,
-                                                        DELTA.c.bucket >= start, DELTA.c.bucket < end),
+        select(unfolded.c.bucket, unfolded.c.member_id).where(unfolded.c.metric == ACTIVITY,
+                                                              unfolded.c.bucket >= start, unfolded.c.bucket < end),
     ).subquery("marks")
 
 
 BOUNDS = ("previous", "start", "end")
 
 
-def _levels_source():
+def _levels_source(dialect: str):
     """Every figure but activity marks before `end`, each hour counted once, from the coarsest rows that do
     not straddle a boundary (previous, start, end): UTC months, then the days of the months a boundary splits,
     then the hours of the days it splits, and the unfolded rows. At most three months and three days are
     split, so a level costs the shop's months plus a few hundred rows, not every hour since it began."""
-    shop, end = bindparam("shop"), bindparam("end")
+    shop, end, unfolded = bindparam("shop"), bindparam("end"), _unfolded(dialect)
     months = [bindparam(f"month_{b}") for b in BOUNDS]
     days = [bindparam(f"day_{b}") for b in BOUNDS]
 
@@ -233,22 +277,24 @@ def _levels_source():
             ROLLUP.c.start.not_in(days)),
         select(HOUR.c.metric, HOUR.c.bucket, HOUR.c.value).where(HOUR.c.shop == shop, HOUR.c.bucket < end,
                                                                  within(HOUR.c.bucket, "day")),
-        select(DELTA.c.metric, DELTA.c.bucket, DELTA.c.value).where(DELTA.c.shop == shop, DELTA.c.metric != ACTIVITY,
-                                                                    DELTA.c.bucket < end),
+        select(unfolded.c.metric, unfolded.c.bucket, unfolded.c.value).where(unfolded.c.metric != ACTIVITY,
+                                                                             unfolded.c.bucket < end),
     ).subquery("figures")
 
 
-_FIGURES = _levels_source()
-_IN_PERIOD = _FIGURES.c.bucket >= bindparam("start")
-_SUMS = Prepared(
-    select(_FIGURES.c.metric,
-           func.sum(case((_IN_PERIOD, _FIGURES.c.value), else_=0)).label("period"),
-           func.sum(case((_FIGURES.c.bucket >= bindparam("previous"), case((_IN_PERIOD, 0), else_=_FIGURES.c.value)),
-                         else_=0)).label("previous"),
-           func.sum(_FIGURES.c.value).label("total"))
-    .group_by(_FIGURES.c.metric))
-_MARKS = _marks_source(bindparam("start"), bindparam("end"))
-_ACTIVE_MEMBERS = Prepared(select(func.count(func.distinct(_MARKS.c.member_id))))
+def _sums_statement(dialect: str):
+    figures = _levels_source(dialect)
+    in_period = figures.c.bucket >= bindparam("start")
+    before = case((figures.c.bucket >= bindparam("previous"), case((in_period, 0), else_=figures.c.value)), else_=0)
+    return (select(figures.c.metric, func.sum(case((in_period, figures.c.value), else_=0)).label("period"),
+                   func.sum(before).label("previous"), func.sum(figures.c.value).label("total"))
+            .group_by(figures.c.metric))
+
+
+DIALECTS = ("postgresql", "sqlite")
+_SUMS = Prepared(ByDialect({dialect: _sums_statement(dialect) for dialect in DIALECTS}))
+_ACTIVE_MEMBERS = Prepared(ByDialect({dialect: select(func.count(func.distinct(_marks_source(dialect).c.member_id)))
+                                      for dialect in DIALECTS}))
 _STORE_SALES = Prepared(select(func.sum(STORE_SALES.c.amount), func.count()).where(
     STORE_SALES.c.shop == bindparam("shop"), STORE_SALES.c.day >= bindparam("first"),
     STORE_SALES.c.day <= bindparam("last")))
@@ -305,12 +351,13 @@ def series(ctx: Context, metric: str, starts: list[datetime], start: datetime, e
     ends = [*starts[1:], end]
     params = {"shop": ctx.shop.slug, "start": start, "end": end, "metric": metric}
     params.update({f"end_{i}": moment for i, moment in enumerate(ends)})
+    dialect = ctx.conn.dialect.name
     if metric == "activeMembers":
-        source = _marks_source(bindparam("start"), bindparam("end"))
+        source = _marks_source(dialect)
         value = func.count(func.distinct(source.c.member_id))
         where = []
     else:
-        source = _sums_source()
+        source = _sums_source(dialect)
         value = func.sum(source.c.value)
         where = [source.c.metric == bindparam("metric"), source.c.bucket >= bindparam("start"),
                  source.c.bucket < bindparam("end")]

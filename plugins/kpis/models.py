@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from memberkit.plugin import Int64, UTCDateTime, timestamp
@@ -15,19 +15,17 @@ DeltaId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class KpisDelta(SQLModel, table=True):
-    """What transactions counted and the fold has not moved yet: one row per figure, never updated, so no
-    row is shared by two orders. `bucket` is the start (UTC) of the shop-local hour the figure belongs to;
-    `member_id` is set on activity marks (metric "active")."""
+    """What one transaction counted and the fold has not moved yet: ONE row per transaction (an order's few
+    figures packed in `figures`), never updated, so an order adds one small row and no row is shared by two
+    orders. `figures` is JSON: a list of [metric, bucket, value, member_id], `bucket` the start of the
+    shop-local hour in UTC as "YYYY-MM-DD HH:MM:SS.ffffff" (how SQLite keeps a timestamp, so both databases
+    compare it alike), `member_id` set on activity marks (metric "active")."""
 
     __tablename__ = "kpis_delta"
-    __table_args__ = (Index("ix_kpis_delta_shop_metric_bucket", "shop", "metric", "bucket"),)
 
     id: int | None = Field(default=None, sa_column=Column(DeltaId, primary_key=True, autoincrement=True))
     shop: str = Field(max_length=64)
-    metric: str = Field(max_length=64)
-    bucket: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    value: int = Field(sa_column=Column(Int64, nullable=False))
-    member_id: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    figures: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class KpisHour(SQLModel, table=True):
