@@ -11,13 +11,13 @@ from typing import Any
 
 from graphql import (
     ASTValidationRule,
-    parse,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     OperationDefinitionNode,
     SelectionSetNode,
+    parse,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, max_aliases
