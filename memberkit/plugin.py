@@ -99,6 +99,15 @@ def declared_figures(shop: Shop) -> list[str]:
     return list(dict.fromkeys([*CORE_FIGURES, *(f for name in shop.plugins for f in _plugins.load(name).figures)]))
 
 
+def require_segment(ctx: Context, code: str, field: str = "segment") -> str:
+    """A segment the shop keeps (the ``segment_codes`` hook), or ``Refused("UNKNOWN_SEGMENT")`` naming its segments."""
+    known = ctx.hook.segment_codes(ctx=ctx)
+    if code not in (known or ()):
+        raise Refused("UNKNOWN_SEGMENT", f"segment {code!r} is not one of this shop's: expected one of "
+                      f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", field)
+    return code
+
+
 def declared_event_types(shop: Shop) -> list[str]:
     """Every outbound event type of the shop (``ctx.emit``): core's, then each enabled plugin's declared ones."""
     declared = (t for name in shop.plugins for t in _plugins.load(name).event_types)
@@ -117,7 +126,7 @@ __all__ = [
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
-    "export_tables", "CORE_FIGURES", "declared_figures", "CORE_EVENT_TYPES", "declared_event_types",
+    "export_tables", "CORE_FIGURES", "declared_figures", "CORE_EVENT_TYPES", "declared_event_types", "require_segment",
     # tables and statements
     "insert_rows", "among", "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",

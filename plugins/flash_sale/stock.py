@@ -24,6 +24,7 @@ from memberkit.plugin import (
     Prepared,
     Refused,
     require_moment,
+    require_segment,
     upsert,
 )
 from memberkit.plugins.flash_sale.models import FlashSaleMember, FlashSaleReservation, FlashSaleSale
@@ -122,10 +123,7 @@ def check_fields(ctx: Context, f: SaleFields) -> None:
     if f.min_tier is not None and tier_rank(ctx, f.min_tier) is None:
         raise Refused("UNKNOWN_TIER", f"{f.min_tier!r} is not a tier of this shop", "minTier")
     if f.segment is not None:
-        known = ctx.hook.segment_codes(ctx=ctx)
-        if f.segment not in (known or ()):
-            raise Refused("UNKNOWN_SEGMENT", f"segment {f.segment!r} is not one of this shop's: expected one of "
-                          f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", "segment")
+        require_segment(ctx, f.segment)
 
 
 def create_sale(ctx: Context, f: SaleFields) -> str:

@@ -43,6 +43,7 @@ from memberkit.plugin import (
     TierInfo,
     money,
     require_moment,
+    require_segment,
     run_event,
     upsert,
 )
@@ -237,10 +238,7 @@ def check_min_tier(ctx: Context, min_tier: str | None, member_only: bool) -> str
 def check_segment(ctx: Context, segment: str | None, member_only: bool) -> str | None:
     if segment is None or not segment.strip():
         return None
-    code, known = segment.strip(), ctx.hook.segment_codes(ctx=ctx)
-    if code not in (known or ()):
-        raise Refused("UNKNOWN_SEGMENT", f"segment {code!r} is not one of this shop's: expected one of "
-                      f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", "segment")
+    code = require_segment(ctx, segment.strip())
     if not member_only:
         raise Refused("SEGMENT_NEEDS_MEMBER_ONLY",
                       "a product for a segment is for members only: set memberOnly to true", "memberOnly")

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from memberkit.plugin import Context, EventResult, Refused, queue_job
+from memberkit.plugin import Context, EventResult, Refused, queue_job, require_segment
 from memberkit.plugins.segments.models import SegmentsMember
-from memberkit.plugins.segments.settings import NAME, settings_of
+from memberkit.plugins.segments.settings import NAME
 
 IN_SEGMENT = SegmentsMember.__table__
 KIND = f"{NAME}.issue_coupons"
@@ -24,10 +24,7 @@ BATCH = 500
 
 def queue(ctx: Context, segment: str, template: str, key: str) -> EventResult:
     """The mutation's handler: checks the segment and the template, then queues the job."""
-    codes = [rule.code for rule in settings_of(ctx).segments]
-    if segment not in codes:
-        raise Refused("UNKNOWN_SEGMENT", f"segment {segment!r} is not one of this shop's: expected one of "
-                      f"{', '.join(codes) or 'none defined'}", "segment")
+    require_segment(ctx, segment)
     if template not in ctx.shop.coupons:
         raise Refused("UNKNOWN_TEMPLATE", f"template {template!r} is not one of this shop's [coupons]: expected "
                       f"one of {', '.join(sorted(ctx.shop.coupons)) or 'none defined'}", "template")
