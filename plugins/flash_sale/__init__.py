@@ -10,10 +10,11 @@ any number of server processes never oversell. Tiers come from core's hooks; no 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from memberkit.plugin import (
     Adjustment,
+    CalendarEntry,
     Cart,
     Context,
     Effect,
@@ -51,6 +52,13 @@ def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect] | 
     if not cart.reservation_ids:
         return None
     return stock.hold_for_checkout(ctx, checkout_id, cart.member_id, cart.reservation_ids)
+
+
+@hookimpl
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[CalendarEntry]:
+    """Each sale on the day it starts (shop-local), titled as the integrator titled it."""
+    return [CalendarEntry(ctx.shop.local(row.starts_at).date(), "FLASH_SALE", row.title, row.id)
+            for row in stock.sales_starting(ctx, first, last)]
 
 
 @hookimpl

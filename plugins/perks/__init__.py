@@ -11,10 +11,11 @@ through ``lifecycle_changed``) gets the win-back coupon.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from memberkit.plugin import (
     Adjustment,
+    CalendarEntry,
     Cart,
     Context,
     Effect,
@@ -94,6 +95,11 @@ def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int
     if stage is PriceStage.COUPON:
         return rules.coupon_adjustments(ctx, cart, subtotal)
     return None
+
+
+@hookimpl
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[CalendarEntry]:
+    return rules.calendar_entries(ctx, member_id, first, last)
 
 
 @hookimpl
