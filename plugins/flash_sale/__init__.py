@@ -6,6 +6,7 @@ order is paid (``order_paid`` confirms it: held -> sold), is released (``release
 checkout's release clears only its claim) or expires (the ``expire_reservations`` job, every minute). Stock
 and the per-member limit change only through conditional UPDATEs (``stock.py``), so concurrent buyers on
 any number of server processes never oversell. Tiers come from core's hooks; no other plugin is imported.
+Each sale shows in the calendar (``calendar_entries``) on the shop-local day it starts.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ the exclusive group "percent" (core keeps the largest, with the tier's), the thr
 first-order discount as a fixed amount at the COUPON stage. Tiers come from core (``ctx.member_tier``,
 ``tier_catalog``): without tiering, tier rules are neutral. Two jobs, both safe to run twice, late or after
 a gap, give the birthday and monthly coupons in the shop's calendar; a member turning dormant (segments,
-through ``lifecycle_changed``) gets the win-back coupon.
+through ``lifecycle_changed``) gets the win-back coupon. ``calendar_entries`` shows the member days and, to
+the member themselves, their birthday month.
 """
 
 from __future__ import annotations
