@@ -10,7 +10,7 @@ it declares in its :class:`~memberkit.core.plugins.Plugin`, not through hooks.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -163,6 +163,12 @@ def points_to_earn(ctx: Context, cart: types.Cart, total: int) -> int | None:
 @hookspec
 def purchase_denials(ctx: Context, cart: types.Cart) -> list[types.PurchaseDenial] | None:
     """Return the reasons ``cart.member_id`` (``None``: an anonymous shopper) may not buy lines of ``cart``."""
+
+
+@hookspec
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[types.CalendarEntry] | None:
+    """What happens from ``first`` to ``last`` (shop-local days, both included) for the member (``None``: anyone,
+    no member signed in), each entry on a day of that range. Reads only; the answers are merged by day."""
 
 
 @hookspec

@@ -46,7 +46,7 @@ class Plugin:
     figures: tuple[str, ...] = ()
     hooks: object | None = field(default=None, compare=False)
     # names this plugin's settings define for other plugins' settings to refer to, by kind: e.g.
-    # {"tier": lambda settings: [t.code for t in settings.tiers]} (see core.settings.reference)
+    # {"tier": lambda settings: [t.code for t in settings.tiers]} (see memberkit.plugin.reference)
     defines: dict[str, Callable[[Any], Any]] = field(default_factory=dict, compare=False)
 
     def settings_of(self, ctx) -> Any:

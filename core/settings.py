@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -19,6 +18,8 @@ from pydantic import (
 )
 
 from memberkit.core.types import MAX_INT
+
+LOCALES = ("zh-CN", "en")  # the locales memberkit ships messages for; a shop's `locale` is one of them
 
 
 class StrictModel(BaseModel):
@@ -36,24 +37,6 @@ class StrictModel(BaseModel):
                 what = f"{number} is" if number is not value else "it is"  # (the loader shows the value)
                 raise ValueError(f"{what} beyond {MAX_INT}, the largest figure memberkit serves")
         return value
-
-
-def reference(kind: str, plural: str) -> Any:
-    """A setting naming something the shop defines (a coupon template in its [coupons], a tier in the
-    tiering plugin's settings, ...): the loader passes what is defined as validation context, by kind, and
-    `memberkit check` refuses an unknown name with the valid ones."""
-
-    def known(value: str | None, info: ValidationInfo) -> str | None:
-        defined = (info.context or {}).get(kind)
-        if value and defined is not None and value not in defined:
-            raise ValueError(f"unknown {kind} {value!r}: expected one of this shop's {plural} "
-                             f"({', '.join(sorted(defined)) or 'none defined'})")
-        return value
-    return Annotated[str, AfterValidator(known)]
-
-
-CouponTemplateName = reference("coupon template", "[coupons]")
-TierCode = reference("tier", "tiers")
 
 
 class CouponTemplate(StrictModel):
@@ -95,6 +78,7 @@ class Shop:
     coupons: dict[str, CouponTemplate]
     plugin_settings: dict[str, BaseModel]
     version: str  # a hash of everything above: stored on each event as the settings in force
+    locale: str = "zh-CN"  # one of LOCALES: the language of what the shop shows members (pages, titles)
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         return self.plugin_settings.get(plugin)

@@ -167,6 +167,17 @@ class TierInfo:
     benefits: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CalendarEntry:
+    """Something on one shop-local day (``calendar_entries``): `kind` MEMBER_DAY, FLASH_SALE, BIRTHDAY_MONTH,
+    PRODUCT_LAUNCH or a plugin's own; `title` in the shop's locale; `reference` what it points at (a sale id)."""
+
+    day: date
+    kind: str
+    title: str
+    reference: str | None = None
+
+
 class PriceStage(str, enum.Enum):
     """The order in which a cart's price is built (RULES.md section 6)."""
 

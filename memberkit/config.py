@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from memberkit.core import plugins as plugin_registry
 from memberkit.core.db import Database
 from memberkit.core.runtime import Runtime
-from memberkit.core.settings import CouponTemplate, Settings, Shop, StrictModel
+from memberkit.core.settings import LOCALES, CouponTemplate, Settings, Shop, StrictModel
 
 DEFAULT_CONFIG = "plugins.toml"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -29,6 +29,7 @@ class ShopFile(StrictModel):
     name: str = Field(min_length=1)
     currency: str
     timezone: str
+    locale: str = "zh-CN"
     plugins: list[str] = Field(default_factory=list)
     coupons: dict[str, CouponTemplate] = Field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -47,6 +48,13 @@ class ShopFile(StrictModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if value not in LOCALES:
+            raise ValueError(f"expected a locale memberkit ships messages for: {', '.join(LOCALES)}")
         return value
 
     @field_validator("plugins")
@@ -224,7 +232,8 @@ def load(path: str | os.PathLike | None = None) -> Settings:
                     "settings": {p: m.model_dump(mode="json") for p, m in plugin_settings[slug].items()}}
         version = hashlib.sha256(json.dumps(in_force, sort_keys=True).encode()).hexdigest()[:16]
         shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone),
-                           plugin_registry.enabled(shop.plugins), dict(shop.coupons), plugin_settings[slug], version)
+                           plugin_registry.enabled(shop.plugins), dict(shop.coupons), plugin_settings[slug], version,
+                           shop.locale)
     return Settings(name, shops)
 
 

@@ -6,8 +6,9 @@ The guide, docs/plugins.md, shows each name in use.
 """
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, ValidationInfo
 from sqlalchemy import Connection, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
@@ -34,12 +35,13 @@ from memberkit.core.models import Order as OrderRow
 from memberkit.core.models import member_column, timestamp
 from memberkit.core.plugins import Plugin, hookimpl
 from memberkit.core.runtime import Runtime
-from memberkit.core.settings import CouponTemplateName, Shop, StrictModel, TierCode, reference
+from memberkit.core.settings import LOCALES, Shop, StrictModel
 from memberkit.core.types import (
     CORE_EVENT_TYPES,
     CORE_FIGURES,
     MAX_INT,
     Adjustment,
+    CalendarEntry,
     Cart,
     CheckoutPayment,
     Effect,
@@ -93,6 +95,27 @@ from memberkit.schema.types import (
     id_cursor,
 )
 
+# ---------------------------------------------------------------- settings naming what the shop defines
+# (here, not in core: core reads no plugin's settings)
+
+
+def reference(kind: str, plural: str) -> Any:
+    """A setting naming something the shop defines (a coupon template in its [coupons], a tier in the
+    tiering plugin's settings, ...): the loader passes what is defined as validation context, by kind, and
+    `memberkit check` refuses an unknown name with the valid ones."""
+
+    def known(value: str | None, info: ValidationInfo) -> str | None:
+        defined = (info.context or {}).get(kind)
+        if value and defined is not None and value not in defined:
+            raise ValueError(f"unknown {kind} {value!r}: expected one of this shop's {plural} "
+                             f"({', '.join(sorted(defined)) or 'none defined'})")
+        return value
+    return Annotated[str, AfterValidator(known)]
+
+
+CouponTemplateName = reference("coupon template", "[coupons]")
+TierCode = reference("tier", "tiers")
+
 
 def declared_figures(shop: Shop) -> list[str]:
     """Every figure the shop's programme counts (``ctx.count``): core's, then each enabled plugin's own."""
@@ -121,8 +144,8 @@ __all__ = [
     "Context", "Shop", "Runtime", "MemberInfo", "ImportedMember", "SignUp", "MemberChanges", "OrderLine",
     "PaidOrder", "Refund",
     "Redemption", "RedemptionResult", "TierInfo", "Cart", "PriceStage", "Adjustment", "PurchaseDenial",
-    "CheckoutPayment", "OutboundEvent", "Figure", "Effect", "EffectKind", "Refused", "RedemptionRefused",
-    "IssuedCoupon",
+    "CheckoutPayment", "CalendarEntry", "OutboundEvent", "Figure", "Effect", "EffectKind", "Refused",
+    "RedemptionRefused", "IssuedCoupon",
     # a plugin's own events and checks
     "run_event", "EventResult", "collect", "load_member", "require_aware", "require_moment", "require_key",
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
@@ -131,7 +154,7 @@ __all__ = [
     "insert_rows", "among", "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",
     # settings
-    "StrictModel", "CouponTemplateName", "TierCode", "reference",
+    "StrictModel", "CouponTemplateName", "TierCode", "reference", "LOCALES",
     # money and time
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL

@@ -97,7 +97,7 @@ def contribute(builder) -> None:
         def resolve(info: strawberry.Info) -> Shop:
             s = info.context.shop
             return Shop(slug=s.slug, name=s.name, currency=s.currency, timezone=s.timezone.key,
-                        plugins=list(s.plugins))
+                        plugins=list(s.plugins), locale=s.locale)
         return resolve
 
     def member(Member):

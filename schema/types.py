@@ -98,6 +98,7 @@ class Shop:
     currency: str
     timezone: str
     plugins: list[str]
+    locale: str = strawberry.field(description="The language pages and messages follow, e.g. zh-CN or en.")
 
 
 @strawberry.enum

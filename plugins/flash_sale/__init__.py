@@ -6,14 +6,16 @@ order is paid (``order_paid`` confirms it: held -> sold), is released (``release
 checkout's release clears only its claim) or expires (the ``expire_reservations`` job, every minute). Stock
 and the per-member limit change only through conditional UPDATEs (``stock.py``), so concurrent buyers on
 any number of server processes never oversell. Tiers come from core's hooks; no other plugin is imported.
+Each sale shows in the calendar (``calendar_entries``) on the shop-local day it starts.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from memberkit.plugin import (
     Adjustment,
+    CalendarEntry,
     Cart,
     Context,
     Effect,
@@ -51,6 +53,13 @@ def checkout_hold(ctx: Context, checkout_id: str, cart: Cart) -> list[Effect] | 
     if not cart.reservation_ids:
         return None
     return stock.hold_for_checkout(ctx, checkout_id, cart.member_id, cart.reservation_ids)
+
+
+@hookimpl
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[CalendarEntry]:
+    """Each sale on the day it starts (shop-local), titled as the integrator titled it."""
+    return [CalendarEntry(ctx.shop.local(row.starts_at).date(), "FLASH_SALE", row.title, row.id)
+            for row in stock.sales_starting(ctx, first, last)]
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
@@ -395,6 +395,15 @@ def list_sales(ctx: Context, status: str | None, limit: int = 200) -> list:
         "SOLD_OUT": and_(live, remaining <= 0),
     }[status])
     return ctx.conn.execute(query.order_by(SALES.c.starts_at, SALES.c.id).limit(limit)).all()
+
+
+def sales_starting(ctx: Context, first: date, last: date, limit: int = 1000) -> list:
+    """The sales (not cancelled) starting on the shop-local days from `first` to `last`, by start."""
+    zone = ctx.shop.timezone
+    start, end = (datetime.combine(day, time(), zone) for day in (first, last + timedelta(days=1)))
+    return ctx.conn.execute(select(SALES.c.id, SALES.c.title, SALES.c.starts_at).where(
+        SALES.c.shop == ctx.shop.slug, SALES.c.cancelled_at.is_(None), SALES.c.starts_at >= start,
+        SALES.c.starts_at < end).order_by(SALES.c.starts_at, SALES.c.id).limit(limit)).all()
 
 
 def reservation_rows(ctx: Context, ids) -> list:

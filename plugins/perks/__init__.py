@@ -6,15 +6,17 @@ the exclusive group "percent" (core keeps the largest, with the tier's), the thr
 first-order discount as a fixed amount at the COUPON stage. Tiers come from core (``ctx.member_tier``,
 ``tier_catalog``): without tiering, tier rules are neutral. Two jobs, both safe to run twice, late or after
 a gap, give the birthday and monthly coupons in the shop's calendar; a member turning dormant (segments,
-through ``lifecycle_changed``) gets the win-back coupon.
+through ``lifecycle_changed``) gets the win-back coupon. ``calendar_entries`` shows the member days and, to
+the member themselves, their birthday month.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from memberkit.plugin import (
     Adjustment,
+    CalendarEntry,
     Cart,
     Context,
     Effect,
@@ -94,6 +96,11 @@ def price_adjustments(ctx: Context, cart: Cart, stage: PriceStage, subtotal: int
     if stage is PriceStage.COUPON:
         return rules.coupon_adjustments(ctx, cart, subtotal)
     return None
+
+
+@hookimpl
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[CalendarEntry]:
+    return rules.calendar_entries(ctx, member_id, first, last)
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Table, and_, extract, func, select, update
 
 from memberkit.plugin import (
     Adjustment,
+    CalendarEntry,
     Cart,
     Context,
     Effect,
@@ -95,6 +96,49 @@ def next_member_day(s: PerksSettings, on: date) -> date | None:
         return this_month
     year, month = (on.year + 1, 1) if on.month == 12 else (on.year, on.month + 1)
     return member_day_in(s.member_day, year, month)
+
+
+def months_touched(first: date, last: date) -> Iterable[tuple[int, int]]:
+    """(year, month) of every month the days from `first` to `last` touch, in order."""
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        yield year, month
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+# What the calendar calls the perks' days, in every locale memberkit ships messages for (settings.LOCALES).
+TITLES = {"zh-CN": {"MEMBER_DAY": "会员日", "BIRTHDAY_MONTH": "生日月", "separator": "："},
+          "en": {"MEMBER_DAY": "Member day", "BIRTHDAY_MONTH": "Birthday month", "separator": ": "}}
+
+
+def title(locale: str, kind: str, percent: int) -> str:
+    """"Member day: 5% off" / "会员日：95折" (a percentage off as 折, tenths of the price paid)."""
+    words = TITLES.get(locale, TITLES["en"])
+    if not percent:
+        return words[kind]
+    paid = 100 - percent
+    off = (f"{paid // 10 if paid % 10 == 0 else paid}折" if locale == "zh-CN" else f"{percent}% off")
+    return f"{words[kind]}{words['separator']}{off}"
+
+
+def calendar_entries(ctx: Context, member_id: str | None, first: date, last: date) -> list[CalendarEntry]:
+    """The member day of each month in the range (where it takes something off), and, for a member with a
+    recorded birthday, their birthday month: one entry on its first day, or on `first` where the month
+    began before the range, titled with the member's own birthday percent."""
+    s, locale = settings_of(ctx), ctx.shop.locale
+    entries = []
+    who = shopper(ctx, member_id) if member_id else None
+    birthday = who.birthday if who else None
+    for year, month in months_touched(first, last):
+        if birthday is not None and birthday.month == month:
+            percent = birthday_percent(ctx, s, member_id)[0]
+            entries.append(CalendarEntry(max(date(year, month, 1), first), "BIRTHDAY_MONTH",
+                                         title(locale, "BIRTHDAY_MONTH", percent)))
+        if s.member_day is not None and s.member_day_percent:
+            day = member_day_in(s.member_day, year, month)
+            if first <= day <= last:
+                entries.append(CalendarEntry(day, "MEMBER_DAY", title(locale, "MEMBER_DAY", s.member_day_percent)))
+    return entries
 
 
 # ---------------------------------------------------------------- tiers

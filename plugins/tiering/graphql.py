@@ -6,7 +6,17 @@ from typing import Optional
 
 import strawberry
 
-from memberkit.plugin import MAX_INT, BigInt, Context, EventResult, Money, event_mutation, input_values
+from memberkit.plugin import (
+    LOCALES,
+    MAX_INT,
+    BigInt,
+    Context,
+    EventResult,
+    Money,
+    VisibleError,
+    event_mutation,
+    input_values,
+)
 from memberkit.plugins.tiering import actions
 from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.models import TierChange as TierChangeRow
@@ -21,10 +31,23 @@ class Tier:
     name: str
     rank: int
     benefits: list[str]
+    settings: strawberry.Private[TierSettings]
+
+    @strawberry.field(description="The tier's name in `locale` (zh-CN or en; the shop's locale by default): the "
+                                  "settings' name for that locale, else `name`.")
+    def local_name(self, info: strawberry.Info, locale: Optional[str] = None) -> str:
+        if locale is None:
+            locale = info.context.shop.locale
+        elif locale not in LOCALES:
+            error = VisibleError(f"localName: locale {locale!r} is not one memberkit ships messages for: "
+                                 f"expected one of {', '.join(LOCALES)}")
+            error.extensions.update(code="INVALID_LOCALE", field="locale")
+            raise error
+        return self.settings.local_name(locale)
 
     @classmethod
     def of(cls, tier: TierSettings) -> "Tier":
-        return cls(code=tier.code, name=tier.name, rank=tier.rank, benefits=list(tier.benefits))
+        return cls(code=tier.code, name=tier.name, rank=tier.rank, benefits=list(tier.benefits), settings=tier)
 
 
 @strawberry.type(description="Where the member stands: their tier, the next one, and what is left to reach it "
@@ -147,7 +170,13 @@ async def record_tier_upgrade(info: strawberry.Info, input: RecordTierUpgradeInp
                                                                               "points_used": input.points_used or 0})
 
 
+async def tiers(info: strawberry.Info) -> list[Tier]:
+    """Every tier of the shop, lowest rank first, with its benefits: the upgrade path (storefront)."""
+    return [Tier.of(t) for t in settings_of(info.context).tiers]
+
+
 def contribute(builder) -> None:
+    builder.query_field("tiers", lambda Member: tiers)
     builder.member_field("tier", tier, description="The member's tier; null where the shop has no tiers.")
     builder.member_field("tier_progress", tier_progress, description="How far the member is from the next tier.")
     builder.member_field("tier_history", tier_history, description="The member's tier changes, newest first.")

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from memberkit.plugin import LOCALES
+
 NAME = "tiering"
 CODE_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}$"
 
@@ -21,6 +23,9 @@ class TierSettings(BaseModel):
 
     code: str = Field(description="stable code, e.g. GOLD (upper-case letters, digits, _)")
     name: str = Field(min_length=1, max_length=100, description="what members see, e.g. 金卡会员")
+    names: dict[str, str] = Field(default_factory=dict,
+                                  description="the name in other locales, e.g. { en = \"Gold\" }; a locale "
+                                              "left out shows `name`")
     rank: int = Field(ge=0, description="higher is better; unique per shop")
     min_spend: int = Field(default=0, ge=0, description="qualifying spend in minor units")
     min_orders: int = Field(default=0, ge=0, description="qualifying orders (not fully refunded)")
@@ -38,6 +43,21 @@ class TierSettings(BaseModel):
         if not re.fullmatch(CODE_PATTERN, value):
             raise ValueError("a tier code of upper-case letters, digits and _, starting with a letter, e.g. GOLD")
         return value
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for locale, name in value.items():
+            if locale not in LOCALES:
+                raise ValueError(f"{locale!r} is not a locale memberkit ships messages for: expected one of "
+                                 f"{', '.join(LOCALES)}")
+            if not 1 <= len(name.strip()) <= 100:
+                raise ValueError(f"{locale}: a name of 1 to 100 characters")
+        return value
+
+    def local_name(self, locale: str) -> str:
+        """The name members see in `locale`: its entry in `names`, else `name`."""
+        return self.names.get(locale) or self.name
 
     @field_validator("upgrade_max_points")
     @classmethod
