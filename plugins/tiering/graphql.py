@@ -6,7 +6,16 @@ from typing import Optional
 
 import strawberry
 
-from memberkit.plugin import MAX_INT, BigInt, Context, EventResult, Money, event_mutation, input_values
+from memberkit.plugin import (
+    MAX_INT,
+    BigInt,
+    Context,
+    EventResult,
+    Money,
+    StaffWrite,
+    event_mutation,
+    input_values,
+)
 from memberkit.plugins.tiering import actions
 from memberkit.plugins.tiering import standing as st
 from memberkit.plugins.tiering.models import TierChange as TierChangeRow
@@ -135,8 +144,10 @@ async def tier_history(root, info: strawberry.Info, first: Optional[int] = 20) -
 
 async def set_member_tier(info: strawberry.Info, input: SetMemberTierInput) -> EventResult:
     """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
-    expiresAt passes (integrator)."""
-    return await info.context.integrator_write(actions.set_member_tier, **input_values(input))
+    expiresAt passes (integrator, or a staff key with the operator role: then kept in the audit log)."""
+    values = input_values(input)
+    return await info.context.integrator_write(actions.set_member_tier, allow="operate",
+                                               audit=StaffWrite("setMemberTier", values), **values)
 
 
 async def record_tier_upgrade(info: strawberry.Info, input: RecordTierUpgradeInput) -> EventResult:
