@@ -210,7 +210,8 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
     # Plain columns, never cut to the terminal's width: an id is pasted into `keys revoke`.
     lines = [("id", "shop", "kind", "prefix", "created", "revoked", "label")] + [
         (row.id, row.shop, f"{row.kind} ({row.role})" if row.role else row.kind, row.prefix + "...",
-         f"{row.created_at:%Y-%m-%d %H:%M}", f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-", row.label) for row in rows]
+         f"{row.created_at:%Y-%m-%d %H:%M}", f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-",
+         row.label) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(6)]
     for line in lines:
         typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
