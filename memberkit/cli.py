@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -142,23 +142,41 @@ def schema(shop: Annotated[str, typer.Option("--shop", help="Shop slug.")], conf
     typer.echo(build_schema(_shop(runtime, shop).plugins).as_str())
 
 
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @keys_app.command("create")
 def keys_create(
     shop: Annotated[str, typer.Option("--shop", help="Shop slug.")],
-    publishable: Annotated[bool, typer.Option("--publishable", help="A storefront key: reads only.")] = False,
-    label: Annotated[str, typer.Option(help="A note to tell keys apart.")] = "",
+    kind: Annotated[Optional[str], typer.Option(
+        "--kind", help="secret (the integration's), publishable (a storefront's: reads only) or staff (the "
+                       "operator console's, with --role).")] = None,
+    role: Annotated[Optional[str], typer.Option(
+        "--role", help="A staff key's role: viewer (reads) or operator (also adjusts points, sets tiers, "
+                       "redelivers webhooks).")] = None,
+    publishable: Annotated[bool, typer.Option("--publishable", help="Same as --kind publishable.")] = False,
+    label: Annotated[str, typer.Option(help="A note to tell keys apart (a staff key's names its holder in the "
+                                            "audit log).")] = "",
     config: ConfigOption = None,
 ):
     """Make a key; it is printed once, alone on the last line, and only its hash is stored."""
     from memberkit.schema import auth
 
-    runtime = _runtime(config)
-    _shop(runtime, shop)
-    _ensure_migrated(runtime)
-    with runtime.db.write() as conn:
-        key_id, key = auth.create_key(conn, shop, "publishable" if publishable else "secret", label)
-    typer.echo(f"created {'publishable' if publishable else 'secret'} key {key_id} for shop {shop}; "
-               "store it now, it cannot be shown again:")
+    kind = kind or ("publishable" if publishable else "secret")
+    if publishable and kind != "publishable":
+        _fail(f"--publishable and --kind {kind} disagree: give one of them")
+    try:
+        runtime = _runtime(config)
+        _shop(runtime, shop)
+        _ensure_migrated(runtime)
+        with runtime.db.write() as conn:
+            key_id, key = auth.create_key(conn, shop, kind, label, role)  # type: ignore[arg-type]
+    except ValueError as e:
+        _fail(str(e).replace("kind is", "--kind is").replace("role is", "--role is"))
+    described = f"staff key ({role})" if kind == "staff" else f"{kind} key"
+    typer.echo(f"created {described} {key_id} for shop {shop}; store it now, it cannot be shown again:")
     typer.echo(key)
 
 
@@ -191,11 +209,37 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
         rows = auth.list_keys(conn, shop)
     # Plain columns, never cut to the terminal's width: an id is pasted into `keys revoke`.
     lines = [("id", "shop", "kind", "prefix", "created", "revoked", "label")] + [
-        (row.id, row.shop, row.kind, row.prefix + "...", f"{row.created_at:%Y-%m-%d %H:%M}",
-         f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-", row.label) for row in rows]
+        (row.id, row.shop, f"{row.kind} ({row.role})" if row.role else row.kind, row.prefix + "...",
+         f"{row.created_at:%Y-%m-%d %H:%M}", f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-",
+         row.label) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(6)]
     for line in lines:
         typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
+
+
+@app.command()
+def audit(
+    shop: Annotated[str, typer.Option("--shop", help="The shop.")],
+    limit: Annotated[int, typer.Option(help="How many entries, newest first (1 to 1000).", min=1, max=1000)] = 50,
+    config: ConfigOption = None,
+):
+    """The audit log of staff writes (adjust points, set a tier, redeliver webhooks), newest first: when, the
+    staff key (id, label, role), the operation, its arguments and the reason given."""
+    import json
+
+    from sqlalchemy import select
+
+    from memberkit.schema.audit import AUDIT
+
+    runtime = _runtime(config)
+    _shop(runtime, shop)
+    _ensure_migrated(runtime)
+    with runtime.db.read() as conn:
+        rows = conn.execute(select(AUDIT).where(AUDIT.c.shop == shop).order_by(AUDIT.c.id.desc()).limit(limit)).all()
+    for row in rows:
+        who = f"{row.key_id} ({row.key_label or '-'}, {row.role})"
+        typer.echo(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {who}  {row.operation} "
+                   f"{json.dumps(row.arguments, ensure_ascii=False)}  reason: {row.reason or '-'}")
 
 
 @app.command()

@@ -22,7 +22,7 @@ from memberkit.core import migrations as core_migrations
 from memberkit.core import plugins as plugin_registry
 from memberkit.core.db import Database
 from memberkit.core.runtime import Runtime
-from memberkit.schema import auth, erasure, jobs  # noqa: F401  (core's tables kept beside the code using them)
+from memberkit.schema import audit, auth, erasure, jobs, staff  # noqa: F401  (core's tables kept beside the code using them)
 
 HERE = Path(core_migrations.__file__).parent
 

@@ -67,6 +67,7 @@ from memberkit.core.types import (
 )
 from memberkit.core.wallet import IssuedCoupon, new_code
 from memberkit.pricing import line_shares, money, percent_off, spread
+from memberkit.schema.audit import StaffWrite
 from memberkit.schema.builder import SchemaBuilder
 from memberkit.schema.context import (
     MAX_IDEMPOTENCY_KEY,
@@ -158,7 +159,7 @@ __all__ = [
     # money and time
     "money", "line_shares", "percent_off", "spread", "clock", "new_code",
     # GraphQL
-    "RequestContext", "VisibleError", "AccessError", "Money", "BigInt", "UserError", "PageInfo", "Coupon",
+    "RequestContext", "StaffWrite", "VisibleError", "AccessError", "Money", "BigInt", "UserError", "PageInfo", "Coupon",
     "OrderLineInput", "id_cursor", "id_after",
     "event_mutation", "input_values", "limited_list", "check_list_length", "acting_member_field",
     "MAX_LINES", "MAX_COUPON_CODES", "MAX_RESERVATIONS", "MAX_IDEMPOTENCY_KEY",

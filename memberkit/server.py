@@ -21,7 +21,7 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.http.base import HTTPException  # (cross_web's, which strawberry answers with)
 
-from memberkit import config, jobs
+from memberkit import config, jobs, staff_session
 from memberkit.core import plugins as plugin_registry
 from memberkit.core.runtime import Runtime
 from memberkit.logs import REQUEST_ID
@@ -149,12 +149,18 @@ class GraphQLDispatcher:
     async def __call__(self, scope, receive, send):
         request = Request(scope, receive)
         header = request.headers.get("authorization")
-        if self.development and request.method == "GET" and not header:
+        session = None if header else staff_session.session_id(request, self.development)
+        if self.development and request.method == "GET" and not header and not session:
             return await self.ide_app(scope, receive, send)  # GraphiQL; its requests carry the key
         try:
-            principal = auth.authenticate_without_io(header) or await run_in_threadpool(
-                auth.authenticate, header, self.runtime.db.read)
+            if session:  # the operator console: its cookie, and the CSRF token given with it
+                principal = await staff_session.cookie_principal(request, self.runtime, session)
+            else:
+                principal = auth.authenticate_without_io(header) or await run_in_threadpool(
+                    auth.authenticate, header, self.runtime.db.read)
             shop = self.runtime.settings.shops[principal.shop]
+        except staff_session.Refusal as refusal:
+            return await refusal.response(scope, receive, send)
         except (auth.AuthError, KeyError):
             return await _refusal(401, "UNAUTHENTICATED", "authentication required")(scope, receive, send)
         if request.method == "POST":
@@ -256,6 +262,8 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
 
     return AccessLog(Starlette(
         routes=[Route("/graphql", GraphQLDispatcher(runtime, development), methods=["GET", "POST"]),
+                Route("/admin/session", staff_session.SessionEndpoint(runtime, development),
+                      methods=["POST", "DELETE"]),
                 Route("/healthz", healthz)],
         lifespan=lifespan,
     ))

@@ -21,13 +21,15 @@ from memberkit.core.models import Member, timestamp
 
 
 class ApiKey(SQLModel, table=True):
-    """An integrator's secret key or a storefront's publishable key; only its SHA-256 is stored."""
+    """An integrator's secret key, a storefront's publishable key or an operator's staff key (with its role);
+    only its SHA-256 is stored."""
 
     __tablename__ = "core_api_key"
 
     id: str = Field(primary_key=True, max_length=32)
     shop: str = Field(max_length=64, index=True)
-    kind: str = Field(max_length=16)  # "secret" | "publishable"
+    kind: str = Field(max_length=16)  # "secret" | "publishable" | "staff"
+    role: str | None = Field(default=None, max_length=16)  # a staff key's: "viewer" | "operator"
     key_hash: str = Field(max_length=64, unique=True)
     prefix: str = Field(max_length=16)  # the first characters, to tell keys apart in listings
     label: str = Field(default="", max_length=200)
@@ -35,21 +37,34 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = timestamp(nullable=True)
 
 
-SECRET_PREFIX, PUBLISHABLE_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkt_"
+SECRET_PREFIX, PUBLISHABLE_PREFIX, STAFF_PREFIX, TOKEN_PREFIX = "mks_", "mkp_", "mkst_", "mkt_"
+KEY_PREFIXES = {"secret": SECRET_PREFIX, "publishable": PUBLISHABLE_PREFIX, "staff": STAFF_PREFIX}
+# What each staff role may do: "read" what the secret key reads (members, search, KPIs, webhooks, jobs, the
+# audit log); "operate" also adjusts points, sets tiers and redelivers webhooks. Every other write stays with
+# the secret key.
+STAFF_PERMISSIONS: dict[str, frozenset[str]] = {"viewer": frozenset({"read"}),
+                                                "operator": frozenset({"read", "operate"})}
 KEY_CACHE_SECONDS = 2.0  # how long a process trusts a key or token lookup; bounds how late a revocation bites
 MAX_TOKEN_TTL = 30 * 24 * 3600
 
-Role = Literal["secret", "publishable", "member"]
+Role = Literal["secret", "publishable", "staff", "member"]
+KeyKind = Literal["secret", "publishable", "staff"]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a shop key (integrator or storefront) or a member token."""
+    """An authenticated caller: a shop key (integrator, storefront or staff) or a member token."""
 
     shop: str
     role: Role
     key_id: str | None = None
     member_id: str | None = None
+    staff_role: str | None = None  # a staff key's role ("viewer" | "operator")
+    label: str = ""  # a staff key's label, for the audit log
+
+    def may(self, permission: str) -> bool:
+        """Whether a staff key's role grants `permission` ("read" | "operate")."""
+        return self.role == "staff" and permission in STAFF_PERMISSIONS.get(self.staff_role or "", ())
 
 
 class AuthError(Exception):
@@ -63,12 +78,19 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()  # keys are 256-bit random: a plain hash is enough
 
 
-def create_key(conn: Connection, shop: str, kind: Literal["secret", "publishable"], label: str = "") -> tuple[str, str]:
-    """Make a key for `shop`; returns (key id, the key). The key itself is shown once and never stored."""
-    key = (SECRET_PREFIX if kind == "secret" else PUBLISHABLE_PREFIX) + secrets.token_urlsafe(32)
+def create_key(conn: Connection, shop: str, kind: KeyKind, label: str = "",
+               role: str | None = None) -> tuple[str, str]:
+    """Make a key for `shop`; returns (key id, the key). The key itself is shown once and never stored.
+    A staff key needs a `role` (viewer or operator); the other kinds take none."""
+    if kind not in KEY_PREFIXES:
+        raise ValueError(f"kind is {kind!r}: expected one of {', '.join(KEY_PREFIXES)}")
+    if (kind == "staff") != (role is not None) or (role is not None and role not in STAFF_PERMISSIONS):
+        raise ValueError(f"role is {role!r}: a staff key needs one of {', '.join(STAFF_PERMISSIONS)}, "
+                         "other kinds none")
+    key = KEY_PREFIXES[kind] + secrets.token_urlsafe(32)
     key_id = "key_" + secrets.token_hex(6)
     conn.execute(insert(ApiKey).values(
-        id=key_id, shop=shop, kind=kind, key_hash=_hash_key(key), prefix=key[:10], label=label,
+        id=key_id, shop=shop, kind=kind, role=role, key_hash=_hash_key(key), prefix=key[:10], label=label,
         created_at=clock.now(),
     ))
     return key_id, key
@@ -76,7 +98,7 @@ def create_key(conn: Connection, shop: str, kind: Literal["secret", "publishable
 
 def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
     """Revoke by key id or by the key itself; returns the key's row, or None if there is no such key."""
-    column = ApiKey.key_hash if key_or_id.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)) else ApiKey.id
+    column = ApiKey.key_hash if key_or_id.startswith(tuple(KEY_PREFIXES.values())) else ApiKey.id
     value = _hash_key(key_or_id) if column is ApiKey.key_hash else key_or_id
     row = conn.execute(select(ApiKey).where(column == value)).first()
     if row is None:
@@ -84,7 +106,7 @@ def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
     conn.execute(update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
                  .values(revoked_at=clock.now()))
     _key_cache.clear()
-    _forget_revocations()  # the key's member tokens go with it
+    _forget_revocations()  # the key's member tokens go with it (its console sessions: schema.staff)
     return ApiKey.model_validate(row._mapping)
 
 
@@ -107,6 +129,18 @@ def list_keys(conn: Connection, shop: str | None = None) -> list[ApiKey]:
 _key_cache: dict[str, tuple[float, Principal | None]] = {}
 
 
+def key_principal(row) -> Principal:
+    """The caller a live key row (id, shop, kind, role, label) stands for."""
+    staff = row.kind == "staff"
+    return Principal(shop=row.shop, role=row.kind, key_id=row.id, staff_role=row.role if staff else None,
+                     label=row.label if staff else "")
+
+
+def principal_for_key(conn_factory, key: str) -> Principal | None:
+    """The caller a key stands for, or None for an unknown or revoked key (cached KEY_CACHE_SECONDS)."""
+    return _principal_for_key(conn_factory, key) if key.startswith(tuple(KEY_PREFIXES.values())) else None
+
+
 def _principal_for_key(conn_factory, key: str) -> Principal | None:
     digest = _hash_key(key)
     hit = _key_cache.get(digest)
@@ -114,9 +148,10 @@ def _principal_for_key(conn_factory, key: str) -> Principal | None:
         return hit[1]
     with conn_factory() as conn:
         row = conn.execute(
-            select(ApiKey.id, ApiKey.shop, ApiKey.kind).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            select(ApiKey.id, ApiKey.shop, ApiKey.kind, ApiKey.role, ApiKey.label)
+            .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         ).first()
-    principal = Principal(shop=row.shop, role=row.kind, key_id=row.id) if row else None
+    principal = key_principal(row) if row else None
     if len(_key_cache) > 10_000:
         _key_cache.clear()
     _key_cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
@@ -237,7 +272,7 @@ def authenticate_without_io(authorization: str | None) -> Principal | None:
         if revocations.until <= time.monotonic():
             return None
         principal = token.principal if revocations.allows(token) else None
-    elif credential.startswith((SECRET_PREFIX, PUBLISHABLE_PREFIX)):
+    elif credential.startswith(tuple(KEY_PREFIXES.values())):
         hit = _key_cache.get(_hash_key(credential))
         if not hit or hit[0] <= time.monotonic():
             return None

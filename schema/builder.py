@@ -16,7 +16,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 
 from memberkit.core import plugins as plugin_registry
-from memberkit.schema import calendar, erasure, jobs, member, mutations
+from memberkit.schema import calendar, erasure, jobs, member, mutations, staff
 from memberkit.schema.inputs import plan_inputs
 from memberkit.schema.limits import extensions, should_mask
 from memberkit.schema.member import MemberBase
@@ -76,6 +76,7 @@ class SchemaBuilder:
         jobs.contribute(self)
         erasure.contribute(self)
         calendar.contribute(self)
+        staff.contribute(self)
         for name in self.plugins:
             contribute = plugin_registry.load(name).graphql
             if contribute is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from asyncio import to_thread
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from memberkit.core.checks import require_key
 from memberkit.core.context import Context
@@ -13,9 +13,11 @@ from memberkit.core.intake import EventResult, run_event
 from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Refused
-from memberkit.schema.auth import Principal
+from memberkit.schema.audit import AuditedRuntime, StaffWrite
+from memberkit.schema.auth import STAFF_PERMISSIONS, Principal
 
 T = TypeVar("T")
+StaffPermission = Literal["read", "operate"]
 MAX_IDEMPOTENCY_KEY = 120  # leaves room in the event key (200) for the scope it is recorded under
 
 
@@ -61,11 +63,18 @@ class RequestContext:
 
     # -- who may call what
 
-    def require_integrator(self) -> Principal:
-        """Integrator operations need the shop's secret key."""
-        if self.principal.role != "secret":
-            raise AccessError("this operation needs the shop's secret key")
-        return self.principal
+    def require_integrator(self, allow: StaffPermission | None = None) -> Principal:
+        """Integrator operations need the shop's secret key; `allow` names what a staff key's role must grant
+        to run it too: "read" (viewer and operator) or "operate" (operator only). Without it, staff may not."""
+        principal = self.principal
+        if principal.role == "secret" or (allow is not None and principal.may(allow)):
+            return principal
+        if allow is None:
+            raise AccessError("this operation needs the shop's secret key"
+                              + (" (staff keys may not run it)" if principal.role == "staff" else ""))
+        roles = " or ".join(role for role, granted in STAFF_PERMISSIONS.items() if allow in granted)
+        own = f" (this staff key's role is {principal.staff_role})" if principal.role == "staff" else ""
+        raise AccessError(f"this operation needs the shop's secret key or a staff key with the role {roles}{own}")
 
     def require_member(self) -> str:
         """Storefront writes act for the member of the token, never for a member named in input."""
@@ -108,22 +117,34 @@ class RequestContext:
         """Run blocking work (an event, a write) in the thread pool."""
         return await to_thread(fn, *args, **kwargs)
 
-    async def integrator_write(self, fn: Callable[..., T], **kwargs: Any) -> T:
-        """An integrator's write: needs the secret key, then `fn(runtime, shop, key_id, **kwargs)` off the loop."""
-        key_id = self.require_integrator().key_id
-        return await to_thread(fn, self.runtime, self.shop, key_id, **kwargs)
+    async def integrator_write(self, fn: Callable[..., T], *, allow: StaffPermission | None = None,
+                               audit: StaffWrite | None = None, **kwargs: Any) -> T:
+        """An integrator's write: needs the secret key (or a staff role granting `allow`, the write then
+        recorded in the audit log as `audit` says), then `fn(runtime, shop, key_id, **kwargs)` off the loop."""
+        key_id = self.require_integrator(allow).key_id
+        return await to_thread(fn, self.audited(audit), self.shop, key_id, **kwargs)
+
+    def audited(self, write: StaffWrite | None) -> Runtime:
+        """The runtime a write runs on: for a staff key, one whose transaction also writes the audit row."""
+        if self.principal.role != "staff":
+            return self.runtime
+        if write is None:  # a write that does not say what the audit log keeps is not open to staff
+            raise AccessError("this operation needs the shop's secret key (staff keys may not run it)")
+        return AuditedRuntime(self.runtime, self.principal, write)  # type: ignore[return-value]
 
     async def event(self, kind: str, key: str | None, payload: dict[str, Any],
-                    handler: Callable[[Context], Any], *, idempotency_key: str | None = None) -> Any:
+                    handler: Callable[[Context], Any], *, idempotency_key: str | None = None,
+                    audit: StaffWrite | None = None) -> Any:
         """A plugin's own idempotent event (``run_event``), recorded under the caller's key.
 
         `idempotency_key`, the caller's own, is checked (1 to 120 characters) and scoped by `key` (e.g. the
-        member: two members' equal keys are different events)."""
+        member: two members' equal keys are different events). A staff key's event is recorded in the audit
+        log as `audit` says."""
         if idempotency_key is not None:
             try:
                 own = require_key(idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY)
             except Refused as refusal:
                 return EventResult.refused(refusal)
             key = f"{key}:{own}" if key else own
-        return await to_thread(run_event, self.runtime, self.shop, kind, key, payload, handler,
-                                       self.principal.key_id)
+        return await to_thread(run_event, self.audited(audit), self.shop, kind, key, payload, handler,
+                               self.principal.key_id)

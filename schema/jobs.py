@@ -101,7 +101,7 @@ def contribute(builder) -> None:
         async def resolve(info: strawberry.Info, id: strawberry.ID) -> Optional[JobRun]:
             """A one-off job of this shop by id, null if there is none (integrator)."""
             context: RequestContext = info.context
-            context.require_integrator()
+            context.require_integrator(allow="read")
             row = await context.read(lambda ctx: ctx.conn.execute(select(RUNS).where(
                 RUNS.c.id == str(id), RUNS.c.shop == ctx.shop.slug)).first())
             if row is None:

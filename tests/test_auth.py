@@ -330,7 +330,8 @@ def test_unexpected_errors_are_masked_outside_development(api, runtime, make_api
 
 def test_forbidden_and_validation_errors_stay_visible_outside_development(api):
     forbidden = api.errors(MEMBER, {"id": "mem_x"}, api.key("alpha", "publishable"))
-    assert forbidden[0]["message"] == "this operation needs the shop's secret key"
+    assert forbidden[0]["message"] == ("this operation needs the shop's secret key or a staff key with the role "
+                                       "viewer or operator")
     assert forbidden[0]["extensions"] == {"code": "FORBIDDEN"}
     key = api.key("alpha")
     unknown_field = api.errors("{ shop { nope } }", key=key)

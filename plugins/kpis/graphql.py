@@ -153,7 +153,7 @@ def programme_kpis(Member):
                       to: datetime) -> ProgrammeKpis:
         """The programme's figures over [from, to): both on the shop's local hours, at most 400 days apart."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
 
         def read(ctx: Context) -> ProgrammeKpis:
             check_range(ctx, from_, to, MAX_RANGE)
@@ -188,7 +188,7 @@ def kpi_series(Member):
         """A metric per bucket over [from, to): a sum, a change of a level (points pending, tier members), or
         for activeMembers the distinct members active in the bucket; at most 1,000 buckets."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         step = granularity or fg.Granularity.DAY
 
         def read(ctx: Context) -> list[KpiPoint]:

@@ -12,6 +12,7 @@ from memberkit.plugin import (
     PageInfo,
     Refused,
     RequestContext,
+    StaffWrite,
     UserError,
     VisibleError,
     acting_member_field,
@@ -201,9 +202,10 @@ async def record_member_action(info: strawberry.Info, input: MemberActionInput) 
 
 
 async def adjust_points(info: strawberry.Info, input: AdjustPointsInput) -> EventResult:
-    """Change a balance by hand with a reason; the entry records which key did it."""
+    """Change a balance by hand with a reason; the entry records which key did it (the secret key, or a staff
+    key with the operator role: then kept in the audit log too)."""
     context: RequestContext = info.context
-    key = context.require_integrator().key_id
+    key = context.require_integrator(allow="operate").key_id
 
     def handle(ctx) -> EventResult:
         load_member(ctx.conn, ctx.shop.slug, input.member_id)
@@ -224,9 +226,9 @@ async def adjust_points(info: strawberry.Info, input: AdjustPointsInput) -> Even
         return EventResult(input.member_id, [Effect(NAME, "POINTS_ADJUSTED", f"points {sign}{input.delta} ({reason})",
                                                     rule="manual")])
 
-    return await context.event("points.adjust", None,
-                               {"member_id": input.member_id, "delta": input.delta, "reason": input.reason},
-                               handle, idempotency_key=input.idempotency_key)
+    payload = {"member_id": input.member_id, "delta": input.delta, "reason": input.reason}
+    return await context.event("points.adjust", None, payload, handle, idempotency_key=input.idempotency_key,
+                               audit=StaffWrite("adjustPoints", {**payload, "idempotency_key": input.idempotency_key}))
 
 
 def contribute(builder) -> None:

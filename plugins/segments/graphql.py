@@ -101,7 +101,7 @@ def rfm_run(Member):
     async def resolve(info: strawberry.Info) -> Optional[RfmRun]:
         """The shop's last RFM run and its cut-offs, so a score can be explained (integrator)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         row = await context.read(rfm.last_run)
         if row is None:
             return None
@@ -153,7 +153,7 @@ def segments(Member):
     async def resolve(info: strawberry.Info) -> list[Segment]:
         """The shop's segments in the settings' order, with their members counted (integrator)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
 
         def read(ctx: Context) -> list[Segment]:
             counts = rules.counts(ctx)
@@ -232,7 +232,7 @@ def members(Member):
         """Members of the shop meeting every condition of `filter`, a page at a time by a keyset cursor
         (at most 200 a page; integrator)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         first = 50 if first is None else first
         if not 1 <= first <= MAX_MEMBERS_PAGE:
             raise VisibleError(f"members: first is {first}: expected 1 to {MAX_MEMBERS_PAGE}")

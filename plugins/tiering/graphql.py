@@ -13,6 +13,7 @@ from memberkit.plugin import (
     Context,
     EventResult,
     Money,
+    StaffWrite,
     VisibleError,
     event_mutation,
     input_values,
@@ -158,8 +159,10 @@ async def tier_history(root, info: strawberry.Info, first: Optional[int] = 20) -
 
 async def set_member_tier(info: strawberry.Info, input: SetMemberTierInput) -> EventResult:
     """Set a member's tier by hand, with a reason; it stands until their spend earns a higher tier or
-    expiresAt passes (integrator)."""
-    return await info.context.integrator_write(actions.set_member_tier, **input_values(input))
+    expiresAt passes (integrator, or a staff key with the operator role: then kept in the audit log)."""
+    values = input_values(input)
+    return await info.context.integrator_write(actions.set_member_tier, allow="operate",
+                                               audit=StaffWrite("setMemberTier", values), **values)
 
 
 async def record_tier_upgrade(info: strawberry.Info, input: RecordTierUpgradeInput) -> EventResult:

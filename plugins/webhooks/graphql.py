@@ -15,6 +15,7 @@ from memberkit.plugin import (
     EventResult,
     PageInfo,
     RequestContext,
+    StaffWrite,
     UserError,
     VisibleError,
     check_list_length,
@@ -153,7 +154,7 @@ def outbound_event_types(Member):
     async def resolve(info: strawberry.Info) -> list[str]:
         """Every outbound event type of this shop: core's and its plugins' (docs/events.md)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         return declared_event_types(context.shop)
     return resolve
 
@@ -162,7 +163,7 @@ def webhook_endpoints(Member):
     async def resolve(info: strawberry.Info) -> list[WebhookEndpoint]:
         """The shop's endpoints, oldest first (integrator)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         rows = await context.read(lambda ctx: ctx.conn.execute(
             select(ENDPOINTS).where(ENDPOINTS.c.shop == ctx.shop.slug, ENDPOINTS.c.kind == "http")
             .order_by(ENDPOINTS.c.created_at, ENDPOINTS.c.id)).all())
@@ -176,7 +177,7 @@ def webhook_deliveries(Member):
                       after: Optional[str] = None) -> WebhookDeliveryConnection:
         """Deliveries, newest first, with their attempts and last error (integrator; `first` at most 100)."""
         context: RequestContext = info.context
-        context.require_integrator()
+        context.require_integrator(allow="read")
         first = 50 if first is None else first
         if not 1 <= first <= MAX_PAGE:
             raise VisibleError(f"webhookDeliveries: first is {first}: expected 1 to {MAX_PAGE}")
@@ -243,9 +244,12 @@ def delete_webhook_endpoint(Member):
 def redeliver_webhooks(Member):
     async def resolve(info: strawberry.Info, endpoint_id: strawberry.ID, since: datetime) -> RedeliverWebhooksPayload:
         """Queue again every event of the endpoint's types committed since `since` (after an outage); a
-        `since` older than the retention period is refused (integrator)."""
+        `since` older than the retention period is refused (integrator, or a staff key with the operator
+        role: then kept in the audit log)."""
         context: RequestContext = info.context
-        result = await context.integrator_write(endpoints.redeliver, endpoint_id=str(endpoint_id), since=since)
+        arguments = {"endpoint_id": str(endpoint_id), "since": since}
+        result = await context.integrator_write(endpoints.redeliver, allow="operate",
+                                                audit=StaffWrite("redeliverWebhooks", arguments), **arguments)
         return RedeliverWebhooksPayload(queued=result.data.get("queued", 0),
                                         errors=[UserError.of(e) for e in result.errors])
     return resolve
