@@ -1,4 +1,5 @@
-"""Browser tests' kit, shared by the pages' tests: a real `memberkit serve` on a free port with a fresh SQLite file
+"""Browser tests' kit, shared by the pages' tests (import `chromium_fixture` and `served_fixture` into a test
+module to use the `chromium` and `served` fixtures): a real `memberkit serve` on a free port with a fresh SQLite file
 and the repository's plugins.toml, an API client holding its secret key, a Chromium driven by Playwright, the
 axe-core check and the screenshots under docs/screenshots/.
 
@@ -32,7 +33,7 @@ run_once = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="end to end, run o
 
 SIGN_UP = """mutation($input: SignUpMemberInput!) { signUpMember(input: $input) { member { id } errors { code } } }"""
 ORDER_PAID = """mutation($input: OrderPaidInput!) { recordOrderPaid(input: $input) { errors { code message } } }"""
-MEMBER_TOKEN = """mutation($id: ID!) { createMemberToken(memberId: $id, ttlSeconds: 900) { token errors { code } } }"""
+MINT = """mutation($id: ID!) { createMemberToken(memberId: $id, ttlSeconds: 900) { token errors { code } } }"""
 CREATE_SALE = """mutation($input: FlashSaleInput!) { createFlashSale(input: $input) {
   flashSale { id } errors { code message } } }"""
 
@@ -71,14 +72,15 @@ class Served:
         assert payload["errors"] == [], payload
 
     def member_token(self, member_id: str) -> str:
-        payload = self.gql(MEMBER_TOKEN, {"id": member_id})["createMemberToken"]
+        payload = self.gql(MINT, {"id": member_id})["createMemberToken"]
         assert payload["errors"] == [], payload
         return payload["token"]
 
     def flash_sale(self, title: str, starts_at: datetime, ends_at: datetime, stock: int = 10) -> str:
         payload = self.gql(CREATE_SALE, {"input": {
             "sku": "FLASH-1", "title": title, "price": 8900, "startsAt": starts_at.isoformat(),
-            "endsAt": ends_at.isoformat(), "stock": stock, "perMemberLimit": 1, "membersOnly": True}})["createFlashSale"]
+            "endsAt": ends_at.isoformat(), "stock": stock, "perMemberLimit": 1, "membersOnly": True,
+        }})["createFlashSale"]
         assert payload["errors"] == [], payload
         return payload["flashSale"]["id"]
 
@@ -95,8 +97,8 @@ def serving(folder: Path, settings: Path = ROOT / "plugins.toml", shop: str = "d
             yield Served(base, shop, client, env)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[Served]:
+@pytest.fixture(scope="module", name="served")
+def served_fixture(tmp_path_factory) -> Iterator[Served]:
     """The demo shop of the repository's plugins.toml, served for a module's tests."""
     if TEST_DATABASE_URL:
         pytest.skip("end to end, run once: in the SQLite pass")
@@ -112,8 +114,8 @@ def create_key(env: dict, shop: str, *options: str) -> str:
     return made.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def chromium():
+@pytest.fixture(scope="module", name="chromium")
+def chromium_fixture():
     """A headless Chromium (Debian's), or a skip that says how to get one."""
     executable = chromium_executable()
     try:

@@ -10,18 +10,18 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.browser import (  # noqa: F401  (chromium and served are fixtures)
+from tests.browser import (  # noqa: F401  (the fixtures chromium and served)
     DESKTOP,
     PHONE,
     ROOT,
-    chromium,
+    chromium_fixture,
     now,
     open_page,
     run_once,
     screenshot,
-    served,
-    serving,
     serious_accessibility_violations,
+    served_fixture,
+    serving,
 )
 
 pytestmark = run_once
@@ -154,7 +154,8 @@ def test_a_flash_sale_counts_down_and_a_reservation_is_held_then_the_limit_refus
 
     active.get_by_role("button", name="立即预约").click()
     page.get_by_role("status").filter(has_text="已为您保留1件").wait_for()
-    assert re.fullmatch(re.escape("<b>Sneakers</b> at 89 × 1 · 保留剩余 ") + r"00:1[45]:\d\d", text(page, "#reservations li"))
+    held = text(page, "#reservations li")
+    assert re.fullmatch(re.escape("<b>Sneakers</b> at 89 × 1 · 保留剩余 ") + r"00:1[45]:\d\d", held)
     assert "剩余9件" in page.locator(f"#sale-{running}").inner_text()
 
     page.locator(f"#sale-{running}").get_by_role("button", name="立即预约").click()  # a second unit: over the limit

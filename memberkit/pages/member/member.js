@@ -443,8 +443,17 @@ function render() {
   app.setAttribute("aria-busy", "false");
 }
 
+let refreshing = false;
+
 function tick() {
   if (!state) return;
+  const turned = (state.flashSales || []).some((sale) =>
+    (sale.status === "SCHEDULED" && Date.parse(sale.startsAt) <= Date.now()) ||
+    (sale.status === "ACTIVE" && Date.parse(sale.endsAt) <= Date.now()));
+  if (turned && !refreshing) {  // a sale starts or ends: read it again, so its button follows
+    refreshing = true;
+    load().finally(() => { refreshing = false; });
+  }
   for (const node of document.querySelectorAll(".countdown[data-sale]")) {
     const sale = (state.flashSales || []).find((s) => s.id === node.dataset.sale);
     if (sale) node.textContent = countdown(sale);
