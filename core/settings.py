@@ -79,6 +79,7 @@ class Shop:
     plugin_settings: dict[str, BaseModel]
     version: str  # a hash of everything above: stored on each event as the settings in force
     locale: str = "zh-CN"  # one of LOCALES: the language of what the shop shows members (pages, titles)
+    member_centre: bool = False  # `memberkit serve` shows the member centre page at /member?shop=SLUG
 
     def settings_for(self, plugin: str) -> BaseModel | None:
         return self.plugin_settings.get(plugin)

@@ -30,6 +30,7 @@ class ShopFile(StrictModel):
     currency: str
     timezone: str
     locale: str = "zh-CN"
+    member_centre: bool = False
     plugins: list[str] = Field(default_factory=list)
     coupons: dict[str, CouponTemplate] = Field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -233,7 +234,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
         version = hashlib.sha256(json.dumps(in_force, sort_keys=True).encode()).hexdigest()[:16]
         shops[slug] = Shop(slug, shop.name, shop.currency, ZoneInfo(shop.timezone),
                            plugin_registry.enabled(shop.plugins), dict(shop.coupons), plugin_settings[slug], version,
-                           shop.locale)
+                           shop.locale, shop.member_centre)
     return Settings(name, shops)
 
 
