@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const session = { csrf: null, role: null, shop: null, label: null, currency: "CNY" };
+  const session = { csrf: null, role: null, shop: null, label: null, currency: "CNY", timezone: "UTC" };
   const REFRESH_MS = 60000;
   let refreshTimer = null;
 
@@ -144,8 +144,9 @@
     input.value = "";
     Object.assign(session, { csrf: body.csrfToken, role: body.role, shop: body.shop, label: body.label });
     try {
-      const data = await gql("{ shop { name currency } }");
+      const data = await gql("{ shop { name currency timezone } }");
       session.currency = data.shop.currency;
+      session.timezone = data.shop.timezone;
       session.shopName = data.shop.name;
     } catch (e) { session.shopName = session.shop; }
     $("sign-in").hidden = true;
@@ -237,12 +238,11 @@
       h("div", { class: "toolbar" }, field("Period", rangeSelect), updated), body);
 
     async function draw() {
-      const to = new Date();
-      const from = new Date(to.getTime() - dashboardDays * 86400000);
-      const previousFrom = new Date(from.getTime() - dashboardDays * 86400000);
+      // whole days in the shop's timezone, today included: the API takes periods on the shop's hours
+      const to = shopMidnight(1), from = shopMidnight(1 - dashboardDays), previousFrom = shopMidnight(1 - 2 * dashboardDays);
       let data;
       try {
-        data = await gql(KPIS, { from: from.toISOString(), to: to.toISOString(), previousFrom: previousFrom.toISOString() });
+        data = await gql(KPIS, { from, to, previousFrom });
       } catch (e) {
         updated.replaceChildren(status(e.message, "error"));
         return;
@@ -252,6 +252,16 @@
     }
     await draw();
     refreshTimer = setInterval(draw, REFRESH_MS);
+  }
+
+  // The start of a day `days` after today in the shop's timezone, e.g. "2026-03-02T00:00:00+08:00".
+  function shopMidnight(days) {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+      timeZone: session.timezone, year: "numeric", month: "2-digit", day: "2-digit", timeZoneName: "longOffset",
+    }).formatToParts(new Date()).map((p) => [p.type, p.value]));
+    const date = new Date(Date.UTC(Number(parts.year), Number(parts.month) - 1, Number(parts.day) + days));
+    const offset = parts.timeZoneName.replace("GMT", "") || "+00:00";
+    return date.toISOString().slice(0, 10) + "T00:00:00" + offset;
   }
 
   function kpiCards(data) {
@@ -419,7 +429,7 @@
     member(id: $id) { id externalId joinedAt erasedAt tags segments
       tier { code name } tierProgress { spendToNext { amount } next { name } setUntil downgradeAt }
       lifecycle { stage since }
-      points { balance pending held lifetimeEarned expiring { date points }
+      points { balance pending held lifetimeEarned expiring { points expiresAt }
         history(first: 20, after: $after) { pageInfo { hasNextPage endCursor }
           edges { node { id delta reason rule orderId note createdAt } } } }
       tierHistory(first: 20) { fromCode toCode reason reference note createdAt }
@@ -443,7 +453,7 @@
         m.tierProgress && m.tierProgress.setUntil ? h("span", { class: "hint" }, " set by hand until ", when(m.tierProgress.setUntil)) : null),
       h("dt", {}, "Points"), h("dd", { id: "points-balance" }, points ? number(points.balance) : "–",
         points ? h("span", { class: "hint" }, " · " + number(points.pending) + " pending · " + number(points.held) + " held · " + number(points.lifetimeEarned) + " earned in all") : null),
-      h("dt", {}, "Expiring"), h("dd", {}, points && points.expiring.length ? points.expiring.map((e) => number(e.points) + " on " + e.date).join("; ") : "–"),
+      h("dt", {}, "Expiring"), h("dd", {}, points && points.expiring.length ? points.expiring.map((e) => number(e.points) + " on " + new Date(e.expiresAt).toLocaleDateString()).join("; ") : "–"),
       h("dt", {}, "Lifecycle"), h("dd", {}, m.lifecycle ? m.lifecycle.stage.toLowerCase() + " since " : "–", m.lifecycle ? when(m.lifecycle.since) : null),
       h("dt", {}, "Segments"), h("dd", {}, m.segments.length ? h("ul", { class: "chips" }, m.segments.map((t) => h("li", {}, t))) : "–"),
       h("dt", {}, "Tags"), h("dd", {}, m.tags.length ? h("ul", { class: "chips" }, m.tags.map((t) => h("li", {}, t))) : "–"));
