@@ -40,12 +40,15 @@
     return el;
   }
 
+  // replaceChildren, leaving out the children a condition left empty (null, undefined, false)
+  const put = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+
   const $ = (id) => document.getElementById(id);
   const view = () => $("view");
 
   function show(...children) {
     const target = view();
-    target.replaceChildren(...children.flat().filter(Boolean));
+    put(target, children);
     return target;
   }
 
@@ -172,7 +175,7 @@
     $("nav").hidden = true;
     $("who").hidden = true;
     view().hidden = true;
-    view().replaceChildren();
+    put(view());
     $("sign-in").hidden = false;
     $("sign-in-error").textContent = message || "";
     $("staff-key").focus();
@@ -244,10 +247,10 @@
       try {
         data = await gql(KPIS, { from, to, previousFrom });
       } catch (e) {
-        updated.replaceChildren(status(e.message, "error"));
+        put(updated, status(e.message, "error"));
         return;
       }
-      body.replaceChildren(...kpiCards(data));
+      put(body, ...kpiCards(data, Math.max(300, body.clientWidth - 40)));
       updated.textContent = "Updated " + new Date().toLocaleTimeString() + "; refreshes every minute.";
     }
     await draw();
@@ -264,7 +267,7 @@
     return date.toISOString().slice(0, 10) + "T00:00:00" + offset;
   }
 
-  function kpiCards(data) {
+  function kpiCards(data, width) {
     const k = data.programmeKpis;
     const names = Object.fromEntries(data.tiers.map((t) => [t.code, t.name]));
     const cards = [];
@@ -272,7 +275,7 @@
       h("h2", { id: "kpi-new" }, "New members per day"),
       h("p", { class: "figure" }, number(k.newMembers),
         h("span", { class: "hint" }, " against " + number(k.newMembersPrevious) + " in the previous period")),
-      lineChart("New members per day, this period against the previous one", data.current, data.previous)));
+      lineChart("New members per day, this period against the previous one", data.current, data.previous, width)));
     cards.push(ratioCard("kpi-active", "Active share", k.activeMembers, k.members,
       number(k.activeMembers) + " of " + number(k.members) + " members ordered or checked in"));
     cards.push(k.storeSales === null
@@ -309,8 +312,8 @@
   }
 
   // A line chart of two series, drawn in SVG: the period's points and the previous period's, day by day.
-  function lineChart(label, current, previous) {
-    const width = 640, height = 220, left = 40, bottom = 28, top = 12, right = 12;
+  function lineChart(label, current, previous, width) {
+    const height = 220, left = 40, bottom = 28, top = 12, right = 12;  // drawn at the card's width: text stays 12px
     const values = [...current, ...previous].map((p) => Number(p.value));
     const max = Math.max(1, ...values);
     const n = Math.max(current.length, previous.length, 2);
@@ -369,13 +372,13 @@
       onsubmit: async (e) => {
         e.preventDefault();
         const q = lookupInput.value.trim();
-        lookupMessage.replaceChildren();
+        put(lookupMessage);
         if (!q) return;
         try {
           const found = (await gql(LOOKUP, q.startsWith("mem_") ? { id: q } : { externalId: q })).member;
           if (found) location.hash = "#/member/" + encodeURIComponent(found.id);
-          else lookupMessage.replaceChildren(status("No member with the id or external id " + q + ".", "error"));
-        } catch (err) { lookupMessage.replaceChildren(status(err.message, "error")); }
+          else put(lookupMessage, status("No member with the id or external id " + q + ".", "error"));
+        } catch (err) { put(lookupMessage, status(err.message, "error")); }
       } },
       field("Member id or external id", lookupInput), h("button", { type: "submit" }, "Find"));
 
@@ -405,18 +408,18 @@
         h("div", { class: "actions" }, h("button", { type: "submit" }, "Search"))));
 
     async function search(filter, after) {
-      results.replaceChildren(h("p", { class: "hint" }, "Searching…"));
+      put(results, h("p", { class: "hint" }, "Searching…"));
       try {
         const page = (await gql(SEARCH, { filter, after })).members;
-        results.replaceChildren(
-          h("p", {}, number(page.totalCount) + " members match."),
+        put(results,
+          h("p", {}, page.totalCount === 1 ? "1 member matches." : number(page.totalCount) + " members match."),
           table("Members", ["Member", "Tier", "Points", "Stage", "Segments", "Joined"], page.edges.map(({ node: m }) => [
             h("a", { href: "#/member/" + encodeURIComponent(m.id) }, m.externalId),
             m.tier ? m.tier.name : "–", m.points ? number(m.points.balance) : "–",
             m.lifecycle ? m.lifecycle.stage.toLowerCase() : "–", m.segments.join(", ") || "–", when(m.joinedAt)]),
           "No member matches."),
           page.pageInfo.hasNextPage ? h("button", { type: "button", onclick: () => search(filter, page.pageInfo.endCursor) }, "Next page") : null);
-      } catch (err) { results.replaceChildren(status(err.message, "error")); }
+      } catch (err) { put(results, status(err.message, "error")); }
     }
 
     show(heading("Members"), h("section", { class: "card" }, lookup, lookupMessage), h("section", { class: "card" }, filterForm), results);
@@ -464,13 +467,13 @@
     const addLedger = (history) => {
       ledgerRows.push(...history.edges.map(({ node: e }) => [when(e.createdAt), (e.delta > 0 ? "+" : "") + number(e.delta),
         e.reason, e.rule || "–", e.orderId || "–", e.note || "–"]));
-      ledgerBox.replaceChildren(table("Points ledger, newest first", ["When", "Points", "Reason", "Rule", "Order", "Note"], ledgerRows, "No points yet."),
+      put(ledgerBox, table("Points ledger, newest first", ["When", "Points", "Kind", "Rule", "Order", "Reason or note"], ledgerRows, "No points yet."),
         history.pageInfo.hasNextPage ? h("button", { type: "button", onclick: async () => {
           const more = await gql(MEMBER, { id, after: history.pageInfo.endCursor });
           addLedger(more.member.points.history);
         } }, "Older entries") : null);
     };
-    if (points) addLedger(points.history); else ledgerBox.replaceChildren(h("p", { class: "empty" }, "This shop has no points."));
+    if (points) addLedger(points.history); else put(ledgerBox, h("p", { class: "empty" }, "This shop has no points."));
     ledger.appendChild(ledgerBox);
 
     const tierNames = Object.fromEntries(data.tiers.map((t) => [t.code, t.name]));
@@ -484,8 +487,7 @@
         c.title, h("code", {}, c.code), c.status.toLowerCase(), when(c.validUntil), c.source]), "No coupons."));
 
     show(heading("Member " + m.externalId), m.erasedAt ? status("This member was erased.", "error") : null,
-      h("section", { class: "card" }, summary),
-      h("div", { class: "grid" }, adjustForm(m), tierForm(m, data.tiers)),
+      h("div", { class: "grid" }, h("section", { class: "card", "aria-label": "Summary" }, summary), adjustForm(m), tierForm(m, data.tiers)),
       ledger, h("div", { class: "grid" }, tiers, coupons));
   }
 
@@ -501,17 +503,17 @@
       h("div", { class: "actions" }, h("button", { type: "submit" }, "Adjust points")));
     return h("section", { class: "card" }, h("form", { "aria-label": "Adjust points", onsubmit: async (e) => {
       e.preventDefault();
-      message.replaceChildren();
-      if (!delta.value || !Number.isInteger(Number(delta.value))) { message.replaceChildren(status("Points: enter a whole number.", "error")); delta.focus(); return; }
-      if (!reason.value.trim()) { message.replaceChildren(status("Reason: say why.", "error")); reason.focus(); return; }
+      put(message);
+      if (!delta.value || !Number.isInteger(Number(delta.value))) { put(message, status("Points: enter a whole number.", "error")); delta.focus(); return; }
+      if (!reason.value.trim()) { put(message, status("Reason: say why.", "error")); reason.focus(); return; }
       try {
         const out = (await gql(ADJUST, { input: { memberId: m.id, delta: Number(delta.value), reason: reason.value.trim(), idempotencyKey: key } })).adjustPoints;
-        if (out.errors.length) { message.replaceChildren(status(userErrors(out.errors), "error")); return; }
+        if (out.errors.length) { put(message, status(userErrors(out.errors), "error")); return; }
         key = newKey();
         await memberPage(m.id);
         const note = $("adjust-message");
-        if (note) note.replaceChildren(status((out.duplicate ? "Already done: " : "Done: ") + "balance " + number(out.member.points.balance) + ".", "ok"));
-      } catch (err) { message.replaceChildren(status(err.message, "error")); }
+        if (note) put(note, status((out.duplicate ? "Already done: " : "Done: ") + "balance " + number(out.member.points.balance) + ".", "ok"));
+      } catch (err) { put(message, status(err.message, "error")); }
     } }, operatorOnly(fieldset, "adjusts points"), h("div", { id: "adjust-message" }, message)));
   }
 
@@ -526,17 +528,17 @@
     if (!tiers.length) return h("section", { class: "card" }, h("p", { class: "empty" }, "This shop has no tiers."));
     return h("section", { class: "card" }, h("form", { "aria-label": "Set the tier", onsubmit: async (e) => {
       e.preventDefault();
-      message.replaceChildren();
-      if (!reason.value.trim()) { message.replaceChildren(status("Reason: say why.", "error")); reason.focus(); return; }
+      put(message);
+      if (!reason.value.trim()) { put(message, status("Reason: say why.", "error")); reason.focus(); return; }
       const input = { memberId: m.id, tierCode: tier.value, reason: reason.value.trim(), idempotencyKey: newKey() };
       if (until.value) input.expiresAt = new Date(until.value + "T00:00:00").toISOString();
       try {
         const out = (await gql(SET_TIER, { input })).setMemberTier;
-        if (out.errors.length) { message.replaceChildren(status(userErrors(out.errors), "error")); return; }
+        if (out.errors.length) { put(message, status(userErrors(out.errors), "error")); return; }
         await memberPage(m.id);
         const note = $("tier-message");
-        if (note) note.replaceChildren(status("Done: tier " + out.member.tier.name + ".", "ok"));
-      } catch (err) { message.replaceChildren(status(err.message, "error")); }
+        if (note) put(note, status("Done: tier " + out.member.tier.name + ".", "ok"));
+      } catch (err) { put(message, status(err.message, "error")); }
     } }, operatorOnly(fieldset, "sets tiers"), h("div", { id: "tier-message" }, message)));
   }
 
@@ -559,12 +561,12 @@
     async function list(after) {
       try {
         const page = (await gql(DELIVERIES, { endpointId: endpointFilter.value || null, status: statusFilter.value || null, after })).webhookDeliveries;
-        deliveries.replaceChildren(table("Deliveries, newest first", ["Created", "Event", "Status", "Attempts", "Last answer", "Next attempt"],
+        put(deliveries, table("Deliveries, newest first", ["Created", "Event", "Status", "Attempts", "Last answer", "Next attempt"],
           page.edges.map(({ node: d }) => [when(d.createdAt), h("span", {}, d.eventType, h("br"), h("code", {}, d.eventId)), d.status.toLowerCase(),
             number(d.attempts), d.lastStatusCode ? String(d.lastStatusCode) : d.lastError || "–", d.deliveredAt ? "delivered " : when(d.nextAttemptAt)]),
           "No deliveries."),
         page.pageInfo.hasNextPage ? h("button", { type: "button", onclick: () => list(page.pageInfo.endCursor) }, "Next page") : null);
-      } catch (err) { deliveries.replaceChildren(status(err.message, "error")); }
+      } catch (err) { put(deliveries, status(err.message, "error")); }
     }
 
     const endpointRows = endpoints.map((e) => {
@@ -572,13 +574,13 @@
       const message = h("span");
       const form = h("form", { class: "inline", onsubmit: async (ev) => {
         ev.preventDefault();
-        message.replaceChildren();
-        if (!since.value) { message.replaceChildren(status("Since: pick a date and time.", "error")); return; }
+        put(message);
+        if (!since.value) { put(message, status("Since: pick a date and time.", "error")); return; }
         try {
           const out = (await gql(REDELIVER, { id: e.id, since: new Date(since.value).toISOString() })).redeliverWebhooks;
-          message.replaceChildren(out.errors.length ? status(userErrors(out.errors), "error") : status(number(out.queued) + " queued again.", "ok"));
+          put(message, out.errors.length ? status(userErrors(out.errors), "error") : status(number(out.queued) + " queued again.", "ok"));
           list(null);
-        } catch (err) { message.replaceChildren(status(err.message, "error")); }
+        } catch (err) { put(message, status(err.message, "error")); }
       } }, operatorOnly(h("fieldset", { class: "bare" }, since, h("button", { type: "submit" }, "Redeliver")), "redelivers"), message);
       return [h("code", {}, e.url), e.eventTypes.length ? e.eventTypes.join(", ") : "every type",
         e.enabled ? "enabled" : "disabled" + (e.disabledReason ? ": " + e.disabledReason : ""),
@@ -613,18 +615,18 @@
     const found = h("div");
     async function load() {
       try {
-        box.replaceChildren(table("Jobs, newest first", ["Job", "Kind", "Status", "Progress", "Started", "Finished", "Error"],
+        put(box, table("Jobs, newest first", ["Job", "Kind", "Status", "Progress", "Started", "Finished", "Error"],
           (await gql(JOBS)).jobs.map(jobRow), "No jobs yet."));
-      } catch (err) { box.replaceChildren(status(err.message, "error")); }
+      } catch (err) { put(box, status(err.message, "error")); }
     }
     show(heading("Jobs"),
       h("section", { class: "card" }, h("form", { class: "inline", onsubmit: async (e) => {
         e.preventDefault();
         try {
           const job = (await gql(JOB, { id: idInput.value.trim() })).job;
-          found.replaceChildren(job ? table("Job", ["Job", "Kind", "Status", "Progress", "Started", "Finished", "Error"], [jobRow(job)])
+          put(found, job ? table("Job", ["Job", "Kind", "Status", "Progress", "Started", "Finished", "Error"], [jobRow(job)])
             : status("No job " + idInput.value.trim() + ".", "error"));
-        } catch (err) { found.replaceChildren(status(err.message, "error")); }
+        } catch (err) { put(found, status(err.message, "error")); }
       } }, field("Job id", idInput), h("button", { type: "submit" }, "Show job")), found),
       h("section", { class: "card wide" }, h("h2", {}, "Recent jobs"), h("p", { class: "hint" }, "Refreshes every 10 seconds."), box));
     await load();
@@ -643,7 +645,7 @@
       const page = (await gql(AUDIT, { after })).auditLog;
       rows.push(...page.edges.map(({ node: a }) => [when(a.createdAt), a.keyLabel + " (" + a.role + ")", a.operation,
         a.arguments.map((x) => x.name + "=" + x.value).join(", "), a.reason || "–"]));
-      box.replaceChildren(table("Staff writes, newest first", ["When", "Who", "What", "Arguments", "Reason"], rows, "No staff writes yet."),
+      put(box, table("Staff writes, newest first", ["When", "Who", "What", "Arguments", "Reason"], rows, "No staff writes yet."),
         page.pageInfo.hasNextPage ? h("button", { type: "button", onclick: () => load(page.pageInfo.endCursor) }, "Older entries") : null);
     }
     show(heading("Audit log"), h("section", { class: "card wide" }, box));
