@@ -66,8 +66,8 @@ def server(tmp_path_factory):
                 ids = [gql(client, SIGN_UP, {"input": {"externalId": f"crm-{n}", "tags": ["vip"] if n == 1 else []}})
                        ["signUpMember"]["member"]["id"] for n in range(3)]
                 gql(client, ORDER_PAID, {"input": {"orderId": "o-1", "memberId": ids[1], "total": 25000}})
-                for n in range(1, 20):  # members brought over from an older system, joined 3 to 57 days ago
-                    joined = (datetime.now(UTC) - timedelta(days=3 * n)).isoformat()
+                for n in range(1, 20):  # members brought over from an older system, joined 3 to 58 days ago
+                    joined = (datetime.now(UTC) - timedelta(days=3 * n + (n >= 10))).isoformat()
                     gql(client, SIGN_UP, {"input": {"externalId": f"old-{n}", "joinedAt": joined}})
             yield {"base": base, "operator": operator, "viewer": viewer, "member_id": ids[1]}
         finally:
@@ -110,7 +110,7 @@ def screenshots(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for size in (DESKTOP, PHONE):
         page.set_viewport_size(size)
-        page.wait_for_timeout(100)
+        page.wait_for_timeout(300)  # the charts are drawn again at the new width
         page.screenshot(path=SCREENSHOTS / f"console-{name}-{size['width']}x{size['height']}.png", full_page=False)
     page.set_viewport_size(DESKTOP)
 

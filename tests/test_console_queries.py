@@ -11,7 +11,8 @@ from graphql import build_schema, parse, validate
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = (ROOT / "memberkit" / "console" / "console.js").read_text()
 # template literals and plain strings that start like a GraphQL document
-DOCUMENTS = re.findall(r"`((?:query|mutation|\{)[^`]*)`", SCRIPT) + re.findall(r'"((?:query\(|mutation\(|\{ )[^"]*)"', SCRIPT)
+DOCUMENTS = (re.findall(r"`((?:query|mutation|\{)[^`]*)`", SCRIPT)
+             + re.findall(r'"((?:query\(|mutation\(|\{ )[^"]*)"', SCRIPT))
 
 
 def test_the_console_sends_only_documents_the_schema_accepts():

@@ -240,6 +240,18 @@
     show(heading("Dashboard"),
       h("div", { class: "toolbar" }, field("Period", rangeSelect), updated), body);
 
+    let lastData = null, drawnWidth = 0;
+    function render() {
+      drawnWidth = body.clientWidth;
+      put(body, kpiCards(lastData, Math.max(260, drawnWidth - 40)));
+    }
+    // the line chart is drawn at its card's width (its text stays 12px): drawn again when that changes
+    const resized = () => {
+      if (!body.isConnected) window.removeEventListener("resize", resized);
+      else if (lastData && Math.abs(body.clientWidth - drawnWidth) > 20) render();
+    };
+    window.addEventListener("resize", resized);
+
     async function draw() {
       // whole days in the shop's timezone, today included: the API takes periods on the shop's hours
       const to = shopMidnight(1), from = shopMidnight(1 - dashboardDays), previousFrom = shopMidnight(1 - 2 * dashboardDays);
@@ -250,7 +262,8 @@
         put(updated, status(e.message, "error"));
         return;
       }
-      put(body, ...kpiCards(data, Math.max(300, body.clientWidth - 40)));
+      lastData = data;
+      render();
       updated.textContent = "Updated " + new Date().toLocaleTimeString() + "; refreshes every minute.";
     }
     await draw();
