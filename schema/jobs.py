@@ -17,7 +17,7 @@ from sqlmodel import Field, SQLModel
 from memberkit.core.context import Context
 from memberkit.core.db import upsert
 from memberkit.core.models import timestamp
-from memberkit.schema.context import RequestContext
+from memberkit.schema.context import RequestContext, VisibleError
 
 
 # The jobs' tables (created by core's migrations): the timer's leases and the one-off runs.
@@ -96,6 +96,14 @@ class JobRun:
     error: Optional[str]
 
 
+MAX_JOBS_LISTED = 100
+
+
+def _job_run(row) -> JobRun:
+    return JobRun(id=strawberry.ID(row.id), kind=row.kind, status=JobRunStatus(row.status), total=row.total,
+                  done=row.done, started_at=row.started_at, finished_at=row.finished_at, error=row.error)
+
+
 def contribute(builder) -> None:
     def job(Member):
         async def resolve(info: strawberry.Info, id: strawberry.ID) -> Optional[JobRun]:
@@ -104,10 +112,20 @@ def contribute(builder) -> None:
             context.require_integrator(allow="read")
             row = await context.read(lambda ctx: ctx.conn.execute(select(RUNS).where(
                 RUNS.c.id == str(id), RUNS.c.shop == ctx.shop.slug)).first())
-            if row is None:
-                return None
-            return JobRun(id=strawberry.ID(row.id), kind=row.kind, status=JobRunStatus(row.status), total=row.total,
-                          done=row.done, started_at=row.started_at, finished_at=row.finished_at, error=row.error)
+            return None if row is None else _job_run(row)
+        return resolve
+
+    def jobs(Member):
+        async def resolve(info: strawberry.Info, first: int = 20) -> list[JobRun]:
+            """The shop's one-off jobs, newest first: the first `first` (0 to 100), for the console (integrator)."""
+            context: RequestContext = info.context
+            context.require_integrator(allow="read")
+            if not 0 <= first <= MAX_JOBS_LISTED:
+                raise VisibleError(f"jobs: first is {first}: expected 0 to {MAX_JOBS_LISTED}")
+            rows = await context.read(lambda ctx: ctx.conn.execute(select(RUNS).where(
+                RUNS.c.shop == ctx.shop.slug).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(first)).all())
+            return [_job_run(row) for row in rows]
         return resolve
 
     builder.query_field("job", job)
+    builder.query_field("jobs", jobs)

@@ -377,3 +377,26 @@ def test_in_development_the_cookie_works_over_plain_http(shop, make_api):
     csrf = response.json()["csrfToken"]
     answer = api.client.post("/graphql", json={"query": SEARCH}, headers={"X-CSRF-Token": csrf})
     assert answer.status_code == 200 and answer.json()["data"]["members"]["totalCount"] == 1
+
+
+# ---------------------------------------------------------------- the console's list of jobs
+
+JOBS = "query($first: Int) { jobs(first: $first) { id kind status total done } }"
+
+
+def test_staff_list_the_shops_jobs_newest_first_with_their_progress_and_only_their_shops(shop):
+    from memberkit.schema.jobs import RUNS
+    start = clock.now()
+    rows = [{"id": f"job_{n}", "shop": shop_slug, "kind": "segments.campaign", "key": f"k{n}", "params": {},
+             "status": status, "total": 10, "done": done, "created_at": start + timedelta(minutes=n)}
+            for n, (shop_slug, status, done) in enumerate([("demo", "DONE", 10), ("demo", "RUNNING", 4),
+                                                           ("other", "QUEUED", 0)])]
+    with shop.runtime.db.write() as conn:
+        conn.execute(RUNS.insert(), rows)
+    body = call(shop, staff_key(shop, "viewer"), JOBS, {"first": 10})
+    assert body["data"]["jobs"] == [
+        {"id": "job_1", "kind": "segments.campaign", "status": "RUNNING", "total": 10, "done": 4},
+        {"id": "job_0", "kind": "segments.campaign", "status": "DONE", "total": 10, "done": 10}]
+    assert [j["id"] for j in call(shop, shop.integrator("demo").key, JOBS, {"first": 1})["data"]["jobs"]] == ["job_1"]
+    refused = call(shop, shop.integrator("demo").key, JOBS, {"first": 101})
+    assert refused["errors"][0]["message"] == "jobs: first is 101: expected 0 to 100" and refused["data"] is None
