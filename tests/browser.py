@@ -1,7 +1,7 @@
 """Browser tests' kit, shared by the pages' tests (import `chromium_fixture` and `served_fixture` into a test
 module to use the `chromium` and `served` fixtures): a real `memberkit serve` on a free port with a fresh SQLite file
 and the repository's plugins.toml, an API client holding its secret key, a Chromium driven by Playwright, the
-axe-core check and the screenshots under docs/screenshots/.
+axe-core check and the screenshots (MEMBERKIT_SCREENSHOTS=docs/screenshots writes the README's).
 
 Chromium: Debian's (`apt-get install -y chromium`, which .ci/run does), or any build named by
 MEMBERKIT_CHROMIUM; without one the browser tests skip, saying so. They run once, in the SQLite pass."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ import pytest
 
 from tests.conftest import MEMBERKIT, ROOT, TEST_DATABASE_URL, memberkit_serve
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to a temporary folder, so a test run changes no committed file; to refresh the README's:
+# MEMBERKIT_SCREENSHOTS=docs/screenshots pytest tests/test_member_centre_page.py tests/test_console_page.py
+SCREENSHOTS = Path(os.environ.get("MEMBERKIT_SCREENSHOTS") or Path(tempfile.gettempdir()) / "memberkit-screenshots")
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1280, "height": 800}
 HOW_TO_GET_CHROMIUM = ("no Chromium for the browser tests: `apt-get install -y chromium` (Debian/Ubuntu), or set "
@@ -155,7 +158,7 @@ def serious_accessibility_violations(page) -> list[str]:
 
 
 def screenshot(page, name: str) -> Path:
-    """The page as it is, full length, into docs/screenshots/NAME.png (the README shows them)."""
+    """The page as it is, into SCREENSHOTS/NAME.png (the README shows those under docs/screenshots/)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)

@@ -1,7 +1,7 @@
 """The operator console at /admin in a real browser (Chromium through Playwright) against a real
 `memberkit serve`: sign in with a staff key, see the KPI charts with data, find a member, adjust points and
 see the ledger entry; a viewer sees the writes disabled; no Content-Security-Policy violation, no serious or
-critical axe-core finding on any page; screenshots at 1280x800 and 390x844 into docs/screenshots/.
+critical axe-core finding on any page; screenshots at 1280x800 and 390x844 (tests.browser.SCREENSHOTS).
 
 End to end, run once: in the SQLite pass. Needs Chromium (`apt-get install -y chromium`, or
 MEMBERKIT_CHROMIUM=/path/to/chrome) and Playwright (`pip install -e '.[test]'`)."""
@@ -18,13 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MEMBERKIT, ORDER_PAID, SIGN_UP, TEST_DATABASE_URL, start_serve
+from tests.browser import AXE, DESKTOP, PHONE, SCREENSHOTS
+from tests.conftest import MEMBERKIT, ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, start_serve
 
-ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 CHROMIUM = os.environ.get("MEMBERKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing: pip install -e '.[test]'")
 
