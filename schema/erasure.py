@@ -32,6 +32,7 @@ from memberkit.core.runtime import Runtime
 from memberkit.core.settings import Shop
 from memberkit.core.types import Refused
 from memberkit.schema import auth
+from memberkit.schema.audit import AUDIT
 from memberkit.schema.context import MAX_IDEMPOTENCY_KEY, RequestContext
 from memberkit.schema.types import UserError
 
@@ -130,6 +131,10 @@ def erase_member(runtime: Runtime, shop: Shop, api_key_id: str | None, *, member
         mine = (EVENTS.c.shop == shop.slug, EVENTS.c.member_id == member_id)
         ctx.conn.execute(update(EVENTS).where(*mine, EVENTS.c.kind == "member_signup").values(key=tombstone))
         ctx.conn.execute(update(EVENTS).where(*mine, EVENTS.c.kind.in_(PERSONAL_EVENTS)).values(payload_hash="erased"))
+        # Staff writes about the member stay in the audit log (who did what, when), without the reason given,
+        # free text that may name the person.
+        ctx.conn.execute(update(AUDIT).where(AUDIT.c.event_id.in_(select(EVENTS.c.id).where(*mine)))
+                         .values(reason=None))
         ctx.emit("member.erased", member_id)
         return EventResult(member_id)
 
@@ -218,6 +223,11 @@ def member_data_export(ctx: Context, member_id: str) -> dict[str, Any] | None:
                               orders.c.paid_at.desc(), orders.c.id.desc()),
         "events": dict(ctx.conn.execute(select(EVENTS.c.kind, func.count()).where(  # what was recorded, by kind
             EVENTS.c.shop == ctx.shop.slug, EVENTS.c.member_id == member_id).group_by(EVENTS.c.kind)).all()),
+        "staffWrites": export_rows(ctx, select(AUDIT.c.operation, AUDIT.c.arguments, AUDIT.c.reason, AUDIT.c.role,
+                                               AUDIT.c.created_at)
+                                   .join(EVENTS, EVENTS.c.id == AUDIT.c.event_id)
+                                   .where(EVENTS.c.shop == ctx.shop.slug, EVENTS.c.member_id == member_id),
+                                   AUDIT.c.id.desc()),
     }
     for hook in ctx.hook.member_data.get_hookimpls():  # called one by one: each part goes under its plugin's name
         part = hook.function(ctx=ctx, member_id=member_id)

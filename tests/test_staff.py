@@ -4,6 +4,7 @@ cookie and its CSRF token; every staff write in the audit log, and nothing on a 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from http.cookies import SimpleCookie
@@ -226,6 +227,23 @@ def test_operator_writes_are_audited_with_who_what_when_and_the_reason(shop):
         assert {a["name"]: a["value"] for a in last["arguments"]} == {
             "member_id": f'"{member_id}"', "delta": "50", "idempotency_key": '"a"'}  # the reason has its own field
         assert rest["pageInfo"]["hasNextPage"] is False
+
+
+def test_a_members_staff_writes_are_in_their_export_and_erasure_drops_the_reasons_given(shop):
+    """The audit log keeps who did what to an erased member, not the free text that may name the person."""
+    key, member_id, other = staff_key(shop, "operator"), shop.member_id, shop.sign_up("demo", "u-2")
+    assert call(shop, key, ADJUST, adjust(member_id, 50, "Ada rang about her parcel"))["data"]["adjustPoints"][
+        "errors"] == []
+    assert call(shop, key, ADJUST, adjust(other, 5, "kept", key="b"))["data"]["adjustPoints"]["errors"] == []
+    integrator = shop.integrator("demo")
+    export = json.loads(integrator("query($id: ID!) { memberDataExport(memberId: $id) }",
+                                   {"id": member_id})["memberDataExport"])
+    assert [(w["operation"], w["reason"], w["role"]) for w in export["staffWrites"]["items"]] == [
+        ("adjustPoints", "Ada rang about her parcel", "operator")]
+    erase = 'mutation($id: ID!) { eraseMember(memberId: $id, idempotencyKey: "e") { errors { code } } }'
+    assert integrator(erase, {"id": member_id})["eraseMember"]["errors"] == []
+    assert [(row.operation, row.reason) for row in audit_rows(shop)] == [("adjustPoints", None),
+                                                                        ("adjustPoints", "kept")]
 
 
 def test_refused_and_repeated_staff_writes_and_secret_key_writes_add_no_audit_row(shop):
