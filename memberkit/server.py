@@ -21,7 +21,7 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.http.base import HTTPException  # (cross_web's, which strawberry answers with)
 
-from memberkit import config, console, jobs, member_centre, staff_session
+from memberkit import config, jobs, pages, staff_session
 from memberkit.core import plugins as plugin_registry
 from memberkit.core.runtime import Runtime
 from memberkit.logs import REQUEST_ID
@@ -264,7 +264,7 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
         routes=[Route("/graphql", GraphQLDispatcher(runtime, development), methods=["GET", "POST"]),
                 Route("/admin/session", staff_session.SessionEndpoint(runtime, development),
                       methods=["POST", "DELETE"]),
-                *console.routes, Route("/healthz", healthz), *member_centre.routes(runtime)],
+                Route("/healthz", healthz), *pages.routes(runtime)],
         lifespan=lifespan,
     ))
 

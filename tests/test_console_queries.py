@@ -1,4 +1,4 @@
-"""Every GraphQL document the operator console (memberkit/console/console.js) sends is valid against the demo
+"""Every GraphQL document the operator console (memberkit/pages/console/console.js) sends is valid against the demo
 shop's schema: a renamed or removed field fails here, without a browser, before an operator sees it fail."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from graphql import build_schema, parse, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = (ROOT / "memberkit" / "console" / "console.js").read_text()
+SCRIPT = (ROOT / "memberkit" / "pages" / "console" / "console.js").read_text()
 # template literals and plain strings that start like a GraphQL document
 DOCUMENTS = (re.findall(r"`((?:query|mutation|\{)[^`]*)`", SCRIPT)
              + re.findall(r'"((?:query\(|mutation\(|\{ )[^"]*)"', SCRIPT))
