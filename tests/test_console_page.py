@@ -8,76 +8,44 @@ MEMBERKIT_CHROMIUM=/path/to/chrome) and Playwright (`pip install -e '.[test]'`).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.browser import AXE, DESKTOP, PHONE, SCREENSHOTS
-from tests.conftest import MEMBERKIT, ORDER_PAID, ROOT, SIGN_UP, TEST_DATABASE_URL, start_serve
+from tests.browser import (
+    AXE,
+    DESKTOP,
+    HOW_TO_GET_CHROMIUM,
+    PHONE,
+    SCREENSHOTS,
+    chromium_fixture,  # noqa: F401  (the `chromium` fixture)
+    create_key,
+    run_once,
+    serving,
+)
+from tests.conftest import SIGN_UP
 
-CHROMIUM = os.environ.get("MEMBERKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing: pip install -e '.[test]'")
-
-pytestmark = [
-    pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="end to end, run once: in the SQLite pass"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` "
-                                                            "(or set MEMBERKIT_CHROMIUM to a Chrome/Chromium binary)"),
-]
-
-
-def cli(env: dict, *args: str) -> str:
-    done = subprocess.run([MEMBERKIT, *args], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def gql(client: httpx.Client, query: str, variables: dict) -> dict:
-    body = client.post("/graphql", json={"query": query, "variables": variables}, timeout=60).json()
-    assert not body.get("errors"), body
-    return body["data"]
+sync_api = pytest.importorskip("playwright.sync_api", reason=HOW_TO_GET_CHROMIUM)
+pytestmark = run_once
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A real `memberkit serve` on a free port with a fresh SQLite file and the repository's plugins.toml,
-    three members (one has paid), a secret key, and an operator's and a viewer's staff keys."""
-    tmp = tmp_path_factory.mktemp("console")
-    env = {**os.environ, "MEMBERKIT_CONFIG": str(ROOT / "plugins.toml"),
-           "MEMBERKIT_DATABASE_URL": f"sqlite:///{tmp / 'console.db'}",
-           "MEMBERKIT_SECRETS_FILE": str(tmp / "secret.key"), "MEMBERKIT_ENV": "test"}
-    cli(env, "migrate")
-    key = lambda *args: cli(env, "keys", "create", "--shop", "demo", *args).strip().splitlines()[-1]  # noqa: E731
-    secret, operator, viewer = key(), key("--kind", "staff", "--role", "operator", "--label", "alice"), \
-        key("--kind", "staff", "--role", "viewer", "--label", "bob")
-    with open(tmp / "server.log", "w+") as log:
-        process, base = start_serve(env, 1, log)
-        try:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}) as client:
-                ids = [gql(client, SIGN_UP, {"input": {"externalId": f"crm-{n}", "tags": ["vip"] if n == 1 else []}})
-                       ["signUpMember"]["member"]["id"] for n in range(3)]
-                gql(client, ORDER_PAID, {"input": {"orderId": "o-1", "memberId": ids[1], "total": 25000}})
-                for n in range(1, 20):  # members brought over from an older system, joined 3 to 58 days ago
-                    joined = (datetime.now(UTC) - timedelta(days=3 * n + (n >= 10))).isoformat()
-                    gql(client, SIGN_UP, {"input": {"externalId": f"old-{n}", "joinedAt": joined}})
-            yield {"base": base, "operator": operator, "viewer": viewer, "member_id": ids[1]}
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    """The demo shop served (tests/browser.py) with three members (one has paid), 19 more who joined 3 to 58 days
+    ago, and an operator's and a viewer's staff keys, made as an operator makes them."""
+    with serving(tmp_path_factory.mktemp("console")) as served:
+        staff = lambda role, label: create_key(served.env, "demo", "--kind", "staff", "--role", role,  # noqa: E731
+                                               "--label", label)
+        operator, viewer = staff("operator", "alice"), staff("viewer", "bob")
+        ids = [served.gql(SIGN_UP, {"input": {"externalId": f"crm-{n}", "tags": ["vip"] if n == 1 else []}})
+               ["signUpMember"]["member"]["id"] for n in range(3)]
+        served.pay(ids[1], 25000)
+        for n in range(1, 20):  # members brought over from an older system
+            joined = (datetime.now(UTC) - timedelta(days=3 * n + (n >= 10))).isoformat()
+            served.gql(SIGN_UP, {"input": {"externalId": f"old-{n}", "joinedAt": joined}})
+        yield {"base": served.base, "operator": operator, "viewer": viewer, "member_id": ids[1]}
 
 
 @pytest.fixture
