@@ -76,9 +76,13 @@ class SessionEndpoint:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json" or (
                 declared.isdigit() and int(declared) > MAX_SIGN_IN_BYTES):
             return bad  # JSON only: a cross-site form cannot send it without the browser asking first
-        body = await request.body()
+        body = b""
+        async for chunk in request.stream():  # read no further than the limit, however the body is sent
+            body += chunk
+            if len(body) > MAX_SIGN_IN_BYTES:
+                return bad
         try:
-            key = json.loads(body).get("key") if len(body) <= MAX_SIGN_IN_BYTES else None
+            key = json.loads(body).get("key")
         except (ValueError, AttributeError):
             key = None
         if not isinstance(key, str) or not key:

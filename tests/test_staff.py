@@ -350,6 +350,12 @@ def test_only_a_live_staff_key_signs_in(shop, console):
     assert sign_in(console, "mkst_" + "x" * 43).status_code == 401
     assert console.post("/admin/session", data={"key": staff_key(shop, "viewer")}).status_code == 400  # a form
     assert console.post("/admin/session", json=["not", "an", "object"]).status_code == 400
+
+    def streamed():  # no content-length: the body is cut off at the limit, not read whole
+        yield b'{"key": "' + b"x" * 5000
+        yield b'"}'
+    assert console.post("/admin/session", content=streamed(), headers={"content-type": "application/json"}
+                        ).status_code == 400
     assert "set-cookie" not in refused.headers
 
 
