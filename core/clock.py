@@ -25,10 +25,10 @@ def now() -> datetime:
 
 
 def set_now(moment: datetime | None) -> None:
-    global _frozen
+    global _frozen, _fixed
     if moment is not None and moment.tzinfo is None:
         raise ValueError("the clock takes an aware datetime")
-    _frozen = moment.astimezone(UTC) if moment else None
+    _frozen, _fixed = (moment.astimezone(UTC) if moment else None), _UNREAD  # MEMBERKIT_NOW read afresh
 
 
 @contextmanager

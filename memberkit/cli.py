@@ -217,6 +217,11 @@ def keys_list(shop: Annotated[Optional[str], typer.Option("--shop")] = None, con
         typer.echo("  ".join(value.ljust(width) for value, width in zip(line, widths, strict=False)) + "  " + line[6])
 
 
+def printable(text: str | None) -> str | None:
+    """Text with its control characters (newlines, terminal escapes) shown as escapes, not acted on."""
+    return None if text is None else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @app.command()
 def audit(
     shop: Annotated[str, typer.Option("--shop", help="The shop.")],
@@ -237,9 +242,9 @@ def audit(
     with runtime.db.read() as conn:
         rows = conn.execute(select(AUDIT).where(AUDIT.c.shop == shop).order_by(AUDIT.c.id.desc()).limit(limit)).all()
     for row in rows:
-        who = f"{row.key_id} ({row.key_label or '-'}, {row.role})"
+        who = f"{row.key_id} ({printable(row.key_label) or '-'}, {row.role})"  # staff typed these: no forged lines
         typer.echo(f"{row.created_at:%Y-%m-%d %H:%M:%S}  {who}  {row.operation} "
-                   f"{json.dumps(row.arguments, ensure_ascii=False)}  reason: {row.reason or '-'}")
+                   f"{json.dumps(row.arguments, ensure_ascii=False)}  reason: {printable(row.reason) or '-'}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from memberkit.core.runtime import Runtime
@@ -77,10 +77,13 @@ class SessionEndpoint:
                 declared.isdigit() and int(declared) > MAX_SIGN_IN_BYTES):
             return bad  # JSON only: a cross-site form cannot send it without the browser asking first
         body = b""
-        async for chunk in request.stream():  # read no further than the limit, however the body is sent
-            body += chunk
-            if len(body) > MAX_SIGN_IN_BYTES:
-                return bad
+        try:
+            async for chunk in request.stream():  # read no further than the limit, however the body is sent
+                body += chunk
+                if len(body) > MAX_SIGN_IN_BYTES:
+                    return bad
+        except ClientDisconnect:
+            return bad  # nobody is left to answer; nothing was done
         try:
             key = json.loads(body).get("key")
         except (ValueError, AttributeError):

@@ -22,7 +22,8 @@ MAX_REASON = 500  # more than any write's own reason limit: the audit row never 
 
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "core_audit_log"
-    __table_args__ = (Index("ix_core_audit_log_shop_id", "shop", "id"),)  # a shop's log, newest first
+    __table_args__ = (Index("ix_core_audit_log_shop_id", "shop", "id"),  # a shop's log, newest first
+                      Index("ix_core_audit_log_event_id", "event_id"))  # a member's writes (erasure, export)
 
     id: int | None = Field(default=None, primary_key=True)
     shop: str = Field(max_length=64)
@@ -74,8 +75,8 @@ def record(conn: Connection, shop: str, principal: Principal, write: StaffWrite,
 
 class AuditedRuntime:
     """The runtime as one staff write sees it: the event transaction it opens (core.intake.run_event) also
-    writes the audit row, as the last write before commit (``ctx.last``), so a refusal (rolled back) or a
-    repeat (answered before ``last`` runs) records nothing. Everything else is the runtime's own."""
+    writes the audit row, among the writes run just before commit (``ctx.last``), so a refusal (rolled back)
+    or a repeat (answered before ``last`` runs) records nothing. Everything else is the runtime's own."""
 
     def __init__(self, runtime: Runtime, principal: Principal, write: StaffWrite):
         self._runtime, self._principal, self._write = runtime, principal, write

@@ -74,7 +74,8 @@ class AuthError(Exception):
 # ---------------------------------------------------------------- shop keys
 
 
-def _hash_key(key: str) -> str:
+def secret_hash(key: str) -> str:
+    """A key's, session id's or token's stored form."""
     return hashlib.sha256(key.encode()).hexdigest()  # keys are 256-bit random: a plain hash is enough
 
 
@@ -90,7 +91,7 @@ def create_key(conn: Connection, shop: str, kind: KeyKind, label: str = "",
     key = KEY_PREFIXES[kind] + secrets.token_urlsafe(32)
     key_id = "key_" + secrets.token_hex(6)
     conn.execute(insert(ApiKey).values(
-        id=key_id, shop=shop, kind=kind, role=role, key_hash=_hash_key(key), prefix=key[:10], label=label,
+        id=key_id, shop=shop, kind=kind, role=role, key_hash=secret_hash(key), prefix=key[:10], label=label,
         created_at=clock.now(),
     ))
     return key_id, key
@@ -99,7 +100,7 @@ def create_key(conn: Connection, shop: str, kind: KeyKind, label: str = "",
 def revoke_key(conn: Connection, key_or_id: str) -> ApiKey | None:
     """Revoke by key id or by the key itself; returns the key's row, or None if there is no such key."""
     column = ApiKey.key_hash if key_or_id.startswith(tuple(KEY_PREFIXES.values())) else ApiKey.id
-    value = _hash_key(key_or_id) if column is ApiKey.key_hash else key_or_id
+    value = secret_hash(key_or_id) if column is ApiKey.key_hash else key_or_id
     row = conn.execute(select(ApiKey).where(column == value)).first()
     if row is None:
         return None
@@ -142,7 +143,7 @@ def principal_for_key(conn_factory, key: str) -> Principal | None:
 
 
 def _principal_for_key(conn_factory, key: str) -> Principal | None:
-    digest = _hash_key(key)
+    digest = secret_hash(key)
     hit = _key_cache.get(digest)
     if hit and hit[0] > time.monotonic():
         return hit[1]
@@ -273,7 +274,7 @@ def authenticate_without_io(authorization: str | None) -> Principal | None:
             return None
         principal = token.principal if revocations.allows(token) else None
     elif credential.startswith(tuple(KEY_PREFIXES.values())):
-        hit = _key_cache.get(_hash_key(credential))
+        hit = _key_cache.get(secret_hash(credential))
         if not hit or hit[0] <= time.monotonic():
             return None
         principal = hit[1]

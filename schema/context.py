@@ -130,6 +130,9 @@ class RequestContext:
             return self.runtime
         if write is None:  # a write that does not say what the audit log keeps is not open to staff
             raise AccessError("this operation needs the shop's secret key (staff keys may not run it)")
+        if not self.principal.may("operate"):  # whatever the resolver asked for: staff writes are operators'
+            raise AccessError("this operation needs the shop's secret key or a staff key with the role operator "
+                              f"(this staff key's role is {self.principal.staff_role})")
         return AuditedRuntime(self.runtime, self.principal, write)  # type: ignore[return-value]
 
     async def event(self, kind: str, key: str | None, payload: dict[str, Any],

@@ -8,7 +8,6 @@ it at once, in every process.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -22,7 +21,7 @@ from sqlmodel import Field, SQLModel
 from memberkit.core import clock
 from memberkit.core.models import timestamp
 from memberkit.schema.audit import AUDIT
-from memberkit.schema.auth import ApiKey, Principal, key_principal
+from memberkit.schema.auth import ApiKey, Principal, key_principal, secret_hash
 from memberkit.schema.context import RequestContext, VisibleError
 from memberkit.schema.types import PageInfo, id_after, id_cursor
 
@@ -40,10 +39,6 @@ class StaffSession(SQLModel, table=True):
     expires_at: datetime = timestamp(index=True)
 
 
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()  # 256-bit random values: a plain hash is enough
-
-
 def open_session(conn: Connection, key_id: str) -> tuple[str, str, datetime]:
     """A new session for the staff key: (session id, CSRF token, expiry), both values shown once. Sessions
     past their expiry go at the same time, so the table holds only live ones."""
@@ -51,14 +46,14 @@ def open_session(conn: Connection, key_id: str) -> tuple[str, str, datetime]:
     conn.execute(delete(StaffSession).where(StaffSession.expires_at <= now))
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = now + timedelta(hours=SESSION_HOURS)
-    conn.execute(insert(StaffSession).values(id_hash=_hash(session_id), csrf_hash=_hash(csrf), key_id=key_id,
-                                             created_at=now, expires_at=expires))
+    conn.execute(insert(StaffSession).values(id_hash=secret_hash(session_id), csrf_hash=secret_hash(csrf),
+                                             key_id=key_id, created_at=now, expires_at=expires))
     return session_id, csrf, expires
 
 
 def close_session(conn: Connection, session_id: str) -> bool:
     """Sign out: the session ends now; False if there was none."""
-    return bool(conn.execute(delete(StaffSession).where(StaffSession.id_hash == _hash(session_id))).rowcount)
+    return bool(conn.execute(delete(StaffSession).where(StaffSession.id_hash == secret_hash(session_id))).rowcount)
 
 
 def session_principal(conn: Connection, session_id: str, csrf: str | None) -> tuple[Principal | None, bool]:
@@ -67,11 +62,11 @@ def session_principal(conn: Connection, session_id: str, csrf: str | None) -> tu
     row = conn.execute(
         select(ApiKey.id, ApiKey.shop, ApiKey.kind, ApiKey.role, ApiKey.label, StaffSession.csrf_hash)
         .join(ApiKey, ApiKey.id == StaffSession.key_id)
-        .where(StaffSession.id_hash == _hash(session_id), StaffSession.expires_at > clock.now(),
+        .where(StaffSession.id_hash == secret_hash(session_id), StaffSession.expires_at > clock.now(),
                ApiKey.revoked_at.is_(None), ApiKey.kind == "staff")).first()
     if row is None:
         return None, False
-    return key_principal(row), csrf is not None and hmac.compare_digest(_hash(csrf), row.csrf_hash)
+    return key_principal(row), csrf is not None and hmac.compare_digest(secret_hash(csrf), row.csrf_hash)
 
 
 # ---------------------------------------------------------------- the audit log in GraphQL

@@ -218,3 +218,11 @@ def test_ranges_are_at_most_62_days_in_order_and_within_the_years_memberkit_sche
 def test_the_calendar_needs_a_credential(demo):
     response = demo.api.post(CALENDAR, {"from": "2026-03-01", "to": "2026-03-31"})
     assert response.status_code == 401 or response.json().get("errors"), response.text
+
+
+def test_a_percentage_off_reads_as_zhe_the_tenths_of_the_price_paid():
+    from memberkit.plugins.perks.rules import title
+
+    assert [title("zh-CN", "MEMBER_DAY", off) for off in (5, 10, 15, 95, 100)] == [
+        "会员日：95折", "会员日：9折", "会员日：85折", "会员日：0.5折", "会员日：免单"]
+    assert [title("en", "MEMBER_DAY", off) for off in (5, 100)] == ["Member day: 5% off", "Member day: free"]

@@ -170,7 +170,7 @@ def test_migrate_command_is_idempotent(fresh_database, settings_file, monkeypatc
         assert "database is up to date" in result.stdout
     runtime = Runtime(settings_module.load(config), Database(url))
     try:
-        assert migrate.is_current(runtime) and heads(runtime) == {"checkout_0001", "core_0008", "kpis_0003"}
+        assert migrate.is_current(runtime) and heads(runtime) == {"checkout_0001", "core_0009", "kpis_0003"}
         assert schema_diff(runtime) == []
     finally:
         runtime.db.dispose()
@@ -329,7 +329,7 @@ def test_migrations_new_writes_each_revision_a_plugins_models_need(notes, fresh_
     [written] = (Path(plugin.migrations)).glob("notes_0001_*.py")
     text_of_first = written.read_text()
     assert "branch_labels = ('notes',)" in text_of_first and "op.create_table('notes_note'" in text_of_first
-    assert "depends_on = ['checkout_0001'" not in text_of_first and "core_0008" in text_of_first
+    assert "depends_on = ['checkout_0001'" not in text_of_first and "core_0009" in text_of_first
 
     again = runner.invoke(cli.app, ["migrations", "new", "--plugin", "notes", "-m", "nothing"])
     assert again.exit_code == 1 and "nothing to write" in again.stderr

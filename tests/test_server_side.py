@@ -60,7 +60,7 @@ def test_a_key_revoked_by_another_process_ends_its_tokens_within_seconds(demo, m
     token = demo.api.token(secret, member_id)
     assert demo.api(ME, key=token)["me"]["id"] == member_id  # now cached in this process
     with demo.runtime.db.write() as conn:  # what `memberkit keys revoke` does elsewhere
-        conn.execute(update(ApiKey).where(ApiKey.key_hash == auth._hash_key(secret)).values(revoked_at=NOW))
+        conn.execute(update(ApiKey).where(ApiKey.key_hash == auth.secret_hash(secret)).values(revoked_at=NOW))
     later(demo, auth.KEY_CACHE_SECONDS + 0.5, monkeypatch)
     assert demo.api.post(ME, key=token).status_code == 401
 

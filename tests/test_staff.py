@@ -265,12 +265,13 @@ def test_refused_and_repeated_staff_writes_and_secret_key_writes_add_no_audit_ro
 
 def test_cli_prints_the_audit_log(shop):
     key = staff_key(shop, "operator", "alice")
-    call(shop, key, ADJUST, adjust(shop.member_id, 7, "birthday mix-up"))
+    assert call(shop, key, ADJUST, adjust(shop.member_id, 7, "birthday mix-up\n2026-01-01 forged line"))[
+        "data"]["adjustPoints"]["errors"] == []
     result = memberkit_cli(shop.runtime, "audit", "--shop", "demo")
     assert result.exit_code == 0, result.output
-    [line] = result.stdout.splitlines()
+    [line] = result.stdout.splitlines()  # a newline typed into a reason forges no second line
     assert "(alice, operator)" in line and "adjustPoints" in line and '"delta": 7' in line
-    assert line.endswith("reason: birthday mix-up")
+    assert line.endswith("reason: birthday mix-up\\n2026-01-01 forged line")
 
 
 # ---------------------------------------------------------------- console sessions

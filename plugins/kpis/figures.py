@@ -34,7 +34,7 @@ from memberkit.plugins.kpis.models import KpisActive, KpisDelta, KpisHour, KpisR
 DELTA, HOUR, ROLLUP, ACTIVE, STORE_SALES = (KpisDelta.__table__, KpisHour.__table__, KpisRollup.__table__,
                                             KpisActive.__table__, KpisStoreSales.__table__)
 ACTIVITY = "active"  # the metric of an activity mark: ctx.count("active", at=..., member_id=...)
-FOLD_BATCH = 5000
+FOLD_BATCH = 2000  # kpis_delta rows (transactions) per step: at most FOLD_BATCH x PACKED_FIGURES figures
 # The parts of a ledger's liability (RULES.md 8): `{ledger}{part}`, each counted by its sign below.
 LEDGER_PARTS = {"Issued": 1, "Returned": 1, "Adjusted": 1, "Spent": -1, "Expired": -1, "Reversed": -1}
 PENDING = "Pending"
@@ -121,7 +121,7 @@ def split_by(span: str, moment: datetime) -> tuple[datetime, datetime]:
 
 
 _INSERT = Prepared(DELTA.insert())
-PACKED_FIGURES = 1000  # figures per kpis_delta row: an order's are a handful; a job's thousands take several rows
+PACKED_FIGURES = 200  # figures per kpis_delta row: an order's are a handful; a job's thousands take several rows
 BUCKET_TEXT = "%Y-%m-%d %H:%M:%S.%f"  # an hour's start in a packed figure: UTC, as SQLite keeps timestamps
 
 
@@ -177,7 +177,9 @@ def fold(ctx: Context, batches: int = 20) -> str | None:
         sums: dict[tuple[str, datetime], int] = defaultdict(int)
         marks: set[tuple[datetime, str]] = set()
         for row in rows:
-            for metric, bucket, value, member_id in json.loads(row.figures):
+            figures = json.loads(row.figures)
+            moved += len(figures)
+            for metric, bucket, value, member_id in figures:
                 if metric == ACTIVITY:
                     marks.add((bucket_of(bucket), member_id))
                 else:
@@ -199,7 +201,6 @@ def fold(ctx: Context, batches: int = 20) -> str | None:
         ids = [row.id for row in rows]
         for start in range(0, len(ids), 1000):
             ctx.conn.execute(DELTA.delete().where(DELTA.c.id.in_(ids[start:start + 1000])))
-        moved += len(rows)
         if len(rows) < FOLD_BATCH:
             break
     return f"{moved} figure(s) folded" if moved else None

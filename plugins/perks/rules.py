@@ -111,13 +111,23 @@ TITLES = {"zh-CN": {"MEMBER_DAY": "会员日", "BIRTHDAY_MONTH": "生日月", "s
           "en": {"MEMBER_DAY": "Member day", "BIRTHDAY_MONTH": "Birthday month", "separator": ": "}}
 
 
+def zhe(paid: int) -> str:
+    """The share of the price paid, in percent, as 折 (tenths): 95 is 95折, 90 is 9折, 5 is 0.5折, 0 is 免单."""
+    if paid == 0:
+        return "免单"
+    if paid < 10:
+        return f"0.{paid}折"
+    return f"{paid // 10}折" if paid % 10 == 0 else f"{paid}折"
+
+
 def title(locale: str, kind: str, percent: int) -> str:
     """"Member day: 5% off" / "会员日：95折" (a percentage off as 折, tenths of the price paid)."""
     words = TITLES.get(locale, TITLES["en"])
     if not percent:
         return words[kind]
-    paid = 100 - percent
-    off = (f"{paid // 10 if paid % 10 == 0 else paid}折" if locale == "zh-CN" else f"{percent}% off")
+    off = f"{percent}% off" if percent < 100 else "free"
+    if locale == "zh-CN":
+        off = zhe(100 - percent)
     return f"{words[kind]}{words['separator']}{off}"
 
 

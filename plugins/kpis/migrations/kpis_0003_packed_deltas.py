@@ -25,7 +25,10 @@ def _bucket(moment) -> str:
 
 
 def upgrade() -> None:
-    # The rows not folded yet (at most a minute's), packed one per row as the plugin now writes them.
+    # The rows not folded yet (at most a minute's), packed one per row as the plugin now writes them; on
+    # PostgreSQL none may be added between reading them and dropping the table.
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('LOCK TABLE kpis_delta IN EXCLUSIVE MODE')
     kept = op.get_bind().execute(sa.select(OLD.c.shop, OLD.c.metric, OLD.c.bucket, OLD.c.value, OLD.c.member_id)
                                  .order_by(sa.text('id'))).all()
     with op.batch_alter_table('kpis_delta', schema=None) as batch_op:
