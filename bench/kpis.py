@@ -13,7 +13,7 @@ with the repo's plugins.toml, dropped at the end unless --keep) gets, without th
   tier), by COPY, the values drawn per hour so that their entries add up to --entries;
 - kpis_active: for each of the last two 90-day windows, ~30% of the members active with 1-5 marks each,
   at hours spread over the window (INSERT ... SELECT over generate_series);
-- kpis_delta: --unfolded rows not yet folded (figures of the last hours and activity marks).
+- kpis_delta: --unfolded figures not yet folded (the last hours' sign-ups and orders, a row each, packed).
 
 Then it checks that a 90-day programmeKpis over that data returns exactly the sums generated (every
 additive figure, the previous period's new members, the tier levels, activeMembers) and times, each
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
+import hashlib
+import json
 import os
 import random
 import secrets
@@ -45,6 +46,7 @@ os.environ.setdefault("MEMBERKIT_WEBHOOK_KEYS", "bench-webhook-key")
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from segments import copy, percentile  # noqa: E402  (bench/segments.py: COPY in chunks, a percentile)
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -71,17 +73,9 @@ def member_sql(n: str) -> str:
     return f"'mem_' || substr(md5(({n})::text), 1, 24)"
 
 
-def copy(raw, table: str, columns: str, rows) -> int:
-    count = 0
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as out:
-        buffer = io.StringIO()
-        for count, row in enumerate(rows, 1):
-            buffer.write("\t".join(row) + "\n")
-            if count % 50_000 == 0:
-                out.write(buffer.getvalue())
-                buffer = io.StringIO()
-        out.write(buffer.getvalue())
-    return count
+def member_id(n: int) -> str:
+    """The nth member's id, as member_sql makes it."""
+    return "mem_" + hashlib.md5(str(n).encode()).hexdigest()[:24]  # noqa: S324 (an id, not a secret)
 
 
 class Shop:
@@ -214,38 +208,36 @@ def seed(runtime, shop: Shop, unfolded_count: int, rng: random.Random) -> tuple[
         # Unfolded rows: what the last minutes' orders and sign-ups appended (mostly in the last hour, one in
         # ten back-dated by up to 200 days), each order with its activity mark: half of them of members not
         # otherwise active in the window.
+        from memberkit.plugins.kpis.figures import bucket_text
         from memberkit.plugins.points.ledger import FIGURES, PENDING_FIGURE
         unfolded = []
         inactive = [n for n in range(0, members, 7) if (n * 37) % 100 >= ACTIVE_SHARE]
         marked: set[int] = set()
+        transactions = []  # each a kpis_delta row: one sign-up's or order's figures, packed as the plugin packs them
         while len(unfolded) < unfolded_count:
             bucket = shop.hours[-1 - (0 if rng.random() < 0.9 else rng.randrange(24 * 200))]
             if rng.random() < 0.2:
-                unfolded += [(metric, bucket, 1, None) for metric in ("newMembers", "tierMembers:REGULAR",
-                                                                       "couponsIssued")]
-                continue
-            total = rng.choice((1990, 4990, 12800, 29900, 59900))
-            n = rng.choice(inactive) if rng.random() < 0.5 else rng.randrange(members)
-            if (n * 37) % 100 >= ACTIVE_SHARE and bucket >= end - WINDOW:
-                marked.add(n)
-            unfolded += [("memberOrders", bucket, 1, None), ("memberSales", bucket, total, None),
-                         (FIGURES["EARN"][0], bucket, total // 100, None), (PENDING_FIGURE, bucket, total // 100, None),
-                         ("active", bucket, 1, n)]
+                figures = [(metric, bucket, 1, None)
+                           for metric in ("newMembers", "tierMembers:REGULAR", "couponsIssued")]
+            else:
+                total = rng.choice((1990, 4990, 12800, 29900, 59900))
+                n = rng.choice(inactive) if rng.random() < 0.5 else rng.randrange(members)
+                if (n * 37) % 100 >= ACTIVE_SHARE and bucket >= end - WINDOW:
+                    marked.add(n)
+                figures = [("memberOrders", bucket, 1, None), ("memberSales", bucket, total, None),
+                           (FIGURES["EARN"][0], bucket, total // 100, None),
+                           (PENDING_FIGURE, bucket, total // 100, None), ("active", bucket, 1, n)]
+            unfolded += figures
+            transactions.append(json.dumps([[m, bucket_text(b), v, None if n is None else member_id(n)]
+                                            for m, b, v, n in figures]))
         with conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO kpis_delta (shop, metric, bucket, value, member_id) VALUES "  # noqa: S608
-                f"(%s, %s, %s, %s, CASE WHEN %s::bigint IS NULL THEN NULL ELSE {member_sql('%s::bigint')} END)",
-                [(SHOP, metric, bucket, value, n, n) for metric, bucket, value, n in unfolded])
+            cursor.executemany("INSERT INTO kpis_delta (shop, figures) VALUES (%s, %s)",
+                               [(SHOP, packed) for packed in transactions])
             cursor.execute("ANALYZE")
         raw.commit()
         return unfolded, active + len(marked)
     finally:
         raw.close()
-
-
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def check(runtime, shop_settings, shop: Shop, run, start: datetime, end: datetime, unfolded, active: int) -> None:
@@ -365,7 +357,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="programmeKpis and kpiSeries at scale on PostgreSQL")
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--entries", type=int, default=10_000_000, help="ledger entries the hour sums stand for")
-    parser.add_argument("--unfolded", type=int, default=5_000, help="rows left in kpis_delta")
+    parser.add_argument("--unfolded", type=int, default=5_000, help="figures left unfolded in kpis_delta")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
