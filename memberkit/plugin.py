@@ -118,9 +118,20 @@ CouponTemplateName = reference("coupon template", "[coupons]")
 TierCode = reference("tier", "tiers")
 
 
+def _declared(shop: Shop, core: tuple[str, ...], field: str) -> list[str]:
+    """Core's names, then those each plugin the shop enables declares in `field` of its Plugin, once each."""
+    declared = (name for plugin in shop.plugins for name in getattr(_plugins.load(plugin), field))
+    return list(dict.fromkeys([*core, *declared]))
+
+
 def declared_figures(shop: Shop) -> list[str]:
     """Every figure the shop's programme counts (``ctx.count``): core's, then each enabled plugin's own."""
-    return list(dict.fromkeys([*CORE_FIGURES, *(f for name in shop.plugins for f in _plugins.load(name).figures)]))
+    return _declared(shop, CORE_FIGURES, "figures")
+
+
+def declared_event_types(shop: Shop) -> list[str]:
+    """Every outbound event type of the shop (``ctx.emit``): core's, then each enabled plugin's declared ones."""
+    return _declared(shop, CORE_EVENT_TYPES, "event_types")
 
 
 def require_segment(ctx: Context, code: str, field: str = "segment") -> str:
@@ -130,12 +141,6 @@ def require_segment(ctx: Context, code: str, field: str = "segment") -> str:
         raise Refused("UNKNOWN_SEGMENT", f"segment {code!r} is not one of this shop's: expected one of "
                       f"{', '.join(known) if known else 'none (the shop keeps no segments)'}", field)
     return code
-
-
-def declared_event_types(shop: Shop) -> list[str]:
-    """Every outbound event type of the shop (``ctx.emit``): core's, then each enabled plugin's declared ones."""
-    declared = (t for name in shop.plugins for t in _plugins.load(name).event_types)
-    return list(dict.fromkeys([*CORE_EVENT_TYPES, *declared]))
 
 
 __all__ = [
