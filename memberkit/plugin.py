@@ -9,7 +9,7 @@ import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ValidationInfo
-from sqlalchemy import Connection, String, Table, bindparam, func, select
+from sqlalchemy import BigInteger, Connection, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
@@ -226,10 +226,12 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], numb
     return ids
 
 
-def among(conn: Connection, column: Any, values: list[str]) -> Any:
-    """``column IN values`` for a long list of strings, as one parameter: an array unnested on PostgreSQL, a
-    JSON array on SQLite (a thousand parameters cost more than the query; and on PostgreSQL ``= ANY(array)``
-    in a prepared statement's plan compares every row with every value, which grows with the table)."""
+def among(conn: Connection, column: Any, values: list[str] | list[int]) -> Any:
+    """``column IN values`` for a long list of strings or of integers, as one parameter: an array unnested on
+    PostgreSQL, a JSON array on SQLite (a thousand parameters cost more than the query; and on PostgreSQL
+    ``= ANY(array)`` in a prepared statement's plan compares every row with every value, which grows with the
+    table)."""
     if conn.dialect.name == "postgresql":
-        return column.in_(select(func.unnest(bindparam(None, list(values), type_=ARRAY(String)))))
+        item = BigInteger if values and isinstance(values[0], int) else String
+        return column.in_(select(func.unnest(bindparam(None, list(values), type_=ARRAY(item)))))
     return column.in_(select(func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value").c.value))

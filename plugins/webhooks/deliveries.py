@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, exists, false, or_, select, true, update
 from starlette.concurrency import run_in_threadpool
 
-from memberkit.plugin import Runtime, clock
+from memberkit.plugin import Runtime, among, clock
 from memberkit.plugins.webhooks import amqp, signing
 from memberkit.plugins.webhooks.outbox import DELIVERIES, ENDPOINTS, EVENTS, fan_out
 from memberkit.plugins.webhooks.settings import NAME, WebhooksSettings
@@ -111,7 +111,7 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
                    EVENTS.c.created_at.label("event_created_at"), EVENTS.c.id.label("event_id"))
             .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
             .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
-            .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)).all()
+            .where(among(conn, DELIVERIES.c.id, ids), DELIVERIES.c.lease_owner == owner)).all()
     return [work_of(row, now) for row in rows]
 
 
@@ -145,7 +145,7 @@ def store_outcomes(conn, runtime: Runtime, owner: str, results: list[tuple[Work,
     endpoints: set[str] = set()
     for code, ids in delivered.items():
         endpoints.update(conn.execute(
-            update(DELIVERIES).where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.lease_owner == owner)
+            update(DELIVERIES).where(among(conn, DELIVERIES.c.id, ids), DELIVERIES.c.lease_owner == owner)
             .values(status="DELIVERED", delivered_at=now, next_attempt_at=None,
                     attempts=DELIVERIES.c.attempts + 1, last_status_code=code, last_error=None,
                     lease_owner=None, lease_until=None)

@@ -33,7 +33,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy import update as sa_update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from memberkit.plugin import Context, MemberRow, Prepared, UTCDateTime, export_rows, upsert
 from memberkit.plugins.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSequence
@@ -143,29 +143,64 @@ def subscribed(endpoint: Any, event_type: str) -> bool:
     return not endpoint.event_types or event_type in endpoint.event_types
 
 
-def fan_out(conn, now: datetime, shops: list[str]) -> int:
-    """Turn new events into one PENDING delivery per enabled endpoint subscribed to their type. An event of a
-    member erased since it was written (a refund committed while the erasure ran) goes nowhere: after
-    ``member.erased`` nothing more about them is told."""
-    erased = select(MEMBERS.c.id).where(MEMBERS.c.id == EVENTS.c.member_id, MEMBERS.c.erased_at.is_not(None)).exists()
-    events = conn.execute(
-        select(EVENTS.c.id, EVENTS.c.shop, EVENTS.c.type, EVENTS.c.created_at,
-               and_(EVENTS.c.type != ERASED, erased).label("untold"))
-        .where(EVENTS.c.fanned == false(), EVENTS.c.shop.in_(shops)).order_by(EVENTS.c.id).limit(FAN_OUT_BATCH)
-        .with_for_update(skip_locked=True, of=EVENTS)).all()
-    if not events:
-        return 0
-    endpoints = conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.shop.in_({e.shop for e in events}),
-                                                     ENDPOINTS.c.enabled == true())).all()
-    rows = [{"shop": event.shop, "endpoint_id": endpoint.id, "event_id": event.id, "status": "PENDING",
-             "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for event in events if not event.untold for endpoint in endpoints
-            if endpoint.shop == event.shop and subscribed(endpoint, event.type)
-            and event.created_at >= endpoint.created_at]
-    if rows:
-        conn.execute(upsert(DELIVERIES, on=["endpoint_id", "event_id"]).on(conn), rows)
-    conn.execute(sa_update(EVENTS).where(EVENTS.c.id.in_([e.id for e in events])).values(fanned=True))
-    return len(events)
+def _fanned_to(events: Any, dialect: str) -> Any:
+    """Pairs of a new event (from `events`) and each enabled endpoint of its shop subscribed to its type and
+    created before it. An event of a member erased since it was written (a refund committed while the
+    erasure ran) goes nowhere: after ``member.erased`` nothing more about them is told."""
+    listed = (func.json_array_elements_text if dialect == "postgresql" else func.json_each)(
+        ENDPOINTS.c.event_types).table_valued("value")
+    erased = select(MEMBERS.c.id).where(MEMBERS.c.id == events.c.member_id, MEMBERS.c.erased_at.is_not(None)).exists()
+    return (select(events.c.shop, ENDPOINTS.c.id, events.c.id, literal("PENDING"), literal(0),
+                   bindparam("now", type_=UTCDateTime), bindparam("now", type_=UTCDateTime))
+            .join_from(events, ENDPOINTS, and_(
+                ENDPOINTS.c.shop == events.c.shop, ENDPOINTS.c.enabled == true(),
+                ENDPOINTS.c.created_at <= events.c.created_at,
+                or_(func.json_array_length(ENDPOINTS.c.event_types) == 0,
+                    select(listed.c.value).where(listed.c.value == events.c.type).exists())))
+            .where(or_(events.c.type == ERASED, ~erased)))
+
+
+FANNED_COLUMNS = ("shop", "endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at")
+_FAN_OUTS: dict[tuple[str, tuple[str, ...]], tuple] = {}
+
+
+def _fan_out_statements(dialect: str, shops: tuple[str, ...]) -> tuple:
+    """The fan-out, set-based (a round's hundreds of events cost a few statements, not rows through Python:
+    the delivery loop holds SQLite's one write lock, which the orders wait for, meanwhile). On PostgreSQL one
+    statement: the batch is marked fanned under ``FOR UPDATE SKIP LOCKED`` (so concurrent processes take
+    different events) and the marked rows are fanned out. On SQLite, whose one writer is this transaction:
+    the batch's last id, then the deliveries of the events up to it, then the mark."""
+    new = and_(EVENTS.c.fanned == false(), EVENTS.c.shop.in_([literal(shop) for shop in shops]))
+    if dialect == "postgresql":
+        batch = (sa_update(EVENTS).where(EVENTS.c.id.in_(
+            select(EVENTS.c.id).where(new).order_by(EVENTS.c.id).limit(FAN_OUT_BATCH)
+            .with_for_update(skip_locked=True))).values(fanned=True)
+            .returning(EVENTS.c.id, EVENTS.c.shop, EVENTS.c.type, EVENTS.c.member_id, EVENTS.c.created_at)
+            .cte("batch"))
+        fan = postgresql.insert(DELIVERIES).from_select(FANNED_COLUMNS, _fanned_to(batch, dialect)).add_cte(batch)
+        return (Prepared(fan.on_conflict_do_nothing()),)
+    batch = select(EVENTS.c.id).where(new).order_by(EVENTS.c.id).limit(FAN_OUT_BATCH).subquery()
+    upto = Prepared(select(func.max(batch.c.id)))
+    up_to = and_(new, EVENTS.c.id <= bindparam("upto"))
+    fan = sqlite.insert(DELIVERIES).from_select(FANNED_COLUMNS, _fanned_to(EVENTS, dialect).where(up_to))
+    mark = sa_update(EVENTS).where(up_to).values(fanned=True)
+    return upto, Prepared(fan.on_conflict_do_nothing()), Prepared(mark)
+
+
+def fan_out(conn, now: datetime, shops: list[str]) -> None:
+    """Turn up to FAN_OUT_BATCH new events into one PENDING delivery per endpoint they go to (`_fanned_to`)."""
+    dialect = conn.dialect.name
+    statements = _FAN_OUTS.get((dialect, tuple(shops)))
+    if statements is None:
+        statements = _FAN_OUTS[(dialect, tuple(shops))] = _fan_out_statements(dialect, tuple(shops))
+    if dialect == "postgresql":
+        statements[0].cursor(conn, {"now": now})
+        return
+    upto, fan, mark = statements
+    last = upto.scalar(conn, {})
+    if last is not None:
+        fan.cursor(conn, {"now": now, "upto": last})
+        mark.cursor(conn, {"upto": last})
 
 
 def requeue(conn, shop: str, endpoint: Any, since: datetime, now: datetime) -> int:
