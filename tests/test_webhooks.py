@@ -333,6 +333,26 @@ def test_a_secret_is_never_stored_and_a_newer_server_key_changes_none(shop, rece
     assert "MEMBERKIT_WEBHOOK_KEYS" in node["lastError"]
 
 
+def test_one_delivery_that_goes_through_restarts_the_day_an_endpoint_may_fail(shop, receiver):
+    receiver.statuses = [500]
+    start = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    shop.clock.set(start)
+    create_endpoint(shop, receiver.url, ["member.signed_up"])
+    shop.sign_up("demo", "crm-1")
+    deliver(shop.runtime)  # fails: failing since 08:00
+    shop.clock.set(start + timedelta(hours=20))
+    shop.sign_up("demo", "crm-2")
+    deliver(shop.runtime)  # goes through (with the first one's retry): failing no more
+    receiver.statuses = [500] * 10
+    shop.clock.set(start + timedelta(hours=25))
+    shop.sign_up("demo", "crm-3")
+    deliver(shop.runtime)  # fails again, 25 hours after the first failure but only just now
+    (endpoint,) = shop.integrator("demo")(ENDPOINTS)["webhookEndpoints"]
+    assert endpoint["enabled"] is True and endpoint["disabledReason"] is None
+    rows = stored(shop.runtime, WebhookDelivery)
+    assert sorted(row.status for row in rows) == ["DELIVERED", "DELIVERED", "PENDING"]
+
+
 def test_an_endpoint_failing_everything_for_a_day_is_disabled_and_can_be_enabled_again(shop, receiver):
     receiver.statuses = [500] * 50
     start = datetime(2026, 6, 1, 8, tzinfo=UTC)

@@ -9,6 +9,7 @@ out and the delivery is tried again. Deliveries are independent: one that keeps 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, false, or_, select, true, update
+from sqlalchemy import BigInteger, String, and_, bindparam, exists, false, func, literal, or_, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from starlette.concurrency import run_in_threadpool
 
-from memberkit.plugin import Runtime, among, clock
+from memberkit.plugin import Prepared, Runtime, UTCDateTime, among, clock
 from memberkit.plugins.webhooks import amqp, signing
 from memberkit.plugins.webhooks.outbox import DELIVERIES, ENDPOINTS, EVENTS, fan_out
 from memberkit.plugins.webhooks.settings import NAME, WebhooksSettings
@@ -42,6 +44,8 @@ class Work:
     delivery_id: int
     shop: str
     attempts: int
+    endpoint_id: str
+    endpoint_failing: bool  # when claimed: a delivery that goes through clears the endpoint's failing_since
     kind: str
     url: str
     message_id: str
@@ -82,6 +86,43 @@ def anything_to_do(runtime: Runtime, shops: list[str]) -> bool:
         return bool(conn.execute(select(or_(exists(unfanned), exists(due)))).scalar())
 
 
+def _listed(column: Any, dialect: str) -> Any:
+    """``column IN :ids``, the ids one parameter (`_ids`): a statement compiled once whatever their number."""
+    if dialect == "postgresql":
+        return column.in_(select(func.unnest(bindparam("ids", type_=ARRAY(BigInteger)))))
+    return column.in_(select(func.json_each(bindparam("ids", type_=String)).table_valued("value").c.value))
+
+
+def _ids(conn, ids: list[int]) -> Any:
+    return ids if conn.dialect.name == "postgresql" else json.dumps(ids)
+
+
+# A round's statements, compiled once (the loop holds SQLite's one write lock, which orders wait for, meanwhile)
+DELIVERED = Prepared({dialect: update(DELIVERIES).where(
+    _listed(DELIVERIES.c.id, dialect), DELIVERIES.c.lease_owner == bindparam("owner")).values(
+    status="DELIVERED", delivered_at=bindparam("now", type_=UTCDateTime), next_attempt_at=None,
+    attempts=DELIVERIES.c.attempts + 1, last_status_code=bindparam("code"), last_error=None, lease_owner=None,
+    lease_until=None) for dialect in ("postgresql", "sqlite")})
+_LEASES: dict[tuple[str, ...], Prepared] = {}
+
+
+def _lease(shops: tuple[str, ...]) -> Prepared:
+    """Lease up to `limit` due deliveries of enabled endpoints of `shops`, soonest due first."""
+    statement = _LEASES.get(shops)
+    if statement is None:
+        enabled = select(ENDPOINTS.c.id).where(ENDPOINTS.c.enabled == true())
+        chosen = (select(DELIVERIES.c.id).where(due_clause(bindparam("now", type_=UTCDateTime)),
+                                                DELIVERIES.c.shop.in_([literal(shop) for shop in shops]),
+                                                DELIVERIES.c.endpoint_id.in_(enabled))
+                  .order_by(DELIVERIES.c.next_attempt_at).limit(bindparam("limit"))
+                  .with_for_update(skip_locked=True))
+        statement = _LEASES[shops] = Prepared(
+            update(DELIVERIES).where(DELIVERIES.c.id.in_(chosen))
+            .values(lease_owner=bindparam("owner"), lease_until=bindparam("until", type_=UTCDateTime))
+            .returning(DELIVERIES.c.id))
+    return statement
+
+
 def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BATCH,
           results: list[tuple[Work, Outcome]] = ()) -> list[Work]:
     """Store the outcomes of the last round (`results`), fan out what is new, then lease up to `limit` due
@@ -92,21 +133,16 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
         if results:
             store_outcomes(conn, runtime, owner, results, now)
         fan_out(conn, now, shops)
-        enabled = select(ENDPOINTS.c.id).where(ENDPOINTS.c.enabled == true())
-        chosen = (select(DELIVERIES.c.id).where(due_clause(now), DELIVERIES.c.shop.in_(shops),
-                                                DELIVERIES.c.endpoint_id.in_(enabled))
-                  .order_by(DELIVERIES.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))
-        ids = conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(chosen))
-                           .values(lease_owner=owner, lease_until=now + lease)
-                           .returning(DELIVERIES.c.id)).scalars().all()
+        ids = [row.id for row in _lease(tuple(shops)).all(
+            conn, {"now": now, "limit": limit, "owner": owner, "until": now + lease})]
     if not ids:
         return []
     # what to send is read after the lease is committed, outside the write lock the orders wait for
     with runtime.db.read() as conn:
         rows = conn.execute(
-            select(DELIVERIES.c.id, DELIVERIES.c.shop, DELIVERIES.c.attempts, ENDPOINTS.c.kind, ENDPOINTS.c.url,
-                   ENDPOINTS.c.key_id, ENDPOINTS.c.salt, ENDPOINTS.c.old_key_id, ENDPOINTS.c.old_salt,
-                   ENDPOINTS.c.old_until, EVENTS.c.type,
+            select(DELIVERIES.c.id, DELIVERIES.c.shop, DELIVERIES.c.attempts, DELIVERIES.c.endpoint_id,
+                   ENDPOINTS.c.kind, ENDPOINTS.c.url, ENDPOINTS.c.key_id, ENDPOINTS.c.salt, ENDPOINTS.c.old_key_id,
+                   ENDPOINTS.c.old_salt, ENDPOINTS.c.old_until, ENDPOINTS.c.failing_since, EVENTS.c.type,
                    EVENTS.c.member_id, EVENTS.c.external_id, EVENTS.c.sequence, EVENTS.c.data,
                    EVENTS.c.created_at.label("event_created_at"), EVENTS.c.id.label("event_id"))
             .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
@@ -123,8 +159,8 @@ def work_of(row: Any, now: datetime) -> Work:
     except signing.MissingServerKey as exc:
         found, error = (), str(exc)
     # the wall clock, not memberkit's (which tests and MEMBERKIT_NOW move): receivers check it against theirs
-    return Work(row.id, row.shop, row.attempts, row.kind, row.url, signing.message_id(row.event_id),
-                int(time.time()), body, found, row.type, error)
+    return Work(row.id, row.shop, row.attempts, row.endpoint_id, row.failing_since is not None, row.kind, row.url,
+                signing.message_id(row.event_id), int(time.time()), body, found, row.type, error)
 
 
 def record(runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]]) -> None:
@@ -139,19 +175,16 @@ def store_outcomes(conn, runtime: Runtime, owner: str, results: list[tuple[Work,
     everything for the shop's ``disable_after_hours`` is disabled. The deliveries that went through, the
     common case, are stored by one statement."""
     delivered: dict[int | None, list[int]] = {}  # by status code (200, 204, ...)
+    recovered: set[str] = set()  # endpoints failing when claimed that answered now
     for work, outcome in results:
         if outcome.delivered:
             delivered.setdefault(outcome.status_code, []).append(work.delivery_id)
-    endpoints: set[str] = set()
+            if work.endpoint_failing:
+                recovered.add(work.endpoint_id)
     for code, ids in delivered.items():
-        endpoints.update(conn.execute(
-            update(DELIVERIES).where(among(conn, DELIVERIES.c.id, ids), DELIVERIES.c.lease_owner == owner)
-            .values(status="DELIVERED", delivered_at=now, next_attempt_at=None,
-                    attempts=DELIVERIES.c.attempts + 1, last_status_code=code, last_error=None,
-                    lease_owner=None, lease_until=None)
-            .returning(DELIVERIES.c.endpoint_id)).scalars())
-    if endpoints:
-        conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(endpoints), ENDPOINTS.c.failing_since.is_not(None))
+        DELIVERED.cursor(conn, {"ids": _ids(conn, ids), "owner": owner, "now": now, "code": code})
+    if recovered:
+        conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(recovered), ENDPOINTS.c.failing_since.is_not(None))
                      .values(failing_since=None))
     for work, outcome in results:
         if not outcome.delivered:
