@@ -45,7 +45,8 @@ def _message(value: str | dict, kind: str) -> bytes:
 
 
 def _hmac(key: bytes, message: bytes) -> str:
-    return hmac.digest(key, message, "sha256").hex()  # hmac.new(...).hexdigest(), without its Python object
+    # hmac.new: hmac.digest lets go of the GIL, and taking it back from a busy event loop costs ~0.4 ms
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def _versioned(key_id: str, digest: str) -> str:

@@ -11,6 +11,7 @@ MEMBERKIT_FRAUD_HASH_DAYS), so a sign-up with them is ``seen_before`` and earns 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -68,7 +69,8 @@ def fraud_hashes(stored: str) -> tuple[str, ...]:
     """An erased member's stored phone or email hash, re-keyed for core_fraud_hash: HMAC under a key of
     its own, derived from the PII key that made it (each key, for a hash from before key ids were kept)."""
     made_by = [key for kid, key in pii_keys() if stored.startswith(kid + ":")] or [key for _, key in pii_keys()]
-    return tuple(hmac.digest(hmac.digest(key, b"memberkit:fraud-hash", "sha256"), stored.encode(), "sha256").hex()
+    return tuple(hmac.new(hmac.new(key, b"memberkit:fraud-hash", hashlib.sha256).digest(), stored.encode(),
+                           hashlib.sha256).hexdigest()
                  for key in made_by)
 
 

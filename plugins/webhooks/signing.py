@@ -51,14 +51,15 @@ def secret_of(key_id: str, salt: str) -> str:
     key = server_keys().get(key_id)
     if key is None:
         raise MissingServerKey(key_id)
-    return SECRET_PREFIX + base64.b64encode(hmac.digest(key, salt.encode(), "sha256")).decode()
+    return SECRET_PREFIX + base64.b64encode(hmac.new(key, salt.encode(), hashlib.sha256).digest()).decode()
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """One Standard Webhooks signature: ``v1,`` base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    """One Standard Webhooks signature: ``v1,`` base64 HMAC-SHA256 of ``id.timestamp.body`` (hmac.new rather
+    than hmac.digest, which lets go of the GIL that the serve worker's other thread then holds on to)."""
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
     signed = f"{message_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 def headers(secrets_: list[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
