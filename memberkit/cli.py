@@ -504,7 +504,11 @@ def _service_command(service):
                 asyncio.get_running_loop().add_signal_handler(number, stopping.set)
             await service.run(runtime, stopping)
 
-        asyncio.run(run())
+        try:  # the event loop `memberkit serve` runs its services on (uvicorn takes uvloop where installed)
+            from uvloop import run as run_loop
+        except ImportError:
+            run_loop = asyncio.run
+        run_loop(run())
         runtime.db.dispose()
 
     command.__doc__ = service.help or f"Run the {service.name} service until Ctrl-C or SIGTERM."
