@@ -9,7 +9,7 @@ import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ValidationInfo
-from sqlalchemy import BigInteger, Connection, String, Table, bindparam, func, select
+from sqlalchemy import BigInteger, Connection, Integer, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
@@ -232,6 +232,6 @@ def among(conn: Connection, column: Any, values: list[str] | list[int]) -> Any:
     ``= ANY(array)`` in a prepared statement's plan compares every row with every value, which grows with the
     table)."""
     if conn.dialect.name == "postgresql":
-        item = BigInteger if values and isinstance(values[0], int) else String
+        item = BigInteger if isinstance(column.type, Integer) else String
         return column.in_(select(func.unnest(bindparam(None, list(values), type_=ARRAY(item)))))
     return column.in_(select(func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value").c.value))

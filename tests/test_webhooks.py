@@ -442,6 +442,41 @@ def test_points_expiring_is_sent_once_per_expiry_date_the_configured_days_before
     assert bodies[1]["data"]["sequence"] > expiring["sequence"]
 
 
+def test_a_new_event_goes_to_each_enabled_endpoint_of_its_shop_subscribed_to_it_and_older_than_it(shop):
+    from memberkit.plugins.webhooks import outbox
+
+    start = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    shop.clock.set(start)
+    url = "http://127.0.0.1:9/hook"
+    every, _ = create_endpoint(shop, url)
+    sign_ups, _ = create_endpoint(shop, url, ["member.signed_up"])
+    orders, _ = create_endpoint(shop, url, ["order.paid", "order.refunded"])
+    disabled, _ = create_endpoint(shop, url)
+    update = "mutation($id: ID!) { updateWebhookEndpoint(id: $id, enabled: false) { errors { code } } }"
+    assert shop.integrator("demo")(update, {"id": disabled})["updateWebhookEndpoint"]["errors"] == []
+    member = shop.sign_up("demo", "crm-1")
+    shop.clock.set(start + timedelta(minutes=1))
+    later, _ = create_endpoint(shop, url)  # made after the sign-up: hears only of what comes after it
+    shop.pay("demo", member, "o-1", 12800)
+
+    def fanned() -> set[tuple[str, str]]:
+        with shop.runtime.db.write() as conn:
+            outbox.fan_out(conn, shop.clock.now(), ["demo"])
+        with shop.runtime.db.read() as conn:
+            return set(conn.execute(select(WebhookEvent.type, WebhookDelivery.endpoint_id).join(
+                WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)).all())
+
+    deliveries = fanned()
+    types = {event_type for event_type, _ in deliveries}
+    assert {"member.signed_up", "order.paid", "points.earned"} <= types
+    assert deliveries == (
+        {("member.signed_up", every), ("member.signed_up", sign_ups), ("order.paid", orders)}
+        | {(event_type, endpoint) for event_type in types - {"member.signed_up"} for endpoint in (every, later)})
+    assert fanned() == deliveries  # each event is fanned out once
+    with shop.runtime.db.read() as conn:
+        assert conn.execute(select(func.count()).where(WebhookEvent.fanned.is_(False))).scalar() == 0
+
+
 def test_shutting_down_gives_back_what_it_claimed(shop, receiver):
     create_endpoint(shop, receiver.url, ["member.signed_up"])
     shop.sign_up("demo", "crm-1")

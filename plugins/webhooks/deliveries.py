@@ -45,7 +45,6 @@ class Work:
     shop: str
     attempts: int
     endpoint_id: str
-    endpoint_failing: bool  # when claimed: a delivery that goes through clears the endpoint's failing_since
     kind: str
     url: str
     message_id: str
@@ -142,7 +141,7 @@ def claim(runtime: Runtime, shops: list[str], owner: str, limit: int = CLAIM_BAT
         rows = conn.execute(
             select(DELIVERIES.c.id, DELIVERIES.c.shop, DELIVERIES.c.attempts, DELIVERIES.c.endpoint_id,
                    ENDPOINTS.c.kind, ENDPOINTS.c.url, ENDPOINTS.c.key_id, ENDPOINTS.c.salt, ENDPOINTS.c.old_key_id,
-                   ENDPOINTS.c.old_salt, ENDPOINTS.c.old_until, ENDPOINTS.c.failing_since, EVENTS.c.type,
+                   ENDPOINTS.c.old_salt, ENDPOINTS.c.old_until, EVENTS.c.type,
                    EVENTS.c.member_id, EVENTS.c.external_id, EVENTS.c.sequence, EVENTS.c.data,
                    EVENTS.c.created_at.label("event_created_at"), EVENTS.c.id.label("event_id"))
             .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
@@ -159,8 +158,8 @@ def work_of(row: Any, now: datetime) -> Work:
     except signing.MissingServerKey as exc:
         found, error = (), str(exc)
     # the wall clock, not memberkit's (which tests and MEMBERKIT_NOW move): receivers check it against theirs
-    return Work(row.id, row.shop, row.attempts, row.endpoint_id, row.failing_since is not None, row.kind, row.url,
-                signing.message_id(row.event_id), int(time.time()), body, found, row.type, error)
+    return Work(row.id, row.shop, row.attempts, row.endpoint_id, row.kind, row.url, signing.message_id(row.event_id),
+                int(time.time()), body, found, row.type, error)
 
 
 def record(runtime: Runtime, owner: str, results: list[tuple[Work, Outcome]]) -> None:
@@ -175,12 +174,11 @@ def store_outcomes(conn, runtime: Runtime, owner: str, results: list[tuple[Work,
     everything for the shop's ``disable_after_hours`` is disabled. The deliveries that went through, the
     common case, are stored by one statement."""
     delivered: dict[int | None, list[int]] = {}  # by status code (200, 204, ...)
-    recovered: set[str] = set()  # endpoints failing when claimed that answered now
+    recovered: set[str] = set()  # endpoints that answered: their failing clock stops
     for work, outcome in results:
         if outcome.delivered:
             delivered.setdefault(outcome.status_code, []).append(work.delivery_id)
-            if work.endpoint_failing:
-                recovered.add(work.endpoint_id)
+            recovered.add(work.endpoint_id)
     for code, ids in delivered.items():
         DELIVERED.cursor(conn, {"ids": _ids(conn, ids), "owner": owner, "now": now, "code": code})
     if recovered:

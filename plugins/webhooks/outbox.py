@@ -157,7 +157,7 @@ def _fanned_to(events: Any, dialect: str) -> Any:
                 ENDPOINTS.c.created_at <= events.c.created_at,
                 or_(func.json_array_length(ENDPOINTS.c.event_types) == 0,
                     select(listed.c.value).where(listed.c.value == events.c.type).exists())))
-            .where(or_(events.c.type == ERASED, ~erased)))
+            .where(or_(events.c.type == ERASED, ~erased)).order_by(events.c.id, ENDPOINTS.c.id))
 
 
 FANNED_COLUMNS = ("shop", "endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at")
