@@ -10,18 +10,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, DateTime, Integer, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.types import TypeDecorator
 
 DEFAULT_URL = "sqlite:///memberkit.db"
-
-
-# A 64-bit integer for sums that grow with a member's history (lifetime spend, balances): BIGINT on
-# PostgreSQL, where INTEGER is 32-bit; SQLite's INTEGER already holds 64 bits.
-Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator):
@@ -66,6 +61,7 @@ class Database:
         # SQLite has one writer: queue writers of this process here instead of in SQLite's busy loop, and
         # keep that writer's connection open between transactions rather than checking one out each time.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._waiting: list[None] = []  # threads waiting for the writer (appended and popped atomically)
         self._writer: Connection | None = None
 
     def _sqlite_engine(self) -> Engine:
@@ -97,7 +93,9 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One transaction that commits on success and rolls back on any exception."""
         if self._write_lock is not None:
+            self._waiting.append(None)
             with self._write_lock:
+                self._waiting.pop()
                 if self._writer is None or self._writer.closed or self._writer.invalidated:
                     self._writer = self.engine.connect()
                 with self._writer.begin():
@@ -105,6 +103,10 @@ class Database:
         else:
             with self.engine.begin() as conn:
                 yield conn
+
+    @property
+    def writing(self) -> bool:  # this process writes, or a thread waits to (SQLite): a write on the loop yields
+        return self._write_lock is not None and (self._write_lock.locked() or bool(self._waiting))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -211,9 +213,6 @@ class Prepared:
         if positional:
             return driver.execute(sql, values)
         return driver.execute(sql, dict(zip((b[0] for b in binds), values, strict=True)))
-
-    def rowcount(self, conn: Connection, params: dict[str, Any]) -> int:
-        return self.cursor(conn, params).rowcount
 
     def all(self, conn: Connection, params: dict[str, Any]) -> list[tuple]:
         """Every row, as named tuples with the selected (or returned) columns' names."""

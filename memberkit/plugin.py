@@ -25,7 +25,7 @@ from memberkit.core.checks import (
     require_moment,
 )
 from memberkit.core.context import Context
-from memberkit.core.db import ByDialect, Int64, Prepared, UTCDateTime, upsert
+from memberkit.core.db import ByDialect, Prepared, UTCDateTime, upsert
 from memberkit.core.intake import EventResult, collect, run_event
 from memberkit.core.members import load_member
 from memberkit.core.models import Coupon as CouponRow
@@ -98,6 +98,11 @@ from memberkit.schema.types import (
 
 # ---------------------------------------------------------------- settings naming what the shop defines
 # (here, not in core: core reads no plugin's settings)
+
+
+# A 64-bit integer for sums that grow with a member's history (lifetime spend, balances): BIGINT on
+# PostgreSQL, where INTEGER is 32-bit; SQLite's INTEGER already holds 64 bits.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def reference(kind: str, plural: str) -> Any:

@@ -28,7 +28,7 @@ from memberkit.logs import REQUEST_ID
 from memberkit.logs import configure as configure_logging
 from memberkit.schema import auth
 from memberkit.schema.builder import build_schema
-from memberkit.schema.context import RequestContext
+from memberkit.schema.context import RequestContext, writes_on_the_loop
 from memberkit.secrets import ensure_secrets
 
 log = logging.getLogger("memberkit.app")
@@ -224,6 +224,10 @@ def create_app(runtime: Runtime | None = None, development: bool | None = None,
                jobs_interval: float | None = None, services: bool = True) -> Starlette:
     ensure_secrets()
     runtime = runtime or config.runtime()
+    # Before any request: on SQLite, events' writes then run on the event loop, unless the loop also runs the
+    # plugins' services (webhook delivery), whose network I/O the writes would then crowd out.
+    if runtime.db.is_sqlite and not (services and plugin_services(runtime)):
+        writes_on_the_loop(runtime.db.engine)
     development = development_mode() if development is None else development
     if jobs_interval is None:
         jobs_interval = float(os.environ.get("MEMBERKIT_JOBS_INTERVAL", "60"))

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
+import weakref
 from asyncio import to_thread
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
 
 from memberkit.core.checks import require_key
 from memberkit.core.context import Context
@@ -51,6 +59,41 @@ class AccessError(VisibleError):
     """A caller reaching for an operation its credential does not allow."""
 
     code = "FORBIDDEN"
+
+
+# Set while a write runs on the event loop (RequestContext._one_event): its BEGIN IMMEDIATE then fails at once
+# where another process holds SQLite's write lock, instead of waiting in SQLite's busy loop.
+NOW_OR_NEVER: ContextVar[bool] = ContextVar("memberkit_now_or_never", default=False)
+_HURRIED = "memberkit_hurried"  # on a connection's info: its busy timeout is 0 now
+_busy_seconds: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()  # engines set up
+WRITER_POLL = 0.001  # seconds between looks at a busy writer
+
+
+def writes_on_the_loop(engine: Engine) -> None:
+    """Lets an event's write run on the event loop (`RequestContext._one_event`); for a SQLite engine, once,
+    before it serves. Before each write's BEGIN (ahead of core's listener, which issues it) the writer's busy
+    timeout becomes 0 for a write on the loop and the engine's own for any other, changed only when it
+    differs, so a run of writes on the loop costs no statement more."""
+    if engine in _busy_seconds:
+        return
+    with engine.connect() as conn:
+        waits = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+
+    def _busy_timeout(conn) -> None:
+        if conn.get_execution_options().get("memberkit_read"):
+            return
+        info, hurry = conn.connection.info, NOW_OR_NEVER.get()
+        if info.get(_HURRIED, False) != hurry:
+            conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={0 if hurry else waits}")
+            info[_HURRIED] = hurry
+
+    # ahead of core's listener, which issues the BEGIN (SQLAlchemy's `insert=True` is ignored for engines)
+    begins = list(engine.dispatch.begin)
+    for listener in begins:
+        sa_event.remove(engine, "begin", listener)
+    for listener in (_busy_timeout, *begins):
+        sa_event.listen(engine, "begin", listener)
+    _busy_seconds[engine] = waits / 1000
 
 
 @dataclass
@@ -118,11 +161,38 @@ class RequestContext:
         return await to_thread(fn, *args, **kwargs)
 
     async def integrator_write(self, fn: Callable[..., T], *, allow: StaffPermission | None = None,
-                               audit: StaffWrite | None = None, **kwargs: Any) -> T:
+                               audit: StaffWrite | None = None, one_event: bool = False, **kwargs: Any) -> T:
         """An integrator's write: needs the secret key (or a staff role granting `allow`, the write then
-        recorded in the audit log as `audit` says), then `fn(runtime, shop, key_id, **kwargs)` off the loop."""
+        recorded in the audit log as `audit` says), then `fn(runtime, shop, key_id, **kwargs)` off the loop,
+        or on it where `fn` is one event (`one_event`: see `_one_event`)."""
         key_id = self.require_integrator(allow).key_id
-        return await to_thread(fn, self.audited(audit), self.shop, key_id, **kwargs)
+        run = self._one_event if one_event else to_thread
+        return await run(fn, self.audited(audit), self.shop, key_id, **kwargs)
+
+    async def _one_event(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn`, one ``run_event`` (a single short transaction, only pure work before it), where it costs
+        least. On SQLite it runs right here on the event loop: the hop to a thread costs an order more than its
+        SQL, as the GIL changes hands at every sqlite3 call (bench/README.md). It never blocks the loop: while
+        another writer holds or awaits the lock (a thread of this process, or another process) it waits its
+        turn by polling, as SQLite's busy handler would but letting the loop serve meanwhile, up to the same
+        busy timeout. On PostgreSQL it runs in a thread."""
+        db = self.runtime.db
+        busy_seconds = _busy_seconds.get(db.engine)
+        if busy_seconds is None:
+            return await to_thread(fn, *args, **kwargs)
+        deadline = time.monotonic() + busy_seconds
+        while time.monotonic() < deadline:
+            if not db.writing:
+                hurry = NOW_OR_NEVER.set(True)
+                try:
+                    return fn(*args, **kwargs)
+                except sqlite3.OperationalError as exc:  # raised by BEGIN, before anything was written
+                    if "locked" not in str(exc):
+                        raise
+                finally:
+                    NOW_OR_NEVER.reset(hurry)
+            await asyncio.sleep(WRITER_POLL)
+        return await to_thread(fn, *args, **kwargs)  # still busy: as long again, then SQLite says it is locked
 
     def audited(self, write: StaffWrite | None) -> Runtime:
         """The runtime a write runs on: for a staff key, one whose transaction also writes the audit row."""

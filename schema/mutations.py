@@ -76,20 +76,21 @@ def event_mutation(payload_name: str, run: Callable[..., Awaitable[EventResult]]
 
 
 async def sign_up_member(info: strawberry.Info, input: SignUpMemberInput) -> EventResult:
-    return await info.context.integrator_write(members.sign_up_member, **input_values(input),
+    return await info.context.integrator_write(members.sign_up_member, one_event=True, **input_values(input),
                                                seen_before=erasure.seen_before)
 
 
 async def update_member(info: strawberry.Info, input: UpdateMemberInput) -> EventResult:
-    return await info.context.integrator_write(members.update_member, **input_values(input))
+    return await info.context.integrator_write(members.update_member, one_event=True, **input_values(input))
 
 
 async def record_order_paid(info: strawberry.Info, input: OrderPaidInput) -> EventResult:
-    return await info.context.integrator_write(orders.record_order_paid, **input_values(input))
+    return await info.context.integrator_write(orders.record_order_paid, one_event=True, **input_values(input))
 
 
 async def record_order_refunded(info: strawberry.Info, input: OrderRefundedInput) -> EventResult:
-    return await info.context.integrator_write(orders.record_order_refunded, **input_values(input))
+    return await info.context.integrator_write(orders.record_order_refunded, one_event=True,
+                                               **input_values(input))
 
 
 def _member_not_found(member_id: str) -> UserError:

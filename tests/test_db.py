@@ -64,8 +64,8 @@ def test_updates_set_only_their_own_columns_and_report_rows(db):
         assert BUMP.scalar(conn, {"p_id": thing, "cap": 3, "name": "not set"}) == 2
         assert BUMP.scalar(conn, {"p_id": thing, "cap": 3}) == 3
         assert BUMP.first(conn, {"p_id": thing, "cap": 3}) is None  # the condition refuses: no row
-        assert Prepared(update(THINGS).where(THINGS.c.id == bindparam("p_id")).values(count=0)).rowcount(
-            conn, {"p_id": thing}) == 1
+        assert Prepared(update(THINGS).where(THINGS.c.id == bindparam("p_id")).values(count=0)).cursor(
+            conn, {"p_id": thing}).rowcount == 1
         assert conn.execute(select(THINGS.c.name, THINGS.c.count)).one() == ("a", 0)
 
 

@@ -327,7 +327,7 @@ def spend(ctx: Context, member_id: str, points: int, reason: str, rule: str, *, 
     """
     locked = lock(ctx, member_id)
     wanted = min(points, max(locked.balance, 0)) if partial else points
-    if wanted <= 0 or not _SPEND.rowcount(ctx.conn, {"m": member_id, "n": wanted}):
+    if wanted <= 0 or not _SPEND.cursor(ctx.conn, {"m": member_id, "n": wanted}).rowcount:
         if partial:
             return 0
         raise RedemptionRefused("INSUFFICIENT_POINTS", f"{points} points needed, {max(locked.balance, 0)} available")
