@@ -99,3 +99,16 @@ def test_while_another_process_writes_an_order_waits_its_turn_and_the_loop_keeps
     assert answered < 1 and len(placed) > 1 and set(placed) == {"loop"}  # refused at BEGIN, tried again
     assert orders_stored(runtime) == 1
 
+
+
+def test_a_server_that_delivers_webhooks_in_its_worker_keeps_its_writes_in_threads(make_runtime):
+    """Its delivery shares the event loop: orders on it would leave the deliveries no time."""
+    from memberkit.schema.context import _busy_seconds
+    from memberkit.server import create_app
+    from tests.conftest import ROOT
+
+    delivering = make_runtime((ROOT / "plugins.toml").read_text())  # the demo shop enables webhooks
+    create_app(delivering, jobs_interval=0, services=True)
+    assert delivering.db.engine not in _busy_seconds
+    create_app(delivering, jobs_interval=0, services=False)  # `serve --no-services`: requests only
+    assert delivering.db.engine in _busy_seconds
