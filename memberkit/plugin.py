@@ -162,7 +162,8 @@ __all__ = [
     "order_lines", "coupon_codes", "check_tags", "MAX_TAGS", "MAX_INT", "queue_job", "export_rows",
     "export_tables", "CORE_FIGURES", "declared_figures", "CORE_EVENT_TYPES", "declared_event_types", "require_segment",
     # tables and statements
-    "insert_rows", "among", "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
+    "insert_rows", "among", "listed", "listed_value",
+    "member_column", "timestamp", "UTCDateTime", "Int64", "Prepared", "upsert", "ByDialect",
     "MemberRow", "MemberPersonalRow", "CouponRow", "OrderRow",
     # settings
     "StrictModel", "CouponTemplateName", "TierCode", "reference", "LOCALES",
@@ -231,12 +232,28 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], numb
     return ids
 
 
+def listed(column: Any, dialect: str, name: str | None = None, values: list[str] | list[int] | None = None) -> Any:
+    """``column IN`` a long list of strings or of integers, as one parameter: an array unnested on PostgreSQL, a
+    JSON array on SQLite (a thousand parameters cost more than the query; and on PostgreSQL ``= ANY(array)``
+    in a prepared statement's plan compares every row with every value, which grows with the table). The list
+    is `values`, bound now (`among`), or the parameter `name`, bound when a `Prepared` statement runs
+    (to ``listed_value(conn, values)``), so the statement is compiled once whatever the list's length."""
+    postgres = dialect == "postgresql"
+    kind = ARRAY(BigInteger if isinstance(column.type, Integer) else String) if postgres else String()
+    if values is None:
+        bound = bindparam(name, type_=kind)
+    else:
+        bound = bindparam(None, list(values) if postgres else json.dumps(list(values)), type_=kind)
+    if postgres:
+        return column.in_(select(func.unnest(bound)))
+    return column.in_(select(func.json_each(bound).table_valued("value").c.value))
+
+
+def listed_value(conn: Connection, values: list[str] | list[int]) -> Any:
+    """The value of a `listed` parameter named in a `Prepared` statement."""
+    return list(values) if conn.dialect.name == "postgresql" else json.dumps(list(values))
+
+
 def among(conn: Connection, column: Any, values: list[str] | list[int]) -> Any:
-    """``column IN values`` for a long list of strings or of integers, as one parameter: an array unnested on
-    PostgreSQL, a JSON array on SQLite (a thousand parameters cost more than the query; and on PostgreSQL
-    ``= ANY(array)`` in a prepared statement's plan compares every row with every value, which grows with the
-    table)."""
-    if conn.dialect.name == "postgresql":
-        item = BigInteger if isinstance(column.type, Integer) else String
-        return column.in_(select(func.unnest(bindparam(None, list(values), type_=ARRAY(item)))))
-    return column.in_(select(func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value").c.value))
+    """``column IN values``, the values one parameter (`listed`)."""
+    return listed(column, conn.dialect.name, values=values)

@@ -9,7 +9,6 @@ out and the delivery is tried again. Deliveries are independent: one that keeps 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -21,11 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, bindparam, exists, false, func, literal, or_, select, true, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, bindparam, exists, false, literal, or_, select, true, update
 from starlette.concurrency import run_in_threadpool
 
-from memberkit.plugin import Prepared, Runtime, UTCDateTime, among, clock
+from memberkit.plugin import Prepared, Runtime, UTCDateTime, among, clock, listed, listed_value
 from memberkit.plugins.webhooks import amqp, signing
 from memberkit.plugins.webhooks.outbox import DELIVERIES, ENDPOINTS, EVENTS, fan_out
 from memberkit.plugins.webhooks.settings import NAME, WebhooksSettings
@@ -85,20 +83,9 @@ def anything_to_do(runtime: Runtime, shops: list[str]) -> bool:
         return bool(conn.execute(select(or_(exists(unfanned), exists(due)))).scalar())
 
 
-def _listed(column: Any, dialect: str) -> Any:
-    """``column IN :ids``, the ids one parameter (`_ids`): a statement compiled once whatever their number."""
-    if dialect == "postgresql":
-        return column.in_(select(func.unnest(bindparam("ids", type_=ARRAY(BigInteger)))))
-    return column.in_(select(func.json_each(bindparam("ids", type_=String)).table_valued("value").c.value))
-
-
-def _ids(conn, ids: list[int]) -> Any:
-    return ids if conn.dialect.name == "postgresql" else json.dumps(ids)
-
-
 # A round's statements, compiled once (the loop holds SQLite's one write lock, which orders wait for, meanwhile)
 DELIVERED = Prepared({dialect: update(DELIVERIES).where(
-    _listed(DELIVERIES.c.id, dialect), DELIVERIES.c.lease_owner == bindparam("owner")).values(
+    listed(DELIVERIES.c.id, dialect, "ids"), DELIVERIES.c.lease_owner == bindparam("owner")).values(
     status="DELIVERED", delivered_at=bindparam("now", type_=UTCDateTime), next_attempt_at=None,
     attempts=DELIVERIES.c.attempts + 1, last_status_code=bindparam("code"), last_error=None, lease_owner=None,
     lease_until=None) for dialect in ("postgresql", "sqlite")})
@@ -180,7 +167,7 @@ def store_outcomes(conn, runtime: Runtime, owner: str, results: list[tuple[Work,
             delivered.setdefault(outcome.status_code, []).append(work.delivery_id)
             recovered.add(work.endpoint_id)
     for code, ids in delivered.items():
-        DELIVERED.cursor(conn, {"ids": _ids(conn, ids), "owner": owner, "now": now, "code": code})
+        DELIVERED.cursor(conn, {"ids": listed_value(conn, ids), "owner": owner, "now": now, "code": code})
     if recovered:
         conn.execute(update(ENDPOINTS).where(ENDPOINTS.c.id.in_(recovered), ENDPOINTS.c.failing_since.is_not(None))
                      .values(failing_since=None))
